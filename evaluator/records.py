@@ -1,0 +1,198 @@
+"""The records that flow through segloop: case -> robot user -> model -> metrics -> store.
+
+Array-axis convention (one for the whole project): every voxel array is indexed in the order
+SimpleITK's ``GetArrayFromImage`` returns, ``(z, y, x)``, and every per-axis quantity that goes
+with an array (``spacing_mm``, voxel coordinates of clicks, box corners, shapes) is given in that
+same array order. Only ``Geometry.origin_mm`` and ``Geometry.direction`` keep SimpleITK's
+physical ``(x, y, z)`` order, because they describe points and axes in world space, not the array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+AXIS_ORDER: tuple[str, str, str] = ("z", "y", "x")
+
+InteractionKind = Literal["click", "box", "scribble", "polygon"]
+
+
+class SegloopError(Exception):
+    """An error the user can act on: the CLI prints its message on one line, no traceback."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the voxel grid sits in the world.
+
+    ``spacing_mm`` is in array order (z, y, x); ``origin_mm`` and ``direction`` (row-major 3x3,
+    9 floats) are SimpleITK's physical (x, y, z) values, passed through unchanged on write.
+    """
+
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spacing_mm": list(self.spacing_mm),
+            "origin_mm": list(self.origin_mm),
+            "direction": list(self.direction),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Geometry:
+        return cls(
+            spacing_mm=tuple(float(v) for v in data["spacing_mm"]),
+            origin_mm=tuple(float(v) for v in data["origin_mm"]),
+            direction=tuple(float(v) for v in data["direction"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One evaluation case as the harness holds it (with its ground truth).
+
+    channels: image channels, each float32 of shape (z, y, x); channel 0 is ``_0000``.
+    label: integer label map (z, y, x), 0 = background.
+    extra_masks: per-case masks by name (e.g. ``"liver"`` for TriALS), bool (z, y, x).
+    """
+
+    case_id: str
+    channels: tuple[np.ndarray, ...]
+    label: np.ndarray
+    geometry: Geometry
+    extra_masks: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.label.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return self.geometry.spacing_mm
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One user interaction, in voxel indices of the image (array order z, y, x).
+
+    kind "click": ``coords`` is one point. "box": two corners, (lo, hi), both inclusive.
+    "scribble": the voxels of a polyline, in drawing order. "polygon": its vertices in one
+    z-slice, in order (closed implicitly).
+    positive: True for a foreground (include) interaction of ``class_id``, False for background.
+    step: the loop step at which the robot user gave it.
+    """
+
+    kind: InteractionKind
+    class_id: int
+    positive: bool
+    step: int
+    coords: tuple[tuple[int, int, int], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "class_id": self.class_id,
+            "positive": self.positive,
+            "step": self.step,
+            "coords": [list(c) for c in self.coords],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Interaction:
+        return cls(
+            kind=data["kind"],
+            class_id=int(data["class_id"]),
+            positive=bool(data["positive"]),
+            step=int(data["step"]),
+            coords=tuple(tuple(int(v) for v in c) for c in data["coords"]),
+        )
+
+
+@dataclass(frozen=True)
+class EmptyMaskPolicy:
+    """What a metric is worth when the prediction or the ground truth of a class is empty.
+
+    SPEC default: both empty -> overlap metrics (Dice, NSD) 1 and distances 0; one empty ->
+    overlap 0 and distances = the image diagonal in mm (``one_empty_distance_mm=None``).
+    """
+
+    both_empty_overlap: float = 1.0
+    both_empty_distance_mm: float = 0.0
+    one_empty_overlap: float = 0.0
+    one_empty_distance_mm: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "both_empty_overlap": self.both_empty_overlap,
+            "both_empty_distance_mm": self.both_empty_distance_mm,
+            "one_empty_overlap": self.one_empty_overlap,
+            "one_empty_distance_mm": (
+                "image_diagonal" if self.one_empty_distance_mm is None else self.one_empty_distance_mm
+            ),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmptyMaskPolicy:
+        one = data.get("one_empty_distance_mm", "image_diagonal")
+        return cls(
+            both_empty_overlap=float(data.get("both_empty_overlap", 1.0)),
+            both_empty_distance_mm=float(data.get("both_empty_distance_mm", 0.0)),
+            one_empty_overlap=float(data.get("one_empty_overlap", 0.0)),
+            one_empty_distance_mm=None if one == "image_diagonal" else float(one),
+        )
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a model step produced no usable prediction (it is then scored as empty)."""
+
+    reason: str  # short machine-readable: "timeout", "oom", "exit_code", "invalid_output", "exception"
+    detail: str = ""
+    log_tail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "detail": self.detail, "log_tail": self.log_tail}
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the loop records for one step of one case."""
+
+    step: int
+    new_interactions: tuple[Interaction, ...]
+    metrics: Mapping[str, Mapping[str, Any]]  # metric -> {"mean": v, "per_class": {cls: v}}
+    failure: StepFailure | None
+    model_wall_time_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class CaseInput:
+    """What a model may see of a case: the images and their geometry, never the label."""
+
+    case_id: str
+    channels: tuple[np.ndarray, ...]
+    geometry: Geometry
+    classes: Mapping[int, str]  # label value -> class name, background (0) excluded
+
+    @classmethod
+    def of(cls, case: Case, classes: Mapping[int, str]) -> CaseInput:
+        return cls(case.case_id, case.channels, case.geometry, dict(classes))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.channels[0].shape)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, eq=False)
+class StepRequest:
+    """One step's request to the model: all interactions so far, and optionally its last output."""
+
+    case_id: str
+    step: int
+    interactions: tuple[Interaction, ...]
+    previous_prediction: np.ndarray | None

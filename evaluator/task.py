@@ -1,0 +1,103 @@
+"""A task: which robot user, how many steps, which metrics and how the curve becomes an AUC.
+
+Also the two interfaces the loop talks to (robot user, model back-end), as typing protocols so
+that the loop imports no implementation: robot users live in ``protocols``, back-ends in
+``containers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from evaluator.records import Case, CaseInput, EmptyMaskPolicy, Interaction, StepRequest
+
+
+class RobotUser(Protocol):
+    """Produces the *new* interactions of one step.
+
+    ``previous_prediction`` is None at step 0 and for non-reactive protocols may be ignored.
+    Every random draw must come from a generator seeded by (seed, case id, class, step),
+    see ``protocols.base.rng_for``.
+    """
+
+    name: str
+
+    def interactions(
+        self,
+        case: Case,
+        classes: Mapping[int, str],
+        step: int,
+        previous_prediction: np.ndarray | None,
+        seed: int,
+    ) -> tuple[Interaction, ...]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class CaseSession(Protocol):
+    """A model opened on one case; ``predict`` returns an integer label map of the image's shape.
+
+    Raises ``containers.base.ModelStepError`` (or anything else) when a step fails.
+    """
+
+    def predict(self, request: StepRequest) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class ModelBackend(Protocol):
+    name: str
+
+    def open_case(self, case_input: CaseInput) -> CaseSession: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything that defines how a case is run and scored.
+
+    auc_steps: the steps whose metric values make the curve (e.g. MedSegFM: the 5 click steps).
+    auc_x: the x value of each of those steps, as the challenge reported the AUC (raw);
+      the normalised AUC divides the raw one by ``auc_x[-1] - auc_x[0]``.
+    metrics: metric names understood by ``evaluator.metrics`` (e.g. "dice", "nsd@2", "hd95").
+    nsd_zero_below_dice: MedSegFM rule, NSD set to 0 where Dice <= this value (None = off).
+    send_previous_prediction: reactive tasks give the model its last output.
+    """
+
+    name: str
+    description: str
+    robot_user: RobotUser
+    num_steps: int
+    classes: Mapping[int, str]
+    metrics: tuple[str, ...]
+    auc_steps: tuple[int, ...]
+    auc_x: tuple[float, ...]
+    empty_mask_policy: EmptyMaskPolicy = field(default_factory=EmptyMaskPolicy)
+    nsd_zero_below_dice: float | None = None
+    send_previous_prediction: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.auc_steps) != len(self.auc_x):
+            raise ValueError("auc_steps and auc_x must have the same length")
+        if any(s < 0 or s >= self.num_steps for s in self.auc_steps):
+            raise ValueError("auc_steps must lie in 0..num_steps-1")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "robot_user": self.robot_user.to_json(),
+            "num_steps": self.num_steps,
+            "classes": {str(k): v for k, v in self.classes.items()},
+            "metrics": list(self.metrics),
+            "auc_steps": list(self.auc_steps),
+            "auc_x": list(self.auc_x),
+            "empty_mask_policy": self.empty_mask_policy.to_json(),
+            "nsd_zero_below_dice": self.nsd_zero_below_dice,
+            "send_previous_prediction": self.send_previous_prediction,
+            "seed": self.seed,
+        }
