@@ -1,0 +1,181 @@
+"""Model back-ends that run on this machine without Docker: a Python callable, or a command.
+
+A participant's model is a function ``predict(case: CaseInput, request: StepRequest) -> labels``.
+``InProcessBackend`` calls it directly; ``SubprocessBackend`` runs a command per step under the
+native file contract (``containers.contract``), the same contract the Docker back-end uses, so a
+participant can test the organizer's loop without Docker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from containers.contract import (
+    ModelStepError,
+    prepare_step_folders,
+    read_prediction,
+    validate_prediction,
+    write_case_files,
+)
+from evaluator.records import CaseInput, SegloopError, StepRequest
+
+PredictFn = Callable[[CaseInput, StepRequest], np.ndarray]
+LOG_TAIL_CHARS = 2000
+
+
+def load_callable(target: str) -> PredictFn:
+    """Import ``package.module:function`` and return the function."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise SegloopError(f"python model '{target}': expected 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SegloopError(f"python model '{target}': cannot import {module_name}: {error}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise SegloopError(f"python model '{target}': {module_name} has no function {attribute}")
+    return function
+
+
+@dataclass
+class InProcessSession:
+    predict_fn: PredictFn
+    case_input: CaseInput
+
+    def predict(self, request: StepRequest) -> np.ndarray:
+        output = self.predict_fn(self.case_input, request)
+        return validate_prediction(output, self.case_input.shape, set(self.case_input.classes))
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class InProcessBackend:
+    """Calls a Python function in the harness's own process (no isolation, no time limit)."""
+
+    predict_fn: PredictFn
+    name: str = "python"
+
+    def open_case(self, case_input: CaseInput) -> InProcessSession:
+        return InProcessSession(self.predict_fn, case_input)
+
+
+def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """The last ``chars`` characters of a log file (decoded leniently)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 4 * chars))
+            return handle.read().decode("utf-8", "replace")[-chars:]
+    except OSError:
+        return ""
+
+
+class SubprocessSession:
+    """One case under a ``cmd:`` back-end: one process per step, killed at the step limit."""
+
+    def __init__(self, backend: SubprocessBackend, case_input: CaseInput) -> None:
+        self.backend = backend
+        self.case_input = case_input
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"segloop-{case_input.case_id}-"))
+        self.case_folder = self.work_dir / "case"
+        write_case_files(self.case_folder, case_input)
+        self.case_deadline = time.monotonic() + backend.case_time_limit_s
+
+    def predict(self, request: StepRequest) -> np.ndarray:
+        time_left_s = self.case_deadline - time.monotonic()
+        if time_left_s <= 0:
+            raise ModelStepError("case_timeout", "the case's wall-clock limit is used up")
+        step_limit_s = min(self.backend.step_time_limit_s, time_left_s)
+        step_folder = self.work_dir / f"step_{request.step:03d}"
+        input_dir, output_dir = prepare_step_folders(
+            self.case_folder, step_folder, request, self.backend.send_previous_prediction
+        )
+        log_path = step_folder / "log.txt"
+        command = [
+            part.replace("{input}", str(input_dir)).replace("{output}", str(output_dir))
+            for part in self.backend.command
+        ]
+        env = {**os.environ, "SEGLOOP_INPUT": str(input_dir), "SEGLOOP_OUTPUT": str(output_dir)}
+        with open(log_path, "wb") as log:
+            try:
+                process = subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=step_folder,
+                    start_new_session=True,  # so the whole process group can be killed
+                )
+            except OSError as error:
+                raise ModelStepError("exit_code", f"cannot start {command[0]}: {error}") from None
+            try:
+                return_code = process.wait(timeout=step_limit_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                reason = "timeout" if step_limit_s == self.backend.step_time_limit_s else "case_timeout"
+                raise ModelStepError(
+                    reason, f"killed after {step_limit_s:.1f} s", log_tail(log_path)
+                ) from None
+            finally:
+                _kill_group(process)  # children left running after the leader exited
+        if return_code != 0:
+            raise ModelStepError("exit_code", f"exit code {return_code}", log_tail(log_path))
+        try:
+            return read_prediction(output_dir, self.case_input.shape, set(self.case_input.classes))
+        except ModelStepError as error:
+            raise ModelStepError(error.reason, error.detail, log_tail(log_path)) from None
+
+    def close(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+@dataclass(frozen=True)
+class SubprocessBackend:
+    """Runs ``command`` once per step under the native file contract."""
+
+    command: tuple[str, ...]
+    step_time_limit_s: float = 300.0
+    case_time_limit_s: float = 3600.0
+    send_previous_prediction: bool = True
+    name: str = "cmd"
+
+    def open_case(self, case_input: CaseInput) -> SubprocessSession:
+        return SubprocessSession(self, case_input)
+
+
+def python_command(target: str) -> tuple[str, ...]:
+    """The command that serves ``package.module:function`` under the native contract."""
+    return (sys.executable, "-m", "containers.sdk.segloop_sdk", "--predict", target)
+
+
+def parse_command(text: str) -> tuple[str, ...]:
+    parts = tuple(shlex.split(text))
+    if not parts:
+        raise SegloopError("cmd model: the command is empty")
+    return parts
