@@ -1,0 +1,56 @@
+"""The ``segloop`` command line.
+
+Each package registers its own sub-commands through ``add_commands(subparsers)`` in its
+``cli`` module; every handler takes the parsed arguments and returns an exit code. A
+``SegloopError`` becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from evaluator.records import SegloopError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from containers import cli as containers_cli
+    from evaluator import commands as evaluator_commands
+    from leaderboard import cli as leaderboard_cli
+    from protocols import cli as protocols_cli
+
+    parser = argparse.ArgumentParser(
+        prog="segloop",
+        description=(
+            "Evaluation harness for interactive medical image segmentation: a robot user "
+            "gives clicks or boxes, the model predicts, every step is scored, curves become "
+            "AUC and Final values, runs become leaderboards."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with `segloop demo`. `segloop COMMAND --help` explains each command.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (evaluator_commands, protocols_cli, containers_cli, leaderboard_cli):
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.handler(args) or 0)
+    except SegloopError as error:
+        print(f"segloop: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segloop: interrupted; finished cases are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
