@@ -1,0 +1,236 @@
+"""The evaluator's sub-commands: run, demo, phantoms, score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evaluator import io, metrics, phantoms, runs, store
+from evaluator.records import SegloopError
+
+DEFAULT_METRICS = "dice,nsd@2,hd95,fpv,fnv"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run a model through a task's interaction loop on a dataset",
+        description=(
+            "Run every case of DATASET (nnU-Net layout: imagesTs/<case>_0000.nii.gz, "
+            "labelsTs/<case>.nii.gz, optional masksTs/<name>/<case>.nii.gz) through TASK with "
+            "MODEL and store one JSON per case in OUT. Running the same command again resumes: "
+            "finished cases are skipped."
+        ),
+    )
+    run.add_argument("--data", required=True, type=Path, help="dataset folder")
+    run.add_argument(
+        "--task", required=True, help="task name (see `segloop tasks`) or a .toml file"
+    )
+    run.add_argument(
+        "--model",
+        required=True,
+        help='python:package.module:function | cmd:"program {input} {output}" | docker:IMAGE',
+    )
+    run.add_argument("--out", required=True, type=Path, help="run folder (created or resumed)")
+    run.add_argument("--name", help="submission name shown on leaderboards (default: from --model)")
+    run.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
+    run.add_argument("--cases", help="comma-separated case ids (default: all)")
+    add_limit_arguments(run)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=run_command)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="generate phantoms, run the baselines through the loop, write a leaderboard",
+        description=(
+            "The whole pipeline on built-in data: PET-like phantoms, the autoPET protocol, "
+            "the region-growing baseline and the empty reference, summaries and a leaderboard."
+        ),
+    )
+    demo.add_argument("--out", type=Path, default=Path("segloop-demo"), help="output folder")
+    demo.add_argument("--cases", type=int, default=4, help="phantom cases (default 4)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=demo_command)
+
+    phantom = subparsers.add_parser(
+        "phantoms",
+        help="write a deterministic phantom dataset (pet, jaw, abdomen)",
+        description="Write synthetic cases in the nnU-Net layout for demos and tests.",
+    )
+    phantom.add_argument("kind", choices=sorted(phantoms.PHANTOM_KINDS))
+    phantom.add_argument("--out", required=True, type=Path)
+    phantom.add_argument("--cases", type=int, default=4)
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--shape", help="z,y,x voxels (default: the kind's own)")
+    phantom.set_defaults(handler=phantoms_command)
+
+    score = subparsers.add_parser(
+        "score",
+        help="score one prediction against a ground truth, print JSON",
+        description="Per-class, spacing-aware metrics of PRED against GT (NIfTI, MHA or NRRD).",
+    )
+    score.add_argument("pred", type=Path)
+    score.add_argument("gt", type=Path)
+    score.add_argument("--metrics", default=DEFAULT_METRICS, help=f"default {DEFAULT_METRICS}")
+    score.add_argument("--classes", help="comma-separated label values (default: all present)")
+    score.set_defaults(handler=score_command)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group("limits (cmd: and docker: models)")
+    limits.add_argument("--step-time-limit", type=float, default=300.0, help="seconds per step")
+    limits.add_argument("--case-time-limit", type=float, default=3600.0, help="seconds per case")
+    limits.add_argument("--memory-mb", type=int, default=8192, help="docker memory (= memory+swap)")
+    limits.add_argument("--cpus", type=float, default=2.0, help="docker CPU limit")
+    limits.add_argument("--pids", type=int, default=256, help="docker pids limit")
+    limits.add_argument("--gpus", default="", help="docker GPU indices, e.g. 0,1 (default none)")
+    limits.add_argument(
+        "--session-mode",
+        choices=("per-step", "case", "submission"),
+        default="per-step",
+        help="docker: one container per step, per case, or per submission",
+    )
+
+
+def limits_from(args: argparse.Namespace):
+    from containers.registry import Limits
+
+    gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    return Limits(
+        step_time_limit_s=args.step_time_limit,
+        case_time_limit_s=args.case_time_limit,
+        memory_mb=args.memory_mb,
+        cpus=args.cpus,
+        pids=args.pids,
+        gpus=gpus,
+        session_mode=args.session_mode,
+    )
+
+
+def execute_run(
+    data: Path,
+    task_name: str,
+    model_spec: str,
+    out: Path,
+    submission: str | None = None,
+    seed: int = 0,
+    case_ids: list[str] | None = None,
+    limits=None,
+    show_progress: bool = True,
+) -> dict:
+    """Run (or resume) and summarise; the Python twin of ``segloop run``."""
+    from containers.registry import Limits, open_backend
+    from protocols.tasks import get_task
+
+    task = get_task(task_name, seed=seed)
+    spec = runs.RunSpec(Path(data), task, model_spec, submission or model_spec)
+    pending = runs.pending_case_ids(spec, Path(out), case_ids)
+    backend = open_backend(model_spec, limits or Limits(), task.send_previous_prediction)
+    with tqdm(
+        total=len(pending),
+        desc=f"{spec.submission} on {task.name}",
+        unit="case",
+        disable=not show_progress,
+        file=sys.stderr,
+    ) as bar:
+        runs.run_serial(spec, backend, Path(out), pending, progress=lambda _: bar.update())
+    return runs.write_summary(Path(out))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    summary = execute_run(
+        args.data,
+        args.task,
+        args.model,
+        args.out,
+        args.name,
+        args.seed,
+        args.cases.split(",") if args.cases else None,
+        limits_from(args),
+        not args.no_progress,
+    )
+    print(format_summary(summary))
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table: AUC (raw, normalised) and Final per metric, and the mean curve."""
+    lines = [
+        f"{summary['submission']} on {summary['task']}: {summary['num_cases']} cases, "
+        f"{summary['failed_steps']} failed steps",
+        f"  {'metric':<8} {'AUC raw':>10} {'AUC norm':>10} {'Final':>10}",
+    ]
+    for name, figures in summary["mean"].items():
+        cells = [_cell(figures.get(k)) for k in ("auc_raw", "auc_normalised", "final")]
+        lines.append(f"  {name:<8} " + " ".join(f"{c:>10}" for c in cells))
+    for name, curve in summary["mean_curve"].items():
+        lines.append(f"  {name} by step: " + " ".join(_cell(v, 3) for v in curve))
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, digits: int = 4) -> str:
+    return "null" if value is None else f"{value:.{digits}f}"
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    data = out / "data" / "pet"
+    if not (data / "imagesTs").is_dir():
+        phantoms.write_phantom_dataset(data, "pet", args.cases, seed=args.seed)
+    run_dirs = []
+    for submission, model in (
+        ("region-growing", "python:baselines.region_growing:predict"),
+        ("empty", "python:baselines.trivial:empty"),
+    ):
+        run_dir = out / "runs" / "autopet" / submission
+        summary = execute_run(data, "autopet", model, run_dir, submission, seed=args.seed)
+        print(format_summary(summary))
+        run_dirs.append(run_dir)
+    site = out / "leaderboard"
+    from leaderboard import cli as leaderboard_cli
+
+    if hasattr(leaderboard_cli, "write_site"):
+        leaderboard_cli.write_site(run_dirs, site)
+        print(f"leaderboard: {site / 'index.html'}")
+    print(f"runs: {out / 'runs'}")
+    return 0
+
+
+def phantoms_command(args: argparse.Namespace) -> int:
+    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else None
+    if shape is not None and len(shape) != 3:
+        raise SegloopError(f"--shape {args.shape}: expected three numbers z,y,x")
+    case_ids = phantoms.write_phantom_dataset(args.out, args.kind, args.cases, args.seed, shape)
+    print(f"wrote {len(case_ids)} {args.kind} cases to {args.out}")
+    return 0
+
+
+def score_command(args: argparse.Namespace) -> int:
+    gt_image, gt_geometry = io.read_image(args.gt)
+    gt = io.read_label(args.gt)
+    pred_image, pred_geometry = io.read_image(args.pred)
+    io.check_same_grid(
+        args.pred, pred_image.shape, pred_geometry, args.gt, gt_image.shape, gt_geometry
+    )
+    pred = io.read_label(args.pred)
+    if args.classes:
+        classes = [int(c) for c in args.classes.split(",")]
+    else:
+        classes = sorted({int(v) for v in np.union1d(np.unique(gt), np.unique(pred))} - {0})
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    for name in names:
+        metrics.parse_metric_name(name)
+    scores = metrics.score_classes(pred, gt, classes, gt_geometry.spacing_mm, names)
+    print(
+        json.dumps(
+            store.json_safe({"pred": str(args.pred), "gt": str(args.gt), "metrics": scores}),
+            indent=1,
+        )
+    )
+    return 0

@@ -1,0 +1,161 @@
+"""The interaction loop: robot user -> model -> metrics, step by step, case by case.
+
+A failed, late or invalid model step is scored as an empty prediction and recorded with its
+reason; it never reuses an earlier step's output (SPEC, defects of the originals).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from containers.contract import ModelStepError
+from evaluator import metrics
+from evaluator.records import (
+    Case,
+    CaseInput,
+    Interaction,
+    StepFailure,
+    StepRequest,
+    StepResult,
+)
+from evaluator.task import ModelBackend, Task
+
+RESULT_FORMAT = "segloop-case-result"
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    case_id: str
+    steps: tuple[StepResult, ...]
+    case_wall_time_s: float
+
+
+def failure_of(error: BaseException) -> StepFailure:
+    """The record of a model step that raised: back-end errors carry their own reason."""
+    if isinstance(error, ModelStepError):
+        return StepFailure(error.reason, error.detail, error.log_tail)
+    tail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return StepFailure("exception", f"{type(error).__name__}: {error}", tail[-2000:])
+
+
+def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
+    """Run one case through all of the task's steps and score every step."""
+    started = time.perf_counter()
+    class_ids = sorted(task.classes)
+    session = backend.open_case(CaseInput.of(case, task.classes))
+    interactions: list[Interaction] = []
+    previous: np.ndarray | None = None
+    steps: list[StepResult] = []
+    try:
+        for step in range(task.num_steps):
+            new = tuple(task.robot_user.interactions(case, task.classes, step, previous, task.seed))
+            interactions.extend(new)
+            request = StepRequest(
+                case_id=case.case_id,
+                step=step,
+                interactions=tuple(interactions),
+                previous_prediction=previous if task.send_previous_prediction else None,
+            )
+            step_started = time.perf_counter()
+            failure = None
+            try:
+                prediction = session.predict(request)
+            except Exception as error:  # noqa: BLE001 - any model failure is recorded, not raised
+                failure = failure_of(error)
+                prediction = np.zeros(case.shape, dtype=np.uint8)
+            wall_time_s = time.perf_counter() - step_started
+            scores = metrics.score_classes(
+                prediction,
+                case.label,
+                class_ids,
+                case.spacing_mm,
+                task.metrics,
+                policy=task.empty_mask_policy,
+                nsd_zero_below_dice=task.nsd_zero_below_dice,
+            )
+            steps.append(StepResult(step, new, scores, failure, wall_time_s))
+            previous = prediction
+    finally:
+        session.close()
+    return CaseOutcome(case.case_id, tuple(steps), time.perf_counter() - started)
+
+
+def summarise(steps: Sequence[StepResult], task: Task) -> dict[str, dict[str, Any]]:
+    """Per metric: AUC on the task's x-axis (raw and normalised) and Final (last step)."""
+    return {
+        name: metrics.summarise_curve(
+            [s.metrics[name]["mean"] for s in steps], task.auc_steps, task.auc_x
+        )
+        for name in task.metrics
+    }
+
+
+def case_result_json(
+    outcome: CaseOutcome, task: Task, submission: str, run_config_hash: str
+) -> dict[str, Any]:
+    """The deterministic record of a case (no wall times: those go to the timing file)."""
+    return {
+        "format": RESULT_FORMAT,
+        "version": 1,
+        "case_id": outcome.case_id,
+        "submission": submission,
+        "task": task.name,
+        "config_hash": run_config_hash,
+        "classes": {str(k): v for k, v in task.classes.items()},
+        "metrics": list(task.metrics),
+        "auc_steps": list(task.auc_steps),
+        "auc_x": list(task.auc_x),
+        "empty_mask_policy": task.empty_mask_policy.to_json(),
+        "steps": [
+            {
+                "step": s.step,
+                "new_interactions": [i.to_json() for i in s.new_interactions],
+                "metrics": s.metrics,
+                "failure": s.failure.to_json() if s.failure else None,
+            }
+            for s in outcome.steps
+        ],
+        "summary": summarise(outcome.steps, task),
+        "failed_steps": sum(s.failure is not None for s in outcome.steps),
+    }
+
+
+def timing_json(outcome: CaseOutcome) -> dict[str, Any]:
+    return {
+        "case_id": outcome.case_id,
+        "model_wall_time_s": [s.model_wall_time_s for s in outcome.steps],
+        "case_wall_time_s": outcome.case_wall_time_s,
+    }
+
+
+def run_cases(
+    cases: Iterable[Case],
+    task: Task,
+    backend: ModelBackend,
+    on_case_done: Callable[[CaseOutcome], None],
+) -> None:
+    """Run cases one after the other, handing each outcome to ``on_case_done`` (e.g. the store)."""
+    for case in cases:
+        on_case_done(run_case(case, task, backend))
+
+
+def mean_summary(case_results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean over cases of every summary figure (None where any case has None)."""
+    out: dict[str, dict[str, Any]] = {}
+    for result in case_results.values():
+        for metric_name, figures in result["summary"].items():
+            for key, value in figures.items():
+                out.setdefault(metric_name, {}).setdefault(key, []).append(value)
+    return {
+        metric_name: {
+            key: (None if any(v is None for v in values) else float(np.mean(values)))
+            for key, values in figures.items()
+        }
+        for metric_name, figures in out.items()
+    }
