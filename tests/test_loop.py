@@ -1,0 +1,306 @@
+"""The interaction loop, the run store and the local back-ends, end to end on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from baselines import region_growing
+from baselines.trivial import OracleBackend
+from containers.local import InProcessBackend, SubprocessBackend
+from evaluator import phantoms, runs
+from evaluator.commands import execute_run
+from evaluator.loop import run_case
+from evaluator.records import SegloopError
+from protocols.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+CMD_MODEL = ROOT / "tests" / "cmd_model.py"
+SMALL_PET = (32, 48, 48)
+
+
+@pytest.fixture(scope="module")
+def pet_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pet")
+    phantoms.write_phantom_dataset(folder, "pet", 3, seed=1, shape=SMALL_PET)
+    return folder
+
+
+def case_files(run_dir: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes()
+        for p in sorted((run_dir / "cases").glob("*.json"))
+        if not p.name.endswith(".timing.json")
+    }
+
+
+def steps_of(run_dir: Path, case_id: str) -> list[dict]:
+    return json.loads((run_dir / "cases" / f"{case_id}.json").read_text())["steps"]
+
+
+def lesion_case_id(data: Path) -> str:
+    for case_id in runs.io.list_case_ids(data):
+        if runs.load_dataset_case(data, case_id).label.any():
+            return case_id
+    raise AssertionError("the phantom dataset has no case with lesions")
+
+
+def test_baseline_dice_rises_with_clicks(pet_data, tmp_path):
+    summary = execute_run(
+        pet_data,
+        "autopet",
+        "python:baselines.region_growing:predict",
+        tmp_path / "run",
+        show_progress=False,
+    )
+    dice_curve = summary["mean_curve"]["dice"]
+    assert len(dice_curve) == 11
+    assert dice_curve[-1] > dice_curve[0] + 0.2
+    assert summary["failed_steps"] == 0
+    figures = summary["mean"]["dice"]
+    assert figures["auc_normalised"] == pytest.approx(figures["auc_raw"] / 10)
+    assert (tmp_path / "run" / "summary.csv").read_text().count("\n") == 3 + 2  # header, 3, mean
+
+
+def test_oracle_scores_perfectly(pet_data):
+    task = get_task("autopet")
+    case = runs.load_dataset_case(pet_data, lesion_case_id(pet_data))
+    outcome = run_case(case, task, OracleBackend({case.case_id: case.label}))
+    assert all(s.metrics["dice"]["mean"] == 1.0 for s in outcome.steps)
+    assert all(s.metrics["fpv"]["mean"] == 0.0 for s in outcome.steps)
+
+
+def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):
+    task = get_task("autopet", seed=3)
+    backend = InProcessBackend(region_growing.predict)
+    spec = runs.RunSpec(pet_data, task, "python:baselines.region_growing:predict", "rg")
+    ids = runs.io.list_case_ids(pet_data)
+    for name, order in (("a", ids), ("b", ids), ("c", list(reversed(ids)))):
+        runs.pending_case_ids(spec, tmp_path / name, ids)
+        runs.run_serial(spec, backend, tmp_path / name, order)
+    first = case_files(tmp_path / "a")
+    assert len(first) == 3
+    assert first == case_files(tmp_path / "b") == case_files(tmp_path / "c")
+
+
+def test_failed_step_is_scored_empty_and_never_reuses_an_older_output(pet_data, tmp_path):
+    case_id = lesion_case_id(pet_data)
+    execute_run(
+        pet_data,
+        "autopet",
+        "python:tests.models:raises",
+        tmp_path / "r",
+        case_ids=[case_id],
+        show_progress=False,
+    )
+    steps = steps_of(tmp_path / "r", case_id)
+    assert steps[1]["failure"]["reason"] == "exception"
+    assert "crashed on purpose" in steps[1]["failure"]["detail"]
+    assert steps[1]["metrics"]["dice"]["mean"] == 0.0
+    assert steps[2]["failure"] is None and steps[2]["metrics"]["dice"]["mean"] > 0.0
+
+    execute_run(
+        pet_data,
+        "autopet",
+        "python:tests.models:wrong_shape",
+        tmp_path / "w",
+        case_ids=[case_id],
+        show_progress=False,
+    )
+    failure = steps_of(tmp_path / "w", case_id)[1]["failure"]
+    assert failure["reason"] == "invalid_output" and "(3, 3, 3)" in failure["detail"]
+
+
+def cmd_backend(mode: str, step_limit_s: float = 30.0) -> SubprocessBackend:
+    return SubprocessBackend(
+        (sys.executable, str(CMD_MODEL), mode, "{input}", "{output}"),
+        step_time_limit_s=step_limit_s,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason", "text"),
+    [
+        ("exit3", "exit_code", "something went wrong"),
+        ("wrong_shape", "invalid_output", "shape"),
+        ("nan", "invalid_output", "NaN"),
+        ("no_file", "invalid_output", "no prediction.npy"),
+    ],
+)
+def test_subprocess_failures_are_recorded(pet_data, mode, reason, text):
+    task = get_task("autopet")
+    case = runs.load_dataset_case(pet_data, lesion_case_id(pet_data))
+    outcome = run_case(case, task, cmd_backend(mode))
+    failure = outcome.steps[1].failure
+    assert failure is not None and failure.reason == reason
+    assert text in failure.detail + failure.log_tail
+    assert all(s.metrics["dice"]["mean"] == 0.0 for s in outcome.steps)
+
+
+def test_subprocess_timeout_kills_the_step(pet_data):
+    task = get_task("autopet")
+    case = runs.load_dataset_case(pet_data, lesion_case_id(pet_data))
+    short = get_task("autopet")
+    object.__setattr__(short, "num_steps", 2)
+    object.__setattr__(short, "auc_steps", (0, 1))
+    object.__setattr__(short, "auc_x", (0.0, 1.0))
+    outcome = run_case(case, short, cmd_backend("sleep", step_limit_s=1.0))
+    assert [s.failure.reason for s in outcome.steps] == ["timeout", "timeout"]
+    assert "going to sleep" in outcome.steps[0].failure.log_tail
+    assert all(s.model_wall_time_s < 10 for s in outcome.steps)
+    assert task.num_steps == 11  # the preset itself is untouched
+
+
+def test_subprocess_contract_gives_clicks_and_scores(pet_data):
+    task = get_task("autopet")
+    case = runs.load_dataset_case(pet_data, lesion_case_id(pet_data))
+    outcome = run_case(case, task, cmd_backend("ok"))
+    assert all(s.failure is None for s in outcome.steps)
+    assert outcome.steps[0].metrics["dice"]["mean"] == 0.0  # no click yet, nothing predicted
+    assert outcome.steps[-1].metrics["dice"]["mean"] > 0.0
+
+
+def test_subprocess_baseline_equals_in_process(pet_data, tmp_path):
+    case_id = lesion_case_id(pet_data)
+    sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
+    execute_run(
+        pet_data,
+        "autopet",
+        sdk,
+        tmp_path / "cmd",
+        submission="rg",
+        case_ids=[case_id],
+        show_progress=False,
+    )
+    execute_run(
+        pet_data,
+        "autopet",
+        "python:baselines.region_growing:predict",
+        tmp_path / "py",
+        submission="rg",
+        case_ids=[case_id],
+        show_progress=False,
+    )
+    cmd_steps, py_steps = steps_of(tmp_path / "cmd", case_id), steps_of(tmp_path / "py", case_id)
+    assert [s["failure"] for s in cmd_steps] == [None] * 11
+    assert [s["metrics"] for s in cmd_steps] == [s["metrics"] for s in py_steps]
+
+
+def test_resume_after_kill_minus_9(pet_data, tmp_path):
+    ids = runs.io.list_case_ids(pet_data)
+    marker = tmp_path / "killed-once"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SEGLOOP_TEST_KILL": f"{ids[1]}:4:{marker}"}
+    command = [
+        sys.executable,
+        "-m",
+        "evaluator.cli",
+        "run",
+        "--data",
+        str(pet_data),
+        "--task",
+        "autopet",
+        "--model",
+        "python:tests.models:kills_harness_once",
+        "--name",
+        "rg",
+        "--no-progress",
+    ]
+    first = subprocess.run(
+        [*command, "--out", str(tmp_path / "run")], env=env, capture_output=True, cwd=ROOT
+    )
+    assert first.returncode == -9 and marker.exists()
+    assert set(case_files(tmp_path / "run")) == {f"{ids[0]}.json"}
+    kept = (tmp_path / "run" / "cases" / f"{ids[0]}.json").stat().st_mtime_ns
+
+    second = subprocess.run(
+        [*command, "--out", str(tmp_path / "run")], env=env, capture_output=True, cwd=ROOT
+    )
+    assert second.returncode == 0, second.stderr.decode()
+    assert (tmp_path / "run" / "cases" / f"{ids[0]}.json").stat().st_mtime_ns == kept
+    clean = subprocess.run(
+        [*command, "--out", str(tmp_path / "clean")], env=env, capture_output=True, cwd=ROOT
+    )
+    assert clean.returncode == 0
+    assert case_files(tmp_path / "run") == case_files(tmp_path / "clean")
+    assert not list((tmp_path / "run" / "cases").glob(".*.tmp"))
+
+
+def test_run_folder_refuses_another_configuration(pet_data, tmp_path):
+    execute_run(
+        pet_data,
+        "autopet",
+        "python:baselines.trivial:empty",
+        tmp_path / "r",
+        case_ids=["pet_000"],
+        show_progress=False,
+    )
+    with pytest.raises(SegloopError, match="another configuration"):
+        execute_run(
+            pet_data,
+            "autopet",
+            "python:baselines.trivial:empty",
+            tmp_path / "r",
+            seed=5,
+            case_ids=["pet_000"],
+            show_progress=False,
+        )
+
+
+def test_json_has_no_nan(pet_data, tmp_path):
+    execute_run(
+        pet_data, "autopet", "python:baselines.trivial:empty", tmp_path / "r", show_progress=False
+    )
+    for path in (tmp_path / "r").rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: {c}"))
+
+
+def test_cli_errors_are_one_line(pet_data, tmp_path):
+    missing = tmp_path / "nowhere"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluator.cli",
+            "run",
+            "--data",
+            str(missing),
+            "--task",
+            "autopet",
+            "--model",
+            "python:baselines.trivial:empty",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "nowhere" in result.stderr
+    bad_model = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaluator.cli",
+            "run",
+            "--data",
+            str(pet_data),
+            "--task",
+            "autopet",
+            "--model",
+            "python:no.such.module:fn",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad_model.returncode == 2 and "Traceback" not in bad_model.stderr
+    assert "no.such.module" in bad_model.stderr
