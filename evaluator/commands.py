@@ -41,6 +41,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
     run.add_argument("--cases", help="comma-separated case ids (default: all)")
     add_limit_arguments(run)
+    parallel = run.add_argument_group("parallel runs")
+    parallel.add_argument("--jobs", type=int, default=1, help="cases in parallel (default 1)")
+    parallel.add_argument("--dask", action="store_true", help="run on a Dask LocalCluster")
+    parallel.add_argument("--scheduler", help="run on the Dask scheduler at this address")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=run_command)
 
@@ -114,7 +118,7 @@ def limits_from(args: argparse.Namespace):
 
 def execute_run(
     data: Path,
-    task_name: str,
+    task_ref: str,
     model_spec: str,
     out: Path,
     submission: str | None = None,
@@ -122,15 +126,18 @@ def execute_run(
     case_ids: list[str] | None = None,
     limits=None,
     show_progress: bool = True,
+    jobs: int = 1,
+    use_dask: bool = False,
+    scheduler: str | None = None,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
-    from containers.registry import Limits, open_backend
-    from protocols.tasks import get_task
+    from containers.registry import Limits
 
-    task = get_task(task_name, seed=seed)
-    spec = runs.RunSpec(Path(data), task, model_spec, submission or model_spec)
+    spec = runs.RunSpec(
+        Path(data), task_ref, model_spec, submission or model_spec, seed, limits or Limits()
+    )
+    task = spec.task()  # fail early on an unknown task, before touching the run folder
     pending = runs.pending_case_ids(spec, Path(out), case_ids)
-    backend = open_backend(model_spec, limits or Limits(), task.send_previous_prediction)
     with tqdm(
         total=len(pending),
         desc=f"{spec.submission} on {task.name}",
@@ -138,7 +145,9 @@ def execute_run(
         disable=not show_progress,
         file=sys.stderr,
     ) as bar:
-        runs.run_serial(spec, backend, Path(out), pending, progress=lambda _: bar.update())
+        runs.execute(
+            spec, Path(out), pending, jobs, use_dask, scheduler, progress=lambda _: bar.update()
+        )
     return runs.write_summary(Path(out))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +132,6 @@ def timing_json(outcome: CaseOutcome) -> dict[str, Any]:
         "model_wall_time_s": [s.model_wall_time_s for s in outcome.steps],
         "case_wall_time_s": outcome.case_wall_time_s,
     }
-
-
-def run_cases(
-    cases: Iterable[Case],
-    task: Task,
-    backend: ModelBackend,
-    on_case_done: Callable[[CaseOutcome], None],
-) -> None:
-    """Run cases one after the other, handing each outcome to ``on_case_done`` (e.g. the store)."""
-    for case in cases:
-        on_case_done(run_case(case, task, backend))
 
 
 def mean_summary(case_results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

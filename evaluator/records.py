@@ -132,7 +132,9 @@ class EmptyMaskPolicy:
             "both_empty_distance_mm": self.both_empty_distance_mm,
             "one_empty_overlap": self.one_empty_overlap,
             "one_empty_distance_mm": (
-                "image_diagonal" if self.one_empty_distance_mm is None else self.one_empty_distance_mm
+                "image_diagonal"
+                if self.one_empty_distance_mm is None
+                else self.one_empty_distance_mm
             ),
         }
 
@@ -151,7 +153,9 @@ class EmptyMaskPolicy:
 class StepFailure:
     """Why a model step produced no usable prediction (it is then scored as empty)."""
 
-    reason: str  # short machine-readable: "timeout", "oom", "exit_code", "invalid_output", "exception"
+    reason: (
+        str  # short machine-readable: "timeout", "oom", "exit_code", "invalid_output", "exception"
+    )
     detail: str = ""
     log_tail: str = ""
 

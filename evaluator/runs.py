@@ -2,39 +2,58 @@
 
 Resumable: cases whose result file exists for the same configuration are skipped, so a run
 killed half-way (Ctrl-C, kill -9, a lost machine) is continued by running the same command.
+
+Cases run one after another, in local worker processes (``jobs``) or on a Dask cluster; each
+case is one job that loads its case, runs it and stores it, so results do not depend on where
+or in which order cases run. Every random draw of a robot user is seeded per (seed, case, class,
+step), never by run order.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from containers.registry import Limits, open_backend
 from evaluator import io, store
-from evaluator.loop import CaseOutcome, case_result_json, mean_summary, run_case, timing_json
+from evaluator.loop import case_result_json, mean_summary, run_case, timing_json
 from evaluator.records import Case, SegloopError
-from evaluator.task import ModelBackend, Task
+from evaluator.task import Task
 
 SEGLOOP_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What identifies a run; its hash guards a run folder against mixing configurations."""
+    """Everything a worker needs to run a case, by value (picklable, no open resources).
+
+    The task is referred to by preset name or TOML path and rebuilt where the case runs.
+    """
 
     dataset_dir: Path
-    task: Task
+    task_ref: str
     model_spec: str
     submission: str
+    seed: int = 0
+    limits: Limits = Limits()
+
+    def task(self) -> Task:
+        from protocols.tasks import get_task
+
+        return get_task(self.task_ref, seed=self.seed)
 
     def config(self) -> dict[str, Any]:
+        """What defines the results; limits do not (a resumed run may change them)."""
         return {
             "submission": self.submission,
             "model": self.model_spec,
-            "task": self.task.to_json(),
+            "task": self.task().to_json(),
         }
 
     def run_json(self) -> dict[str, Any]:
@@ -58,11 +77,6 @@ def load_dataset_case(dataset_dir: Path, case_id: str) -> Case:
     return io.load_case(dataset_dir, case_id, extra_mask_names(dataset_dir))
 
 
-def store_outcome(run_dir: Path, spec: RunSpec, outcome: CaseOutcome) -> None:
-    result = case_result_json(outcome, spec.task, spec.submission, store.config_hash(spec.config()))
-    store.write_case_result(run_dir, result, timing_json(outcome))
-
-
 def pending_case_ids(
     spec: RunSpec, run_dir: Path, case_ids: Sequence[str] | None = None
 ) -> list[str]:
@@ -73,18 +87,105 @@ def pending_case_ids(
     return [case_id for case_id in all_ids if case_id not in done]
 
 
-def run_serial(
+def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None = None) -> str:
+    """The unit of work everywhere: load one case, run it, store it atomically."""
+    task = spec.task()
+    limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
+    backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
+    outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+    result = case_result_json(outcome, task, spec.submission, store.config_hash(spec.config()))
+    store.write_case_result(run_dir, result, timing_json(outcome))
+    return case_id
+
+
+def execute(
     spec: RunSpec,
-    backend: ModelBackend,
     run_dir: Path,
     case_ids: Sequence[str],
+    jobs: int = 1,
+    use_dask: bool = False,
+    scheduler: str | None = None,
     progress: Callable[[str], None] = lambda case_id: None,
 ) -> None:
-    """Run and store each case in turn; each stored case survives whatever happens next."""
-    for case_id in case_ids:
-        case = load_dataset_case(spec.dataset_dir, case_id)
-        store_outcome(run_dir, spec, run_case(case, spec.task, backend))
-        progress(case_id)
+    """Run ``case_ids`` serially, in ``jobs`` local processes, or on Dask.
+
+    GPUs (``spec.limits.gpus``) become slots: each worker owns one device index.
+    """
+    if use_dask or scheduler:
+        _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress)
+    elif jobs <= 1:
+        gpu = spec.limits.gpus[0] if spec.limits.gpus else None
+        for case_id in case_ids:
+            progress(run_and_store_case(spec, run_dir, case_id, gpu))
+    else:
+        _execute_processes(spec, run_dir, case_ids, jobs, progress)
+
+
+def _gpu_of_worker(spec: RunSpec, worker_index: int) -> int | None:
+    gpus = spec.limits.gpus
+    return gpus[worker_index % len(gpus)] if gpus else None
+
+
+def _process_worker_job(spec: RunSpec, run_dir: Path, case_id: str, slots) -> str:
+    """Borrow a worker slot (a GPU index when there are GPUs) for the duration of one case."""
+    slot = slots.get()
+    try:
+        return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, slot))
+    finally:
+        slots.put(slot)
+
+
+def _execute_processes(spec, run_dir, case_ids, jobs, progress) -> None:
+    # spawn, not fork: the parent may hold threads (progress bar, Docker client pools).
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        slots = manager.Queue()
+        for slot in range(jobs):
+            slots.put(slot)
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [
+                pool.submit(_process_worker_job, spec, run_dir, case_id, slots)
+                for case_id in case_ids
+            ]
+            for future in concurrent.futures.as_completed(futures):
+                progress(future.result())
+
+
+def _dask_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
+    from distributed import get_worker
+
+    worker = get_worker()
+    try:
+        index = int(worker.name)
+    except (TypeError, ValueError):
+        index = 0
+    return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, index))
+
+
+def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise SegloopError("Dask runs need the dask extra: pip install 'segloop[dask]'") from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        # pure=False: a case must run even if an identical task ran before on this cluster.
+        futures = client.map(
+            _dask_job, [spec] * len(case_ids), [run_dir] * len(case_ids), case_ids, pure=False
+        )
+        for future in as_completed(futures):
+            progress(future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def summary_table(run_dir: Path) -> pd.DataFrame:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from baselines import region_growing
 from baselines.trivial import OracleBackend
-from containers.local import InProcessBackend, SubprocessBackend
+from containers.local import SubprocessBackend
 from evaluator import phantoms, runs
 from evaluator.commands import execute_run
 from evaluator.loop import run_case
@@ -76,16 +75,30 @@ def test_oracle_scores_perfectly(pet_data):
 
 
 def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):
-    task = get_task("autopet", seed=3)
-    backend = InProcessBackend(region_growing.predict)
-    spec = runs.RunSpec(pet_data, task, "python:baselines.region_growing:predict", "rg")
+    spec = runs.RunSpec(pet_data, "autopet", "python:baselines.region_growing:predict", "rg", 3)
     ids = runs.io.list_case_ids(pet_data)
     for name, order in (("a", ids), ("b", ids), ("c", list(reversed(ids)))):
-        runs.pending_case_ids(spec, tmp_path / name, ids)
-        runs.run_serial(spec, backend, tmp_path / name, order)
+        runs.execute(spec, tmp_path / name, runs.pending_case_ids(spec, tmp_path / name, order))
     first = case_files(tmp_path / "a")
     assert len(first) == 3
     assert first == case_files(tmp_path / "b") == case_files(tmp_path / "c")
+
+
+@pytest.mark.slow
+def test_serial_parallel_and_dask_give_the_same_bytes(pet_data, tmp_path):
+    spec = runs.RunSpec(pet_data, "autopet", "python:baselines.region_growing:predict", "rg", 3)
+    ids = runs.io.list_case_ids(pet_data)
+    for name, options in (
+        ("serial", {}),
+        ("jobs", {"jobs": 2}),
+        ("dask", {"jobs": 2, "use_dask": True}),
+    ):
+        runs.execute(
+            spec, tmp_path / name, runs.pending_case_ids(spec, tmp_path / name, ids), **options
+        )
+    serial = case_files(tmp_path / "serial")
+    assert len(serial) == 3
+    assert serial == case_files(tmp_path / "jobs") == case_files(tmp_path / "dask")
 
 
 def test_failed_step_is_scored_empty_and_never_reuses_an_older_output(pet_data, tmp_path):
