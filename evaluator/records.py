@@ -153,9 +153,9 @@ class EmptyMaskPolicy:
 class StepFailure:
     """Why a model step produced no usable prediction (it is then scored as empty)."""
 
-    reason: (
-        str  # short machine-readable: "timeout", "oom", "exit_code", "invalid_output", "exception"
-    )
+    # One word a program can group by: timeout, case_timeout, oom, exit_code, invalid_output,
+    # exception.
+    reason: str
     detail: str = ""
     log_tail: str = ""
 
