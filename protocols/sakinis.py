@@ -1,0 +1,189 @@
+"""The generic reactive robot user of Sakinis et al. as the CVPR 2025 MedSegFM challenge ran it.
+
+SPEC (protocol table, "Sakinis / MedSegFM click"), thesis §4.2 and §7.3.2.4, and the
+challenge's public evaluation script (CVPR25_iter_eval.py) and box script (get_boxes.py):
+
+Step 0 (``initial="box"``): one box per class present in the ground truth: the class's full
+z-extent plus the 2D box of its middle foreground slice (the z of the median foreground voxel,
+as get_boxes.py takes ``z_indices[len(z_indices) // 2]`` over all voxels), the in-plane corners
+pushed outwards by ``int(s * size / 256)`` voxels with ``s`` drawn uniformly in
+0..``box_shift_max`` (challenge: ``randint(0, 6)``, i.e. 0..5) once per class, clipped to the
+image. The z-extent is not enlarged (as in the challenge).
+
+Steps >= 1, per class c: error = (prediction == c) != (gt == c); take the largest
+26-connected error component (ties: the one whose first voxel comes first in C order); click at
+the argmax of its EDT (ties: first voxel in C order; the challenge drew among ties with a fixed
+seed 42); a foreground click if gt == c there, else a background click. No click for a class
+predicted perfectly (so none for a class absent from both). The EDT is computed on the
+component's padded crop only (exactly the full-volume values, see ``protocols.base``), in voxel
+units by default as the challenge did (``edt_spacing_aware=True`` for mm).
+
+``downsample_above_voxels`` (off by default) computes the EDT on a 2x-subsampled crop when the
+crop is larger than that many voxels (§4.2's third optimisation); it may move the click slightly.
+
+A missing previous prediction at a click step (a failed model step) counts as empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from evaluator.records import Case, Interaction, SegloopError
+from protocols.base import Coord, center_point, largest_component, rng_for
+
+
+def medsegfm_box(
+    class_mask: np.ndarray,
+    rng: np.random.Generator,
+    shift_max: int = 5,
+    reference_size: int = 256,
+    mid_slice: str = "voxel_median",
+) -> tuple[Coord, Coord] | None:
+    """The MedSegFM initial box of one class: ((z_min, y_min, x_min), (z_max, y_max, x_max)), inclusive.
+
+    mid_slice: "voxel_median" (get_boxes.py: z of the median foreground voxel in C order) or
+    "slice_median" (the middle one of the distinct foreground slices).
+    """
+    per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
+    slices = np.flatnonzero(per_slice)
+    if slices.size == 0:
+        return None
+    if mid_slice == "voxel_median":
+        cumulative = np.cumsum(per_slice)
+        z_mid = int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
+    elif mid_slice == "slice_median":
+        z_mid = int(slices[slices.size // 2])
+    else:
+        raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use voxel_median or slice_median")
+    plane = class_mask[z_mid]
+    ys = np.flatnonzero(plane.any(axis=1))
+    xs = np.flatnonzero(plane.any(axis=0))
+    _, height, width = class_mask.shape
+    shift = int(rng.integers(0, shift_max + 1)) if shift_max > 0 else 0
+    shift_y = int(shift * height / reference_size)
+    shift_x = int(shift * width / reference_size)
+    lo = (int(slices[0]), max(0, int(ys[0]) - shift_y), max(0, int(xs[0]) - shift_x))
+    hi = (
+        int(slices[-1]),
+        min(height - 1, int(ys[-1]) + shift_y),
+        min(width - 1, int(xs[-1]) + shift_x),
+    )
+    return lo, hi
+
+
+def sakinis_click(
+    gt_mask: np.ndarray,
+    pred_mask: np.ndarray,
+    spacing_mm: Sequence[float] | None = None,
+    downsample_above_voxels: int | None = None,
+) -> tuple[Coord, bool] | None:
+    """One Sakinis click for one class: (voxel, positive) or None when the class is perfect.
+
+    Crop version: components on the error's bounding box (cc3d), EDT on the padded crop.
+    """
+    error = np.not_equal(gt_mask, pred_mask)
+    component = largest_component(error, connectivity=26)
+    if component is None:
+        return None
+    point = center_point(component, spacing_mm, downsample_above_voxels=downsample_above_voxels)
+    return point, bool(gt_mask[point])
+
+
+def sakinis_click_naive(
+    gt_mask: np.ndarray, pred_mask: np.ndarray, spacing_mm: Sequence[float] | None = None
+) -> tuple[Coord, bool] | None:
+    """Reference for tests: full-volume scipy label (26-conn.) and full-volume EDT, no crop.
+
+    scipy numbers components in C raster order, so argmax of the sizes picks, among equally
+    large components, the one whose first voxel comes first; the volume is padded by one
+    background voxel so that the image border counts as background, as in the crop version.
+    """
+    error = np.not_equal(gt_mask, pred_mask)
+    labels, count = ndimage.label(error, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    sampling = None if spacing_mm is None else tuple(float(s) for s in spacing_mm)
+    distances = ndimage.distance_transform_edt(np.pad(largest, 1), sampling=sampling)
+    distances = distances[1:-1, 1:-1, 1:-1]
+    point = tuple(int(v) for v in np.unravel_index(int(np.argmax(distances)), distances.shape))
+    return point, bool(gt_mask[point])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SakinisUser:
+    """Reactive robot user (MedSegFM): initial boxes, then one error-driven click per class and step.
+
+    initial: "box" (MedSegFM), "click" (step 0 treated as a click step on an empty prediction)
+    or "none" (no interaction at step 0).
+    """
+
+    initial: str = "box"
+    box_shift_max: int = 5
+    box_shift_reference_size: int = 256
+    box_mid_slice: str = "voxel_median"
+    edt_spacing_aware: bool = False
+    downsample_above_voxels: int | None = None
+    name: str = "sakinis"
+
+    def __post_init__(self) -> None:
+        if self.initial not in ("box", "click", "none"):
+            raise SegloopError(f"sakinis: initial must be box, click or none, not {self.initial!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": "sakinis", **asdict(self)}
+
+    def interactions(
+        self,
+        case: Case,
+        classes: Mapping[int, str],
+        step: int,
+        previous_prediction: np.ndarray | None,
+        seed: int,
+    ) -> tuple[Interaction, ...]:
+        if step == 0 and self.initial == "none":
+            return ()
+        if step == 0 and self.initial == "box":
+            return self._boxes(case, classes, seed)
+        if step == 0 or previous_prediction is None:
+            previous_prediction = np.zeros(case.shape, dtype=np.uint8)
+        if tuple(previous_prediction.shape) != case.shape:
+            raise SegloopError(
+                f"case {case.case_id}: previous prediction has shape "
+                f"{tuple(previous_prediction.shape)}, the image {case.shape}"
+            )
+        spacing = case.spacing_mm if self.edt_spacing_aware else None
+        out = []
+        for class_id in sorted(classes):
+            click = sakinis_click(
+                case.label == class_id,
+                previous_prediction == class_id,
+                spacing,
+                self.downsample_above_voxels,
+            )
+            if click is not None:
+                point, positive = click
+                out.append(Interaction("click", int(class_id), positive, step, (point,)))
+        return tuple(out)
+
+    def _boxes(self, case: Case, classes: Mapping[int, str], seed: int) -> tuple[Interaction, ...]:
+        out = []
+        for class_id in sorted(classes):
+            rng = rng_for(seed, case.case_id, class_id, 0, "medsegfm-box")
+            box = medsegfm_box(
+                case.label == class_id,
+                rng,
+                self.box_shift_max,
+                self.box_shift_reference_size,
+                self.box_mid_slice,
+            )
+            if box is not None:
+                out.append(Interaction("box", int(class_id), True, 0, box))
+        return tuple(out)

@@ -1,0 +1,149 @@
+"""The Sakinis / MedSegFM reactive robot user."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from evaluator.records import Case, Geometry, SegloopError
+from protocols.base import rng_for
+from protocols.sakinis import SakinisUser, medsegfm_box, sakinis_click, sakinis_click_naive
+
+
+def make_case(label: np.ndarray, case_id: str = "c0", spacing=(2.0, 1.0, 1.0)) -> Case:
+    image = label.astype(np.float32)
+    return Case(case_id, (image,), label, Geometry(spacing))
+
+
+def blobs(rng, shape, density, smooth):
+    noise = ndimage.gaussian_filter(rng.random(shape), smooth)
+    return noise > np.quantile(noise, 1 - density)
+
+
+def sphere(shape, centre, radius):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+@pytest.mark.parametrize("spacing", [None, (3.0, 0.7, 0.9)])
+def test_crop_click_equals_naive_on_random_cases(spacing):
+    rng = np.random.default_rng(2024)
+    for trial in range(60):
+        shape = tuple(int(v) for v in rng.integers(6, 20, 3))
+        gt = blobs(rng, shape, rng.uniform(0.05, 0.6), rng.uniform(0.5, 2.5))
+        pred = blobs(rng, shape, rng.uniform(0.0, 0.6), rng.uniform(0.5, 2.5))
+        if trial % 5 == 0:
+            pred = gt.copy()
+        if trial % 7 == 0:
+            pred = np.zeros(shape, bool)
+        assert sakinis_click(gt, pred, spacing) == sakinis_click_naive(gt, pred, spacing)
+
+
+def test_crop_click_equals_naive_on_synthetic_shapes():
+    shape = (20, 24, 28)
+    gt = sphere(shape, (10, 12, 14), 7)
+    cases = [
+        np.zeros(shape, bool),  # empty prediction: click in the gt centre
+        sphere(shape, (10, 12, 17), 7),  # shifted
+        sphere(shape, (10, 12, 14), 4),  # under-segmentation shell
+        sphere(shape, (10, 12, 14), 9),  # over-segmentation shell
+        np.ones(shape, bool),  # everything: error touches the image border
+    ]
+    for pred in cases:
+        assert sakinis_click(gt, pred) == sakinis_click_naive(gt, pred)
+    # a structure cut by the field of view: border counts as background in both
+    edge = np.zeros(shape, bool)
+    edge[:6, :, :5] = True
+    assert sakinis_click(edge, np.zeros(shape, bool)) == sakinis_click_naive(
+        edge, np.zeros(shape, bool)
+    )
+
+
+def test_click_sign_follows_ground_truth():
+    shape = (16, 16, 16)
+    gt = sphere(shape, (8, 8, 8), 5)
+    point, positive = sakinis_click(gt, np.zeros(shape, bool))
+    assert positive and gt[point]
+    big = sphere(shape, (8, 8, 8), 7)
+    far = big.copy()
+    far[0:3] = True  # a large false-positive slab
+    point, positive = sakinis_click(gt, far)
+    assert not positive and not gt[point] and far[point]
+
+
+def test_user_step0_boxes_then_clicks():
+    shape = (12, 40, 40)
+    label = np.zeros(shape, np.uint8)
+    label[sphere(shape, (6, 12, 12), 4)] = 1
+    label[sphere(shape, (6, 28, 28), 5)] = 2
+    case = make_case(label)
+    user = SakinisUser()
+    classes = {1: "a", 2: "b", 3: "absent"}
+    boxes = user.interactions(case, classes, 0, None, seed=0)
+    assert [b.kind for b in boxes] == ["box", "box"]
+    assert [b.class_id for b in boxes] == [1, 2]
+    for box in boxes:
+        (z0, y0, x0), (z1, y1, x1) = box.coords
+        zs, ys, xs = np.nonzero(label == box.class_id)
+        assert (z0, z1) == (zs.min(), zs.max())  # full z-extent, not enlarged
+        assert y0 <= ys.min() and x0 <= xs.min() and y1 >= ys.max() and x1 >= xs.max()
+        assert 0 <= y0 and 0 <= x0 and y1 < shape[1] and x1 < shape[2]
+    # click step on the empty prediction: a positive click per present class, none for absent
+    clicks = user.interactions(case, classes, 1, np.zeros(shape, np.uint8), seed=0)
+    assert [(c.class_id, c.positive, c.step) for c in clicks] == [(1, True, 1), (2, True, 1)]
+    for click in clicks:
+        assert label[click.coords[0]] == click.class_id
+    # a failed step (None) counts as empty
+    assert user.interactions(case, classes, 1, None, seed=0) == clicks
+    # perfect prediction: no clicks at all
+    assert user.interactions(case, classes, 2, label.copy(), seed=0) == ()
+    # class absent from gt but predicted: a background click for it
+    pred = label.copy()
+    pred[0:2, 0:5, 0:5] = 3
+    clicks = user.interactions(case, classes, 3, pred, seed=0)
+    assert [(c.class_id, c.positive) for c in clicks] == [(3, False)]
+
+
+def test_box_mid_slice_and_shift():
+    mask = np.zeros((10, 256, 256), bool)
+    mask[2, 100:110, 100:110] = True
+    mask[3:9, 50:60, 60:70] = True
+    box = medsegfm_box(mask, rng_for(0, "c", 1, 0), shift_max=0)
+    # z-extent 2..8; median voxel lies in slices 3..8 (600 voxels there vs 100 in slice 2)
+    assert box[0][0] == 2 and box[1][0] == 8
+    assert box[0][1:] == (50, 60) and box[1][1:] == (59, 69)
+    shifts = set()
+    for k in range(50):
+        (_, y0, x0), (_, y1, x1) = medsegfm_box(mask, rng_for(0, "c", 1, k), shift_max=5)
+        assert 50 - y0 == y1 - 59 == 60 - x0 == x1 - 69
+        shifts.add(50 - y0)
+    assert shifts == {0, 1, 2, 3, 4, 5}
+    # clipped at the image border
+    edge = np.zeros((4, 256, 256), bool)
+    edge[1, 0:3, 250:256] = True
+    (_, y0, x0), (_, y1, x1) = medsegfm_box(edge, rng_for(0, "c", 1, 3), shift_max=5)
+    assert y0 == 0 and x1 == 255
+
+
+def test_user_is_deterministic_and_validates():
+    rng = np.random.default_rng(0)
+    label = blobs(rng, (10, 30, 30), 0.2, 1.5).astype(np.uint8)
+    case = make_case(label, "deterministic")
+    user = SakinisUser()
+    first = user.interactions(case, {1: "x"}, 0, None, seed=3)
+    assert first == SakinisUser().interactions(case, {1: "x"}, 0, None, seed=3)
+    with pytest.raises(SegloopError, match="deterministic"):
+        user.interactions(case, {1: "x"}, 1, np.zeros((2, 2, 2), np.uint8), seed=3)
+    with pytest.raises(SegloopError):
+        SakinisUser(initial="lasso")
+    assert user.to_json()["protocol"] == "sakinis"
+
+
+def test_initial_click_and_none():
+    label = np.zeros((8, 8, 8), np.uint8)
+    label[2:6, 2:6, 2:6] = 1
+    case = make_case(label)
+    assert SakinisUser(initial="none").interactions(case, {1: "x"}, 0, None, 0) == ()
+    (click,) = SakinisUser(initial="click").interactions(case, {1: "x"}, 0, None, 0)
+    assert click.kind == "click" and click.positive and label[click.coords[0]] == 1
