@@ -138,6 +138,24 @@ def connected_components(
     return tuple(components)
 
 
+def whole_mask(mask: np.ndarray) -> Component | None:
+    """The whole mask (connected or not) as one Component cropped to its bounding box."""
+    mask = np.asarray(mask, dtype=bool)
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    lo, hi = box
+    crop = mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    first_local = np.unravel_index(int(np.argmax(crop)), crop.shape)
+    return Component(
+        mask=crop,
+        offset=tuple(lo),
+        image_shape=tuple(mask.shape),
+        size=int(crop.sum()),
+        first_voxel=tuple(int(o + f) for o, f in zip(lo, first_local, strict=True)),
+    )
+
+
 def largest_component(mask: np.ndarray, connectivity: int | None = None) -> Component | None:
     """The component with the most voxels; ties -> the one whose first voxel comes first in C order."""
     components = connected_components(mask, connectivity)
