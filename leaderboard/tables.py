@@ -1,0 +1,214 @@
+"""Run folders -> pandas tables: per step, per case, per submission, per task, mean curves.
+
+Every table is long in (task, submission, case, step) and wide in metrics, so one CSV opens in
+a spreadsheet and one JSON (records, ``null`` for missing values, never NaN) feeds a script.
+Columns of metric summaries are ``<metric>_<kind>`` (``scoring.column_name``), as the run's own
+``summary.csv`` names them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evaluator import store
+from evaluator.records import SegloopError
+from evaluator.store import RunRecord
+from leaderboard.scoring import KINDS, column_name
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Each path is a run folder, or a folder searched recursively for run folders."""
+    found: list[Path] = []
+    for path in (Path(p) for p in paths):
+        if (path / store.RUN_FILE).is_file():
+            found.append(path)
+        elif path.is_dir():
+            inner = sorted(p.parent for p in path.rglob(store.RUN_FILE))
+            if not inner:
+                raise SegloopError(f"{path}: no run folder inside (no {store.RUN_FILE} found)")
+            found.extend(inner)
+        else:
+            raise SegloopError(f"{path}: no such run folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def task_name(record: RunRecord) -> str:
+    return str(record.run["task"]["name"])
+
+
+def submission_name(record: RunRecord) -> str:
+    return str(record.run["submission"])
+
+
+def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
+    """Read run folders; refuse two runs of one submission on one task, and runs of one task
+    with different task configurations (robot user, seed, steps...), which would not compare."""
+    records = [store.read_run(p) for p in find_run_dirs(paths)]
+    seen: dict[tuple[str, str], Path] = {}
+    task_configs: dict[str, tuple[str, Path]] = {}
+    for record in records:
+        key = (task_name(record), submission_name(record))
+        if key in seen:
+            raise SegloopError(
+                f"{record.run_dir}: submission {key[1]!r} on task {key[0]!r} is also in "
+                f"{seen[key]}; give each run its own --name"
+            )
+        seen[key] = record.run_dir
+        config = json.dumps(record.run["task"], sort_keys=True)
+        first = task_configs.setdefault(key[0], (config, record.run_dir))
+        if first[0] != config:
+            raise SegloopError(
+                f"{record.run_dir}: task {key[0]!r} is configured differently than in "
+                f"{first[1]} (robot user, seed, steps or metrics differ); rank them apart"
+            )
+        if not record.cases:
+            raise SegloopError(f"{record.run_dir}: the run has no finished case")
+    return sorted(records, key=lambda r: (task_name(r), submission_name(r)))
+
+
+def task_metrics(records: Sequence[RunRecord], task: str) -> list[str]:
+    for record in records:
+        if task_name(record) == task:
+            return list(record.run["task"]["metrics"])
+    raise SegloopError(f"no run of task {task!r}")
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def step_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per (task, submission, case, step): metric means, failure, model wall time."""
+    rows = []
+    for record in records:
+        metrics = list(record.run["task"]["metrics"])
+        for case_id, result in record.cases.items():
+            times = record.timings.get(case_id, {}).get("model_wall_time_s") or []
+            for step in result["steps"]:
+                failure = step.get("failure")
+                row: dict[str, Any] = {
+                    "task": task_name(record),
+                    "submission": submission_name(record),
+                    "case_id": case_id,
+                    "step": int(step["step"]),
+                }
+                for name in metrics:
+                    row[name] = _number(step["metrics"].get(name, {}).get("mean"))
+                row["failed"] = failure is not None
+                row["failure_reason"] = failure["reason"] if failure else None
+                index = int(step["step"])
+                row["model_wall_time_s"] = _number(times[index] if index < len(times) else None)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def case_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per (task, submission, case): AUC raw, AUC normalised and Final of each metric,
+    failed steps, case and model wall time (from ``cases/<case>.timing.json``)."""
+    rows = []
+    for record in records:
+        metrics = list(record.run["task"]["metrics"])
+        for case_id, result in record.cases.items():
+            timing = record.timings.get(case_id, {})
+            row: dict[str, Any] = {
+                "task": task_name(record),
+                "submission": submission_name(record),
+                "case_id": case_id,
+            }
+            for name in metrics:
+                figures = result.get("summary", {}).get(name, {})
+                for kind in KINDS:
+                    row[column_name(name, kind)] = _number(figures.get(kind))
+            row["failed_steps"] = int(result.get("failed_steps", 0))
+            row["case_wall_time_s"] = _number(timing.get("case_wall_time_s"))
+            model_times = [t for t in timing.get("model_wall_time_s") or [] if t is not None]
+            row["model_wall_time_s"] = float(sum(model_times)) if model_times else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_columns(cases: pd.DataFrame) -> list[str]:
+    """The ``<metric>_<kind>`` columns of a case table, in table order."""
+    return [c for c in cases.columns if any(c.endswith("_" + k) for k in KINDS)]
+
+
+def submission_table(cases: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, submission): mean over its cases of every summary column, number of
+    cases, failed steps and failed cases, mean case time and total model time.
+
+    A mean is over the cases the submission has and over non-null values; the ranking, not
+    this table, decides how missing cases count (see ``ranking``)."""
+    columns = summary_columns(cases)
+    grouped = cases.groupby(["task", "submission"], sort=True)
+    table = grouped[columns].mean()
+    table.insert(0, "num_cases", grouped["case_id"].count())
+    table["failed_steps"] = grouped["failed_steps"].sum()
+    table["failed_cases"] = grouped["failed_steps"].apply(lambda s: int((s > 0).sum()))
+    table["mean_case_wall_time_s"] = grouped["case_wall_time_s"].mean()
+    table["total_model_wall_time_s"] = grouped["model_wall_time_s"].sum(min_count=1)
+    return table.reset_index()
+
+
+def curve_table(steps: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """The interaction curve: mean over cases of each metric at each step, per submission.
+
+    Columns: task, submission, metric, step, mean, num_cases (cases with a value there)."""
+    id_columns = ["task", "submission", "case_id", "step"]
+    skip = {"failed", "failure_reason", "model_wall_time_s"}
+    names = (
+        list(metrics) if metrics else [c for c in steps.columns if c not in id_columns + list(skip)]
+    )
+    long = steps.melt(id_vars=id_columns, value_vars=names, var_name="metric", value_name="value")
+    grouped = long.groupby(["task", "submission", "metric", "step"], sort=True)["value"]
+    table = grouped.mean().rename("mean").to_frame()
+    table["num_cases"] = grouped.count()
+    return table.reset_index()
+
+
+def task_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per task: description, steps, metrics, submissions and cases."""
+    rows: dict[str, dict[str, Any]] = {}
+    for record in records:
+        task = record.run["task"]
+        row = rows.setdefault(
+            task["name"],
+            {
+                "task": task["name"],
+                "description": task.get("description", ""),
+                "num_steps": task.get("num_steps"),
+                "metrics": ",".join(task.get("metrics", [])),
+                "auc_steps": ",".join(str(s) for s in task.get("auc_steps", [])),
+                "submissions": [],
+                "case_ids": set(),
+            },
+        )
+        row["submissions"].append(submission_name(record))
+        row["case_ids"].update(record.cases)
+    table = []
+    for row in rows.values():
+        case_ids = row.pop("case_ids")
+        submissions = row.pop("submissions")
+        table.append({**row, "num_submissions": len(submissions), "num_cases": len(case_ids)})
+    return pd.DataFrame(table).sort_values("task").reset_index(drop=True)
+
+
+def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN -> None, numpy scalars -> Python numbers."""
+    return store.json_safe(table.to_dict(orient="records"))
+
+
+def write_table(table: pd.DataFrame, folder: Path, name: str) -> tuple[Path, Path]:
+    """``<name>.csv`` (empty cell for a missing value) and ``<name>.json`` (``null``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = folder / f"{name}.csv", folder / f"{name}.json"
+    table.to_csv(csv_path, index=False)
+    json_path.write_text(json.dumps(table_records(table), indent=1, allow_nan=False) + "\n")
+    return csv_path, json_path

@@ -1,0 +1,158 @@
+"""Test helpers: run folders written by hand in the store's exact format (RUN_FOLDER.md), for
+tables, ranking and site tests that need chosen numbers rather than a model's.
+
+The integration tests (test_leaderboard_site.py, test_platforms.py) use real phantom runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evaluator import store
+
+DEFAULT_POLICY = {
+    "both_empty_overlap": 1.0,
+    "both_empty_distance_mm": 0.0,
+    "one_empty_overlap": 0.0,
+    "one_empty_distance_mm": "image_diagonal",
+}
+
+
+def task_json(
+    name: str,
+    metrics: Sequence[str],
+    num_steps: int,
+    auc_steps: Sequence[int] | None = None,
+    auc_x: Sequence[float] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    steps = list(auc_steps) if auc_steps is not None else list(range(num_steps))
+    return {
+        "name": name,
+        "description": f"{name} (hand-written test task)",
+        "robot_user": {"name": "fixed-clicks"},
+        "num_steps": num_steps,
+        "classes": {"1": "tumor"},
+        "metrics": list(metrics),
+        "auc_steps": steps,
+        "auc_x": [float(v) for v in (auc_x if auc_x is not None else range(len(steps)))],
+        "empty_mask_policy": DEFAULT_POLICY,
+        "nsd_zero_below_dice": None,
+        "send_previous_prediction": False,
+        "seed": seed,
+    }
+
+
+def curve_summary(values: Sequence[float | None], auc_steps, auc_x) -> dict[str, float | None]:
+    """Trapezoid AUC on the task's x-axis, raw and normalised, and the last value."""
+    picked = [values[s] for s in auc_steps]
+    final = values[-1]
+    if any(v is None for v in picked):
+        return {"auc_raw": None, "auc_normalised": None, "final": final}
+    raw = sum(
+        (auc_x[i + 1] - auc_x[i]) * (picked[i] + picked[i + 1]) / 2 for i in range(len(picked) - 1)
+    )
+    return {"auc_raw": raw, "auc_normalised": raw / (auc_x[-1] - auc_x[0]), "final": final}
+
+
+def write_run(
+    run_dir: Path,
+    submission: str,
+    curves: Mapping[str, Mapping[str, Sequence[float | None]]],
+    task: str = "autopet",
+    failures: Mapping[tuple[str, int], Mapping[str, str]] | None = None,
+    step_time_s: float = 0.5,
+    seed: int = 0,
+) -> Path:
+    """A run folder: ``curves[case_id][metric]`` is the metric's value at each step.
+
+    ``failures[(case_id, step)]`` = {"reason", "detail", "log_tail"} marks a failed step.
+    """
+    failures = failures or {}
+    first = next(iter(curves.values()))
+    metrics = list(first)
+    num_steps = len(first[metrics[0]])
+    task_info = task_json(task, metrics, num_steps, seed=seed)
+    config = {"submission": submission, "model": "python:tests:fake", "task": task_info}
+    run_dir = Path(run_dir)
+    store.write_json_atomic(
+        run_dir / "run.json",
+        {
+            "format": "segloop-run",
+            "version": 1,
+            **config,
+            "dataset": "/nowhere",
+            "config_hash": store.config_hash(config),
+            "segloop_version": "0.1.0",
+        },
+    )
+    for case_id, case_curves in curves.items():
+        steps = []
+        for step in range(num_steps):
+            failure = failures.get((case_id, step))
+            steps.append(
+                {
+                    "step": step,
+                    "new_interactions": [
+                        {
+                            "kind": "click",
+                            "class_id": 1,
+                            "positive": True,
+                            "step": step,
+                            "coords": [[1, 2, 3]],
+                        }
+                    ],
+                    "metrics": {
+                        m: {"mean": case_curves[m][step], "per_class": {"1": case_curves[m][step]}}
+                        for m in metrics
+                    },
+                    "failure": dict(failure) if failure else None,
+                }
+            )
+        result = {
+            "format": "segloop-case-result",
+            "version": 1,
+            "case_id": case_id,
+            "submission": submission,
+            "task": task,
+            "config_hash": store.config_hash(config),
+            "classes": {"1": "tumor"},
+            "metrics": metrics,
+            "auc_steps": task_info["auc_steps"],
+            "auc_x": task_info["auc_x"],
+            "empty_mask_policy": DEFAULT_POLICY,
+            "steps": steps,
+            "summary": {
+                m: curve_summary(case_curves[m], task_info["auc_steps"], task_info["auc_x"])
+                for m in metrics
+            },
+            "failed_steps": sum(1 for s in steps if s["failure"]),
+        }
+        timing = {
+            "case_id": case_id,
+            "model_wall_time_s": [step_time_s] * num_steps,
+            "case_wall_time_s": step_time_s * num_steps + 0.25,
+        }
+        store.write_case_result(run_dir, result, timing)
+    return run_dir
+
+
+def flat_curves(
+    dice_by_case: Mapping[str, float], num_steps: int = 3, fpv: float = 1.0
+) -> dict[str, dict[str, list[float]]]:
+    """Constant curves: dice = the given value at every step, fpv and fnv constant."""
+    return {
+        case_id: {
+            "dice": [dice] * num_steps,
+            "fpv": [fpv] * num_steps,
+            "fnv": [2.0] * num_steps,
+        }
+        for case_id, dice in dice_by_case.items()
+    }
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
