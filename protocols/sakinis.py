@@ -37,6 +37,20 @@ from evaluator.records import Case, Interaction, SegloopError
 from protocols.base import Coord, center_point, largest_component, rng_for
 
 
+def box_mid_slice(class_mask: np.ndarray, mid_slice: str = "voxel_median") -> int | None:
+    """The z of the box's 2D slice: the median foreground voxel's z, or the middle foreground slice."""
+    per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
+    slices = np.flatnonzero(per_slice)
+    if slices.size == 0:
+        return None
+    if mid_slice == "voxel_median":
+        cumulative = np.cumsum(per_slice)
+        return int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
+    if mid_slice == "slice_median":
+        return int(slices[slices.size // 2])
+    raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use voxel_median or slice_median")
+
+
 def medsegfm_box(
     class_mask: np.ndarray,
     rng: np.random.Generator,
@@ -49,17 +63,10 @@ def medsegfm_box(
     mid_slice: "voxel_median" (get_boxes.py: z of the median foreground voxel in C order) or
     "slice_median" (the middle one of the distinct foreground slices).
     """
-    per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
-    slices = np.flatnonzero(per_slice)
-    if slices.size == 0:
+    z_mid = box_mid_slice(class_mask, mid_slice)
+    if z_mid is None:
         return None
-    if mid_slice == "voxel_median":
-        cumulative = np.cumsum(per_slice)
-        z_mid = int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
-    elif mid_slice == "slice_median":
-        z_mid = int(slices[slices.size // 2])
-    else:
-        raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use voxel_median or slice_median")
+    slices = np.flatnonzero(class_mask.reshape(class_mask.shape[0], -1).any(axis=1))
     plane = class_mask[z_mid]
     ys = np.flatnonzero(plane.any(axis=1))
     xs = np.flatnonzero(plane.any(axis=0))
