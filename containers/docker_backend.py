@@ -1,0 +1,872 @@
+"""The Docker back-end: a participant image run in a sandbox under segloop's contract.
+
+Model spec (``segloop run --model docker:...``)::
+
+    docker:IMAGE                       an image already in the engine (never pulled)
+    docker:path/to/image.tar[.gz]      an image archive, loaded like ``docker load``
+    docker:OPTIONS+IMAGE               options, comma-separated, before a '+':
+        per-step | session-case | session-submission   mode (default: Limits.session_mode)
+        gc-autopet | gc-toothfairy3    an unchanged Grand Challenge algorithm container
+                                       (containers.gc; per-step only)
+        user=UID:GID | user=image      user inside the container (default: 65534 "nobody"
+                                       when the harness is root, else the harness's own uid)
+
+Modes (docs/containers.md):
+
+* per-step: one container per step with a fresh read-only ``/input`` and an empty ``/output``.
+* session-case: one container per case answering step requests through ``/session``
+  (``requests/<name>/`` + ``ready`` -> ``responses/<name>/prediction.npy`` + ``done``), so the
+  model loads once per case. A step that times out kills the container; the next step starts a
+  new one.
+* session-submission: one container per submission (per harness process) for all its cases.
+
+Sandbox of every container (as autoPET IV and Grand Challenge run them): no network, memory
+limit with swap equal to it, pids limit, CPU limit, cap-drop ALL, no-new-privileges, an init
+process, shm size, read-only inputs, a capped log, a non-root user, GPUs only when asked (by
+index). The wall-clock limits are enforced here (docker's wait(timeout) is only an HTTP timeout):
+the container is killed and the step recorded as "timeout" (or "case_timeout"); "oom" when the
+kernel killed it for memory; "exit_code" for any other non-zero exit; "invalid_output" when the
+output fails validation; "model_error" when predict raised in session mode.
+
+Containers carry labels (``segloop=1``, ``segloop.run``, ``segloop.owner=host:pid:start``) and
+are removed after use, on errors and on Ctrl-C; if the harness itself was killed, the next
+back-end created on this host removes what its dead owners left (``cleanup_leftovers``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from containers.contract import (
+    PREDICTION_FILE,
+    REQUEST_FILE,
+    ModelStepError,
+    prepare_step_folders,
+    read_prediction,
+    request_json,
+    write_case_files,
+)
+from containers.registry import Limits
+from evaluator.records import CaseInput, SegloopError, StepRequest
+
+LOG_TAIL_CHARS = 2000
+LOG_TAIL_LINES = 200
+# json-file log driver cap: a container cannot fill the disk through stdout.
+LOG_MAX_SIZE = "10m"
+NOBODY = "65534:65534"
+SESSION_MODES = ("per-step", "case", "submission")
+SESSION_STOP_GRACE_S = 5.0
+POLL_START_S = 0.001
+POLL_MAX_S = 0.02
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+# Session protocol (docs/containers.md, containers/sdk/segloop_sdk.py).
+SESSION_MOUNT = "/session"
+READY_MARKER = "ready"
+DONE_MARKER = "done"
+ERROR_FILE = "error.txt"
+STOP_MARKER = "stop"
+
+LABEL_ROOT = "segloop"
+LABEL_RUN = "segloop.run"
+LABEL_OWNER = "segloop.owner"
+LABEL_ROLE = "segloop.role"
+LABEL_CASE = "segloop.case"
+
+
+# --------------------------------------------------------------------------------------------
+# Ownership of containers and work folders (leftover cleanup after a harness was killed)
+
+
+def _process_start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/pid/stat), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def owner_token(pid: int | None = None) -> str:
+    """``host:pid:start`` of this process: unique even when pids are reused."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or 0}"
+
+
+def owner_alive(token: str) -> bool:
+    """False only when ``token``'s process is known dead (same host, pid gone or reused)."""
+    parts = token.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True  # not a token of ours: leave it alone
+    host, pid_text, start = parts
+    if host != socket.gethostname():
+        return True  # another machine's harness on a shared engine: not ours to judge
+    return _process_start_ticks(int(pid_text)) == start
+
+
+def work_root() -> Path:
+    """Where step folders live (``$SEGLOOP_WORK_DIR`` or the temp dir); the engine must see it."""
+    return Path(os.environ.get("SEGLOOP_WORK_DIR") or tempfile.gettempdir()) / "segloop-docker"
+
+
+def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = None) -> int:
+    """Remove segloop containers and work folders whose owning harness process is dead.
+
+    Containers of live harnesses (other runs, other workers on this host) are left alone.
+    Returns the number of containers removed.
+    """
+    if client is None:
+        from containers.images import docker_client
+
+        client = docker_client()
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": LABEL_OWNER}):
+        token = container.labels.get(LABEL_OWNER, "")
+        if owner_alive(token):
+            continue
+        try:
+            container.remove(force=True, v=True)
+            removed += 1
+            if log:
+                log(f"removed leftover container {container.short_id} (owner {token} is gone)")
+        except Exception:  # noqa: BLE001 - already gone, or being removed by someone else
+            pass
+    root = work_root()
+    if root.is_dir():
+        for folder in root.iterdir():
+            pid_text, _, rest = folder.name.partition(".")
+            start = rest.partition(".")[0]
+            token = f"{socket.gethostname()}:{pid_text}:{start}"
+            if folder.is_dir() and pid_text.isdigit() and not owner_alive(token):
+                shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+def remove_all_containers(client: Any, run_id: str | None = None) -> int:
+    """Remove every segloop container (or those of one run), alive owner or not."""
+    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_ROOT
+    containers = client.containers.list(all=True, filters={"label": label})
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+        except Exception:  # noqa: BLE001
+            pass
+    return len(containers)
+
+
+# --------------------------------------------------------------------------------------------
+# Options and sandbox
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """What the ``OPTIONS+`` prefix of a docker: spec chose (None: take it from Limits)."""
+
+    session_mode: str | None = None
+    gc_preset: str | None = None
+    user: str | None = None  # "image" = the image's own USER
+
+
+def parse_target(target: str) -> tuple[DockerOptions, str]:
+    """Split ``[OPTIONS+]IMAGE`` (image references never contain '+')."""
+    if "+" not in target:
+        return DockerOptions(), target
+    prefix, _, image = target.partition("+")
+    options = DockerOptions()
+    for token in filter(None, (t.strip() for t in prefix.split(","))):
+        if token in ("per-step", "session-case", "session-submission"):
+            mode = token.removeprefix("session-")
+            options = replace(options, session_mode=mode)
+        elif token.startswith("gc-"):
+            options = replace(options, gc_preset=token[3:])
+        elif token.startswith("user="):
+            options = replace(options, user=token[5:])
+        else:
+            raise SegloopError(
+                f"docker model option '{token}': expected per-step, session-case, "
+                "session-submission, gc-<preset> or user=UID:GID|image"
+            )
+    if not image:
+        raise SegloopError(f"docker model '{target}': no image after '+'")
+    return options, image
+
+
+def default_user() -> str:
+    """Non-root in the container: nobody when the harness is root, else the harness's uid."""
+    uid = os.getuid()
+    return NOBODY if uid == 0 else f"{uid}:{os.getgid()}"
+
+
+def sandbox_kwargs(limits: Limits, labels: Mapping[str, str], user: str | None) -> dict[str, Any]:
+    """``containers.create`` arguments of the sandbox every segloop container runs in."""
+    import docker.types
+
+    memory = f"{int(limits.memory_mb)}m"
+    kwargs: dict[str, Any] = {
+        "network_mode": "none",
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap beyond the memory limit
+        "pids_limit": int(limits.pids),
+        "nano_cpus": int(limits.cpus * 1e9),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "init": True,
+        "shm_size": f"{int(limits.shm_mb)}m",
+        "labels": dict(labels),
+        "log_config": docker.types.LogConfig(
+            type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": "1"}
+        ),
+        "detach": True,
+        "stdin_open": False,
+        "tty": False,
+    }
+    if user:
+        kwargs["user"] = user
+    if limits.gpus:
+        kwargs["device_requests"] = [
+            docker.types.DeviceRequest(
+                device_ids=[str(g) for g in limits.gpus], capabilities=[["gpu"]]
+            )
+        ]
+    return kwargs
+
+
+def container_env(limits: Limits, extra: Mapping[str, str]) -> dict[str, str]:
+    threads = str(max(1, int(limits.cpus)))
+    return {
+        "HOME": "/tmp",
+        "OMP_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        **extra,
+    }
+
+
+def failure_of_exit(state: Mapping[str, Any], log_tail: str) -> ModelStepError | None:
+    """The step failure a finished container's State means (None for a clean exit)."""
+    exit_code = int(state.get("ExitCode", 0) or 0)
+    if exit_code == 0:
+        return None
+    if state.get("OOMKilled"):
+        return ModelStepError("oom", f"killed for memory (exit code {exit_code})", log_tail)
+    detail = f"exit code {exit_code}"
+    if exit_code > 128:
+        detail += f" (signal {exit_code - 128})"
+    if state.get("Error"):
+        detail += f": {state['Error']}"
+    return ModelStepError("exit_code", detail, log_tail)
+
+
+def _is_request_timeout(error: BaseException) -> bool:
+    import requests
+
+    return isinstance(error, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError))
+
+
+# --------------------------------------------------------------------------------------------
+# Running one container
+
+
+@dataclass
+class ContainerRun:
+    """A started container and what is known about how it ended."""
+
+    container: Any
+    started: float = field(default_factory=time.monotonic)
+
+    def log_tail(self) -> str:
+        try:
+            raw = self.container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES)
+        except Exception:  # noqa: BLE001 - the container may be gone
+            return ""
+        return raw.decode("utf-8", "replace")[-LOG_TAIL_CHARS:]
+
+    def state(self) -> dict[str, Any]:
+        try:
+            self.container.reload()
+            return dict(self.container.attrs.get("State", {}))
+        except Exception:  # noqa: BLE001
+            return {}
+
+    def wait(self, time_limit_s: float) -> bool:
+        """Wait until the container exits or ``time_limit_s`` passes; True if it exited."""
+        try:
+            self.container.wait(timeout=max(time_limit_s, 0.001))
+            return True
+        except Exception as error:  # noqa: BLE001
+            if _is_request_timeout(error):
+                return False
+            raise
+
+    def kill(self) -> None:
+        try:
+            self.container.kill()
+        except Exception:  # noqa: BLE001 - it may have exited just now
+            pass
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True, v=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class DockerBackend:
+    """``ModelBackend`` running a participant image; see the module docstring for the spec."""
+
+    def __init__(
+        self,
+        image: str,
+        limits: Limits,
+        send_previous_prediction: bool,
+        options: DockerOptions = DockerOptions(),
+        client: Any = None,
+        name: str | None = None,
+    ) -> None:
+        from containers.images import docker_client
+
+        self.client = client if client is not None else docker_client()
+        self.image_ref = image
+        self.image_id = resolve_image(self.client, image)
+        self.limits = limits
+        self.send_previous_prediction = send_previous_prediction
+        self.options = options
+        self.session_mode = options.session_mode or limits.session_mode
+        if self.session_mode not in SESSION_MODES:
+            raise SegloopError(
+                f"docker session mode '{self.session_mode}': expected one of {SESSION_MODES}"
+            )
+        self.gc_interface = None
+        if options.gc_preset:
+            from containers.gc import gc_interface
+
+            self.gc_interface = gc_interface(options.gc_preset)
+            if self.session_mode != "per-step":
+                raise SegloopError(
+                    "Grand Challenge containers run once per step: use per-step mode with gc-"
+                )
+        self.user = (
+            default_user()
+            if options.user is None
+            else (None if options.user == "image" else options.user)
+        )
+        self.name = name or f"docker:{image}"
+        self.run_id = uuid.uuid4().hex[:12]
+        self.owner = owner_token()
+        # <pid>.<start>.<run id>: cleanup_leftovers can tell when its owner is gone
+        _, pid_text, start = self.owner.rsplit(":", 2)
+        self.work_dir = work_root() / f"{pid_text}.{start}.{self.run_id}"
+        self.closed = False
+        self._shared_server: SessionServer | None = None
+        _LIVE_BACKENDS.add(self)
+
+    @classmethod
+    def from_spec(
+        cls, target: str, limits: Limits, send_previous_prediction: bool
+    ) -> DockerBackend:
+        """The back-end of ``docker:TARGET``; removes dead harnesses' leftovers first.
+
+        In session-submission mode the back-end (and its one container) is shared by every
+        case this process runs with the same spec and limits.
+        """
+        from containers.images import docker_client
+
+        options, image = parse_target(target)
+        client = docker_client()
+        cleanup_leftovers(client)
+        mode = options.session_mode or limits.session_mode
+        if mode == "submission":
+            key = (target, limits, send_previous_prediction)
+            backend = _SHARED_BACKENDS.get(key)
+            if backend is None or backend.closed:
+                backend = cls(
+                    image, limits, send_previous_prediction, options, client, f"docker:{target}"
+                )
+                _SHARED_BACKENDS[key] = backend
+            return backend
+        return cls(image, limits, send_previous_prediction, options, client, f"docker:{target}")
+
+    # -- container plumbing ------------------------------------------------------------------
+
+    def labels(self, role: str, case_id: str = "") -> dict[str, str]:
+        labels = {
+            LABEL_ROOT: "1",
+            LABEL_RUN: self.run_id,
+            LABEL_OWNER: self.owner,
+            LABEL_ROLE: role,
+        }
+        if case_id:
+            labels[LABEL_CASE] = case_id[:200]
+        return labels
+
+    def start_container(
+        self,
+        volumes: Mapping[str, Mapping[str, str]],
+        env: Mapping[str, str],
+        role: str,
+        case_id: str,
+    ) -> ContainerRun:
+        container = self.client.containers.create(
+            self.image_id,
+            volumes={k: dict(v) for k, v in volumes.items()},
+            environment=container_env(self.limits, env),
+            **sandbox_kwargs(self.limits, self.labels(role, case_id), self.user),
+        )
+        run = ContainerRun(container)
+        try:
+            container.start()
+        except Exception as error:  # noqa: BLE001 - e.g. a broken image or a missing command
+            run.remove()
+            raise ModelStepError("exit_code", f"container did not start: {error}") from None
+        return run
+
+    def run_to_end(
+        self,
+        volumes: Mapping[str, Mapping[str, str]],
+        env: Mapping[str, str],
+        time_limit_s: float,
+        timeout_reason: str,
+        case_id: str,
+    ) -> str:
+        """Run a container to its end within ``time_limit_s``; return its log tail.
+
+        Raises ModelStepError (timeout / case_timeout / oom / exit_code). The container is
+        removed in every case, Ctrl-C included.
+        """
+        run = self.start_container(volumes, env, "step", case_id)
+        try:
+            if not run.wait(time_limit_s):
+                run.kill()
+                run.wait(10.0)
+                raise ModelStepError(
+                    timeout_reason, f"killed after {time_limit_s:.1f} s", run.log_tail()
+                )
+            tail = run.log_tail()
+            failure = failure_of_exit(run.state(), tail)
+            if failure is not None:
+                raise failure
+            return tail
+        finally:
+            run.remove()
+
+    def step_budget(self, case_deadline: float) -> tuple[float, str]:
+        """(seconds this step may take, the reason to record if it takes longer)."""
+        time_left_s = case_deadline - time.monotonic()
+        if time_left_s <= 0:
+            raise ModelStepError("case_timeout", "the case's wall-clock limit is used up")
+        if time_left_s < self.limits.step_time_limit_s:
+            return time_left_s, "case_timeout"
+        return self.limits.step_time_limit_s, "timeout"
+
+    def new_work_dir(self, what: str) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{_safe_name(what)}-", dir=self.work_dir))
+
+    # -- ModelBackend ------------------------------------------------------------------------
+
+    def open_case(self, case_input: CaseInput):
+        if self.closed:
+            raise SegloopError(f"{self.name}: the back-end is closed")
+        if self.gc_interface is not None:
+            from containers.gc import GcStepSession
+
+            return GcStepSession(self, case_input, self.gc_interface)
+        if self.session_mode == "per-step":
+            return DockerStepSession(self, case_input)
+        if self.session_mode == "case":
+            server = SessionServer(self, self.new_work_dir(f"session-{case_input.case_id}"), "case")
+            return DockerSessionCase(self, server, case_input, owns_server=True)
+        if self._shared_server is None:
+            self._shared_server = SessionServer(self, self.new_work_dir("session"), "submission")
+        return DockerSessionCase(self, self._shared_server, case_input, owns_server=False)
+
+    def close(self) -> None:
+        """Stop the shared session container (if any) and remove this back-end's folders."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._shared_server is not None:
+            self._shared_server.stop()
+            self._shared_server = None
+        remove_all_containers(self.client, self.run_id)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> DockerBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
+_SHARED_BACKENDS: dict[tuple, DockerBackend] = {}
+
+
+@atexit.register
+def _close_live_backends() -> None:
+    for backend in list(_LIVE_BACKENDS):
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "x"
+
+
+# --------------------------------------------------------------------------------------------
+# Image resolution (never pull)
+
+
+def _archive_cache_path() -> Path:
+    from containers.images import cache_dir
+
+    return cache_dir() / "loaded-archives.json"
+
+
+def resolve_image(client: Any, reference: str) -> str:
+    """The image id of ``reference``: a local image, or an archive loaded once (cached by
+    path, size and mtime). Never pulls."""
+    import docker.errors
+
+    if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
+        path = Path(reference).resolve()
+        if not path.is_file():
+            raise SegloopError(f"docker model: image archive {path} does not exist")
+        info = path.stat()
+        key = f"{path}:{info.st_size}:{info.st_mtime_ns}"
+        cache_path = _archive_cache_path()
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        image_id = cache.get(key)
+        if image_id:
+            try:
+                return client.images.get(image_id).id
+            except docker.errors.ImageNotFound:
+                pass
+        try:
+            with open(path, "rb") as handle:
+                images = client.images.load(handle)
+        except docker.errors.APIError as error:
+            raise SegloopError(
+                f"{path}: not a loadable image archive: {error.explanation}"
+            ) from None
+        if not images:
+            raise SegloopError(f"{path}: the archive holds no image")
+        cache[key] = images[0].id
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(cache, indent=1))
+        os.replace(partial, cache_path)
+        return images[0].id
+    try:
+        return client.images.get(reference).id
+    except docker.errors.ImageNotFound:
+        raise SegloopError(
+            f"docker image '{reference}' is not in the engine and segloop never pulls: "
+            "`docker load -i FILE`, pass the archive (docker:FILE.tar.gz), or build it "
+            "(`segloop images build` for segloop's own images)"
+        ) from None
+    except docker.errors.APIError as error:
+        raise SegloopError(f"docker image '{reference}': {error.explanation or error}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Per-step mode
+
+
+class DockerStepSession:
+    """One case, one container per step (fresh /input read-only, empty /output)."""
+
+    def __init__(self, backend: DockerBackend, case_input: CaseInput) -> None:
+        self.backend = backend
+        self.case_input = case_input
+        self.case_deadline = time.monotonic() + backend.limits.case_time_limit_s
+        self.work_dir = backend.new_work_dir(case_input.case_id)
+        self.case_folder = self.work_dir / "case"
+        write_case_files(self.case_folder, case_input)
+
+    def predict(self, request: StepRequest) -> np.ndarray:
+        time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
+        step_folder = self.work_dir / f"step_{request.step:03d}"
+        shutil.rmtree(step_folder, ignore_errors=True)
+        input_dir, output_dir = prepare_step_folders(
+            self.case_folder, step_folder, request, self.backend.send_previous_prediction
+        )
+        try:
+            tail = self.backend.run_to_end(
+                {
+                    str(input_dir): {"bind": "/input", "mode": "ro"},
+                    str(output_dir): {"bind": "/output", "mode": "rw"},
+                },
+                {
+                    "SEGLOOP_MODE": "per-step",
+                    "SEGLOOP_INPUT": "/input",
+                    "SEGLOOP_OUTPUT": "/output",
+                },
+                time_limit_s,
+                timeout_reason,
+                self.case_input.case_id,
+            )
+            try:
+                return read_prediction(
+                    output_dir, self.case_input.shape, set(self.case_input.classes)
+                )
+            except ModelStepError as error:
+                raise ModelStepError(error.reason, error.detail, tail) from None
+        finally:
+            _remove_tree(step_folder)
+
+    def close(self) -> None:
+        _remove_tree(self.work_dir)
+
+
+def require_real_folder(path: Path) -> None:
+    """Raise invalid_output unless ``path`` is a real folder (not a symlink out of the mount)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise ModelStepError("invalid_output", f"no output folder {path.name}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ModelStepError("invalid_output", f"{path.name} is not a folder (a symlink?)")
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that also copes with read-only folders (the input folders are 0555) and
+    removes a symlink itself, never what it points to."""
+    if path.is_symlink():
+        path.unlink()
+        return
+
+    def make_writable_and_retry(function, failed_path, _exc_info):
+        try:
+            os.chmod(os.path.dirname(failed_path), 0o755)
+            function(failed_path)
+        except OSError:
+            pass
+
+    if path.exists():
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+# --------------------------------------------------------------------------------------------
+# Session mode
+
+
+class SessionServer:
+    """A long-lived container answering step requests through a mounted folder.
+
+    Host layout (mounted under /session in the container)::
+
+        root/cases/<case_id>/        read-only: case.json, image_0000.npy, ...
+        root/requests/<name>/        read-only: request.json (+ case_dir, previous prediction),
+                                     then an empty ``ready``; root/requests/stop ends the server
+        root/responses/<name>/       written by the container: prediction.npy + ``done``,
+                                     or error.txt + ``done``
+    """
+
+    def __init__(self, backend: DockerBackend, root: Path, scope: str) -> None:
+        self.backend = backend
+        self.root = root
+        self.scope = scope
+        self.cases_dir = root / "cases"
+        self.requests_dir = root / "requests"
+        self.responses_dir = root / "responses"
+        for folder in (self.cases_dir, self.requests_dir, self.responses_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.responses_dir.chmod(0o777)  # the container's user writes here
+        for folder in (root, self.cases_dir, self.requests_dir):
+            folder.chmod(0o755)
+        self.run: ContainerRun | None = None
+        self.exited = threading.Event()
+        self.sequence = 0
+        self.started_count = 0
+
+    def ensure_running(self, case_id: str) -> ContainerRun:
+        if self.run is not None and not self.exited.is_set():
+            return self.run
+        if self.run is not None:
+            self.run.remove()
+        self.exited = threading.Event()
+        self.run = self.backend.start_container(
+            {
+                str(self.cases_dir): {"bind": f"{SESSION_MOUNT}/cases", "mode": "ro"},
+                str(self.requests_dir): {"bind": f"{SESSION_MOUNT}/requests", "mode": "ro"},
+                str(self.responses_dir): {"bind": f"{SESSION_MOUNT}/responses", "mode": "rw"},
+            },
+            {"SEGLOOP_MODE": "session", "SEGLOOP_SESSION": SESSION_MOUNT},
+            f"session-{self.scope}",
+            case_id if self.scope == "case" else "",
+        )
+        self.started_count += 1
+        watcher = threading.Thread(
+            target=_watch_exit, args=(self.run.container, self.exited), daemon=True
+        )
+        watcher.start()
+        return self.run
+
+    def add_case(self, case_input: CaseInput) -> Path:
+        folder = self.cases_dir / _safe_name(case_input.case_id)
+        _remove_tree(folder)
+        write_case_files(folder, case_input)
+        for path in folder.iterdir():
+            path.chmod(0o444)
+        folder.chmod(0o555)
+        return folder
+
+    def remove_case(self, folder: Path) -> None:
+        _remove_tree(folder)
+
+    def ask(
+        self,
+        case_input: CaseInput,
+        case_folder: Path,
+        request: StepRequest,
+        time_limit_s: float,
+        timeout_reason: str,
+    ) -> np.ndarray:
+        run = self.ensure_running(case_input.case_id)
+        self.sequence += 1
+        name = f"{self.sequence:06d}"
+        request_dir = self.requests_dir / name
+        response_dir = self.responses_dir / name
+        try:
+            request_dir.mkdir()
+            payload = request_json(request, self.backend.send_previous_prediction)
+            payload["case_dir"] = f"cases/{case_folder.name}"
+            if payload["previous_prediction"]:
+                np.save(request_dir / payload["previous_prediction"], request.previous_prediction)
+            (request_dir / REQUEST_FILE).write_text(json.dumps(payload, indent=1))
+            (request_dir / READY_MARKER).touch()  # last: the request is complete
+            self._wait_for_answer(run, response_dir / DONE_MARKER, time_limit_s, timeout_reason)
+            require_real_folder(response_dir)
+            error_file = response_dir / ERROR_FILE
+            if error_file.exists() and not error_file.is_symlink():
+                text = _read_text_tail(error_file)
+                last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
+                raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
+            try:
+                return read_prediction(response_dir, case_input.shape, set(case_input.classes))
+            except ModelStepError as error:
+                raise ModelStepError(error.reason, error.detail, run.log_tail()) from None
+        finally:
+            _remove_tree(request_dir)
+            _remove_tree(response_dir)
+
+    def _wait_for_answer(
+        self, run: ContainerRun, done: Path, time_limit_s: float, timeout_reason: str
+    ) -> None:
+        deadline = time.monotonic() + time_limit_s
+        interval = POLL_START_S
+        while True:
+            if done.exists():
+                return
+            if self.exited.is_set():
+                if done.exists():
+                    return
+                tail = run.log_tail()
+                failure = failure_of_exit(run.state(), tail) or ModelStepError(
+                    "exit_code", "the session container exited without answering", tail
+                )
+                run.remove()
+                raise failure
+            if time.monotonic() >= deadline:
+                run.kill()
+                self.exited.wait(10.0)
+                tail = run.log_tail()
+                run.remove()
+                raise ModelStepError(timeout_reason, f"killed after {time_limit_s:.1f} s", tail)
+            time.sleep(interval)
+            interval = min(interval * 1.5, POLL_MAX_S)
+
+    def stop(self) -> None:
+        """Ask the server to exit, give it a moment, then remove the container."""
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+        if not self.exited.is_set():
+            try:
+                (self.requests_dir / STOP_MARKER).touch()
+            except OSError:
+                pass
+            self.exited.wait(SESSION_STOP_GRACE_S)
+        run.remove()
+        _remove_tree(self.root)
+
+
+def _watch_exit(container: Any, exited: threading.Event) -> None:
+    try:
+        container.wait()  # no timeout: returns when the container stops or is removed
+    except Exception:  # noqa: BLE001
+        pass
+    exited.set()
+
+
+def _read_text_tail(path: Path, chars: int = 20000) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - chars))
+        return handle.read().decode("utf-8", "replace")
+
+
+class DockerSessionCase:
+    """One case answered by a session container (its own, or the submission's shared one)."""
+
+    def __init__(
+        self,
+        backend: DockerBackend,
+        server: SessionServer,
+        case_input: CaseInput,
+        owns_server: bool,
+    ) -> None:
+        self.backend = backend
+        self.server = server
+        self.case_input = case_input
+        self.owns_server = owns_server
+        self.case_deadline = time.monotonic() + backend.limits.case_time_limit_s
+        self.case_folder = server.add_case(case_input)
+        try:
+            server.ensure_running(case_input.case_id)  # the model loads while the robot thinks
+        except ModelStepError:
+            pass  # recorded at the first step, which retries the start
+
+    def predict(self, request: StepRequest) -> np.ndarray:
+        time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
+        return self.server.ask(
+            self.case_input, self.case_folder, request, time_limit_s, timeout_reason
+        )
+
+    def close(self) -> None:
+        if self.owns_server:
+            self.server.stop()
+        else:
+            self.server.remove_case(self.case_folder)
+
+
+__all__ = [
+    "DockerBackend",
+    "DockerOptions",
+    "cleanup_leftovers",
+    "parse_target",
+    "sandbox_kwargs",
+    "PREDICTION_FILE",
+]

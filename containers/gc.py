@@ -1,0 +1,364 @@
+"""Grand Challenge algorithm containers, unchanged, inside segloop's loop.
+
+A GC algorithm container runs once per job: it reads ``/input`` and writes ``/output``. The
+interactive challenges (autoPET IV, ToothFairy3) ran one job per step, the clicks so far in a
+"Multiple points" JSON socket. This adapter gives such a container exactly that, per step:
+
+    /input/images/<image slug>/<uuid>.mha     one per channel (uncompressed MetaImage with the
+                                              case's geometry; the uuid is fixed per case)
+    /input/<clicks slug>.json                 "Multiple points": the clicks of steps 0..k
+    /input/inputs.json                        the sockets, as GC lists them for the job
+    /output/                                  empty; the container writes
+    /output/images/<output slug>/<any>.mha    one label image of the input's size and geometry
+
+Use it as ``docker:gc-autopet+IMAGE`` or ``docker:gc-toothfairy3+IMAGE`` (containers.docker_backend).
+The sandbox, limits, failure reasons and cleanup are the Docker back-end's.
+
+Slugs and point conventions, read from the challenges' public code (2025):
+
+| preset      | images (channel order) | clicks socket   | output slug                | names                | point order |
+| ----------- | ---------------------- | --------------- | -------------------------- | -------------------- | ----------- |
+| autopet     | ct, pet                | lesion-clicks   | tumor-lesion-segmentation  | tumor / background   | x, y, z     |
+| toothfairy3 | cbct                   | iac-clicks (*)  | iac-segmentation           | Left_IAC / Right_IAC | z, y, x     |
+
+autoPET IV (lab-midas/autoPETCTIV, Task1/interactive-baseline/process.py): ``/input/images/ct/``,
+``/input/images/pet/``, ``/input/lesion-clicks.json``, output
+``/output/images/tumor-lesion-segmentation/<uuid>.mha``; points are voxel indices (x, y, z)
+(its click script indexes nibabel arrays). ToothFairy3 (AImageLab-zip/ToothFairy,
+ToothFairy3/Interactive-Segmentation): ``/input/images/cbct/``, output
+``/output/images/iac-segmentation/``; its click script takes ``np.argwhere`` of
+``sitk.GetArrayFromImage`` and writes ``[i0, i1, i2]``, i.e. voxel indices in array order
+(z, y, x) even though it names them x, y, z. (*) The clicks socket's slug is not in the public
+code: the template opens ``/input/iac_clicks_<name>.json`` or else the single ``/input/*.json``
+whose name contains "clicks", which ``iac-clicks.json`` is. Positive clicks only (no background
+name): a background click is refused for ToothFairy3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from containers.contract import ModelStepError, validate_prediction
+from evaluator.records import CaseInput, Interaction, SegloopError, StepRequest
+
+INPUTS_JSON = "inputs.json"
+IMAGE_SUFFIXES = (".mha", ".tif", ".tiff", ".nii.gz", ".nii")
+# A compressed label image is smaller than the raw volume; allow the raw volume as int64 plus
+# headroom for a verbose header. Anything bigger is refused before it is read.
+OUTPUT_HEADER_ALLOWANCE_BYTES = 1 << 20
+UUID_NAMESPACE = uuid.UUID("5e6100b0-6c00-4e00-8a00-000000000001")
+GEOMETRY_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class GcInterface:
+    """How a challenge's GC algorithm container expects its inputs and writes its output.
+
+    point_names: class id -> the "name" of that class's positive clicks.
+    background_name: name of negative clicks (None: the challenge had none).
+    point_order: "xyz" (reverse of segloop's arrays) or "zyx" (array order).
+    """
+
+    name: str
+    image_slugs: tuple[str, ...]
+    clicks_slug: str
+    output_slug: str
+    point_names: Mapping[int, str]
+    background_name: str | None
+    point_order: str
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+GC_PRESETS: dict[str, GcInterface] = {
+    "autopet": GcInterface(
+        name="autopet",
+        image_slugs=("ct", "pet"),
+        clicks_slug="lesion-clicks",
+        output_slug="tumor-lesion-segmentation",
+        point_names={1: "tumor"},
+        background_name="background",
+        point_order="xyz",
+        description="autoPET IV interactive (Task 1)",
+    ),
+    "toothfairy3": GcInterface(
+        name="toothfairy3",
+        image_slugs=("cbct",),
+        clicks_slug="iac-clicks",
+        output_slug="iac-segmentation",
+        point_names={1: "Left_IAC", 2: "Right_IAC"},
+        background_name=None,
+        point_order="zyx",
+        description="ToothFairy3 interactive IAC segmentation",
+    ),
+}
+
+
+def gc_interface(preset: str) -> GcInterface:
+    try:
+        return GC_PRESETS[preset]
+    except KeyError:
+        raise SegloopError(
+            f"Grand Challenge preset '{preset}': expected one of {', '.join(sorted(GC_PRESETS))}"
+        ) from None
+
+
+def multiple_points(interactions: Iterable[Interaction], interface: GcInterface) -> dict[str, Any]:
+    """The clicks as a GC "Multiple points" object in the challenge's point order and names."""
+    points = []
+    for interaction in interactions:
+        if interaction.kind != "click":
+            raise SegloopError(
+                f"{interface.name}: Grand Challenge 'Multiple points' holds clicks only, "
+                f"not a {interaction.kind}"
+            )
+        if interaction.positive:
+            name = interface.point_names.get(interaction.class_id)
+            if name is None:
+                raise SegloopError(
+                    f"{interface.name}: no point name for class {interaction.class_id}"
+                )
+        elif interface.background_name is None:
+            raise SegloopError(f"{interface.name}: the challenge has no background clicks")
+        else:
+            name = interface.background_name
+        zyx = [int(v) for v in interaction.coords[0]]
+        point = zyx[::-1] if interface.point_order == "xyz" else zyx
+        points.append({"point": point, "name": name})
+    return {"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": points}
+
+
+def image_uuid(case_id: str, slug: str) -> str:
+    """A fixed uuid per (case, socket): same file names every step and every run."""
+    return str(uuid.uuid5(UUID_NAMESPACE, f"{case_id}/{slug}"))
+
+
+def _sitk_image(array: np.ndarray, case_input: CaseInput):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    geometry = case_input.geometry
+    image.SetSpacing(tuple(float(v) for v in geometry.spacing_mm[::-1]))
+    image.SetOrigin(tuple(float(v) for v in geometry.origin_mm))
+    image.SetDirection(tuple(float(v) for v in geometry.direction))
+    return image
+
+
+def write_case_images(folder: Path, case_input: CaseInput, interface: GcInterface) -> list[Path]:
+    """``images/<slug>/<uuid>.mha`` for every channel, written once per case."""
+    import SimpleITK as sitk
+
+    if len(case_input.channels) != len(interface.image_slugs):
+        raise SegloopError(
+            f"{interface.name}: the container expects {len(interface.image_slugs)} images "
+            f"({', '.join(interface.image_slugs)}), case {case_input.case_id} has "
+            f"{len(case_input.channels)} channels"
+        )
+    paths = []
+    for slug, channel in zip(interface.image_slugs, case_input.channels, strict=True):
+        path = folder / "images" / slug / f"{image_uuid(case_input.case_id, slug)}.mha"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = _sitk_image(np.asarray(channel, dtype=np.float32), case_input)
+        sitk.WriteImage(image, str(path), useCompression=False)
+        paths.append(path)
+    return paths
+
+
+def inputs_json(case_input: CaseInput, interface: GcInterface, points: Mapping[str, Any]) -> list:
+    """``/input/inputs.json``: the job's socket values, as Grand Challenge lists them."""
+    items: list[dict[str, Any]] = []
+    for slug in interface.image_slugs:
+        name = f"{image_uuid(case_input.case_id, slug)}.mha"
+        items.append(
+            {
+                "interface": {
+                    "slug": slug,
+                    "kind": "Image",
+                    "super_kind": "Image",
+                    "relative_path": f"images/{slug}",
+                },
+                "image": {"name": name, "pk": image_uuid(case_input.case_id, slug)},
+                "value": None,
+                "file": None,
+            }
+        )
+    items.append(
+        {
+            "interface": {
+                "slug": interface.clicks_slug,
+                "kind": "Multiple points",
+                "super_kind": "Value",
+                "relative_path": f"{interface.clicks_slug}.json",
+            },
+            "value": dict(points),
+            "image": None,
+            "file": None,
+        }
+    )
+    return items
+
+
+def prepare_gc_step(
+    case_folder: Path,
+    step_folder: Path,
+    case_input: CaseInput,
+    request: StepRequest,
+    interface: GcInterface,
+) -> tuple[Path, Path]:
+    """``step_folder/input`` (images hard-linked from ``case_folder``) and an empty output."""
+    input_dir, output_dir = step_folder / "input", step_folder / "output"
+    output_dir.mkdir(parents=True)
+    shutil.copytree(case_folder, input_dir, copy_function=_link_or_copy)
+    points = multiple_points(request.interactions, interface)
+    (input_dir / f"{interface.clicks_slug}.json").write_text(json.dumps(points, indent=1))
+    (input_dir / INPUTS_JSON).write_text(
+        json.dumps(inputs_json(case_input, interface, points), indent=1)
+    )
+    for root, dirs, files in os.walk(input_dir):
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o444)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o555)
+    input_dir.chmod(0o555)
+    output_dir.chmod(0o777)
+    return input_dir, output_dir
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _lstat_real(path: Path, what: str, want_dir: bool) -> os.stat_result:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise ModelStepError("invalid_output", f"no {what}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ModelStepError("invalid_output", f"{what} is a symlink")
+    if want_dir and not stat.S_ISDIR(info.st_mode):
+        raise ModelStepError("invalid_output", f"{what} is not a folder")
+    if not want_dir and not stat.S_ISREG(info.st_mode):
+        raise ModelStepError("invalid_output", f"{what} is not a regular file")
+    return info
+
+
+def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterface) -> np.ndarray:
+    """The label map in ``/output/images/<slug>/``, checked like a native prediction plus
+    the image's size, spacing, origin and direction. Raises ModelStepError(invalid_output)."""
+    import SimpleITK as sitk
+
+    relative = f"images/{interface.output_slug}"
+    _lstat_real(output_dir / "images", "output folder images/", want_dir=True)
+    folder = output_dir / relative
+    _lstat_real(folder, f"output folder {relative}/", want_dir=True)
+    candidates = sorted(p for p in folder.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
+    if len(candidates) != 1:
+        raise ModelStepError(
+            "invalid_output",
+            f"expected one image in {relative}/, found {len(candidates)}: "
+            f"{[p.name for p in candidates][:5]}",
+        )
+    path = candidates[0]
+    info = _lstat_real(path, f"{relative}/{path.name}", want_dir=False)
+    max_bytes = int(np.prod(case_input.shape)) * 8 + OUTPUT_HEADER_ALLOWANCE_BYTES
+    if info.st_size > max_bytes:
+        raise ModelStepError(
+            "invalid_output",
+            f"{relative}/{path.name} is {info.st_size} bytes, more than {max_bytes}",
+        )
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+        raise ModelStepError("invalid_output", f"{relative}/{path.name}: {first[:200]}") from None
+    expected_size = tuple(int(v) for v in case_input.shape[::-1])
+    if tuple(image.GetSize()) != expected_size:
+        raise ModelStepError(
+            "invalid_output",
+            f"output image size (x, y, z) {tuple(image.GetSize())} != input {expected_size}",
+        )
+    geometry = case_input.geometry
+    for what, got, want in (
+        ("spacing", image.GetSpacing(), geometry.spacing_mm[::-1]),
+        ("origin", image.GetOrigin(), geometry.origin_mm),
+        ("direction", image.GetDirection(), geometry.direction),
+    ):
+        if not np.allclose(got, want, atol=GEOMETRY_TOLERANCE_MM):
+            raise ModelStepError(
+                "invalid_output",
+                f"output {what} {tuple(round(v, 4) for v in got)} != input "
+                f"{tuple(round(float(v), 4) for v in want)}",
+            )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ModelStepError("invalid_output", "output image has more than one component")
+    array = sitk.GetArrayFromImage(image)
+    return validate_prediction(array, case_input.shape, set(case_input.classes))
+
+
+class GcStepSession:
+    """One case through a GC algorithm container: one job (container run) per step."""
+
+    def __init__(self, backend: Any, case_input: CaseInput, interface: GcInterface) -> None:
+        self.backend = backend
+        self.case_input = case_input
+        self.interface = interface
+        self.case_deadline = time.monotonic() + backend.limits.case_time_limit_s
+        self.work_dir = backend.new_work_dir(f"gc-{case_input.case_id}")
+        self.case_folder = self.work_dir / "case"
+        write_case_images(self.case_folder, case_input, interface)
+
+    def predict(self, request: StepRequest) -> np.ndarray:
+        from containers.docker_backend import _remove_tree
+
+        time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
+        step_folder = self.work_dir / f"step_{request.step:03d}"
+        _remove_tree(step_folder)
+        input_dir, output_dir = prepare_gc_step(
+            self.case_folder, step_folder, self.case_input, request, self.interface
+        )
+        try:
+            tail = self.backend.run_to_end(
+                {
+                    str(input_dir): {"bind": "/input", "mode": "ro"},
+                    str(output_dir): {"bind": "/output", "mode": "rw"},
+                },
+                {},
+                time_limit_s,
+                timeout_reason,
+                self.case_input.case_id,
+            )
+            try:
+                return read_gc_output(output_dir, self.case_input, self.interface)
+            except ModelStepError as error:
+                raise ModelStepError(error.reason, error.detail, tail) from None
+        finally:
+            _remove_tree(step_folder)
+
+    def close(self) -> None:
+        from containers.docker_backend import _remove_tree
+
+        _remove_tree(self.work_dir)
+
+
+__all__ = [
+    "GC_PRESETS",
+    "GcInterface",
+    "GcStepSession",
+    "gc_interface",
+    "multiple_points",
+    "read_gc_output",
+]
