@@ -1,0 +1,177 @@
+"""Generic eligibility-mask robot users: clicks, boxes, scribbles, polygons, composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from evaluator.records import Case, Geometry, SegloopError
+from protocols.base import rng_for
+from protocols.generic import (
+    BoxUser,
+    EligibilityClickUser,
+    PolygonUser,
+    ScribbleUser,
+    SequenceUser,
+    styled_box,
+    trace_boundary,
+    zhang_suen_skeleton,
+)
+from protocols.sakinis import SakinisUser
+from protocols.tasks import robot_user_from_json
+
+
+def ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+def three_blobs_case(case_id="gen") -> Case:
+    shape = (16, 40, 40)
+    label = np.zeros(shape, np.uint8)
+    label[ball(shape, (8, 10, 10), 5)] = 1
+    label[ball(shape, (8, 30, 30), 3)] = 1
+    label[ball(shape, (8, 10, 30), 2)] = 1
+    label[ball(shape, (8, 28, 10), 4)] = 2
+    return Case(case_id, (label.astype(np.float32),), label, Geometry((2.0, 1.0, 1.0)))
+
+
+@pytest.mark.parametrize("component", ["largest", "random"])
+@pytest.mark.parametrize("placement", ["center", "boundary", "random"])
+def test_six_click_styles_initial_and_reactive(component, placement):
+    case = three_blobs_case()
+    user = EligibilityClickUser(component, placement, clicks_per_step=2)
+    initial = user.interactions(case, {1: "a", 2: "b"}, 0, None, seed=0)
+    assert [i.class_id for i in initial] == [1, 1, 2]  # class 2 has a single component
+    for click in initial:
+        assert click.positive and case.label[click.coords[0]] == click.class_id
+    edt = ndimage.distance_transform_edt(np.pad(case.label == 1, 1))[1:-1, 1:-1, 1:-1]
+    points = [c.coords[0] for c in initial if c.class_id == 1]
+    if placement == "boundary":
+        assert all(edt[p] == 1.0 for p in points)
+    if component == "largest" and placement == "center":
+        assert points[0] == (8, 10, 10)
+    # reactive: over-segmentation of class 1 -> negative clicks in the false positive region
+    prediction = case.label.copy()
+    prediction[0:3] = 1
+    reactive = user.interactions(case, {1: "a"}, 1, prediction, seed=0)
+    assert reactive and all(not c.positive and c.coords[0][0] < 3 for c in reactive)
+    assert user.interactions(case, {1: "a", 2: "b"}, 2, case.label, seed=0) == ()
+
+
+def test_largest_center_reactive_equals_sakinis():
+    case = three_blobs_case()
+    prediction = np.zeros(case.shape, np.uint8)
+    prediction[ball(case.shape, (8, 11, 11), 5)] = 1
+    generic = EligibilityClickUser().interactions(case, {1: "a", 2: "b"}, 1, prediction, 0)
+    sakinis = SakinisUser().interactions(case, {1: "a", 2: "b"}, 1, prediction, 0)
+    assert generic == sakinis
+
+
+def test_non_reactive_clicks_ignore_prediction():
+    case = three_blobs_case()
+    user = EligibilityClickUser("random", "random", reactive=False)
+    a = user.interactions(case, {1: "a"}, 3, case.label, 0)
+    b = user.interactions(case, {1: "a"}, 3, None, 0)
+    assert a == b and a[0].positive and case.label[a[0].coords[0]] == 1
+    with pytest.raises(SegloopError):
+        EligibilityClickUser(placement="middle")
+
+
+def test_box_styles():
+    mask = np.zeros((20, 60, 80), bool)
+    mask[5:15, 10:50, 20:60] = True
+    perfect = styled_box(mask, "perfect", rng_for(0, "c", 1, 0))
+    assert perfect == ((5, 10, 20), (14, 49, 59))
+    for k in range(20):
+        (lo, hi) = styled_box(mask, "careful", rng_for(0, "c", 1, k))
+        for axis, extent in enumerate((10, 40, 40)):
+            grow_lo = perfect[0][axis] - lo[axis]
+            grow_hi = hi[axis] - perfect[1][axis]
+            assert grow_lo == grow_hi  # symmetric
+            assert np.ceil(0.05 * extent) <= grow_lo <= np.ceil(0.10 * extent)
+        (lo, hi) = styled_box(mask, "sloppy", rng_for(0, "c", 1, k))
+        for axis, extent in enumerate((10, 40, 40)):
+            for moved in (abs(lo[axis] - perfect[0][axis]), abs(hi[axis] - perfect[1][axis])):
+                assert np.rint(0.05 * extent) <= moved <= np.rint(0.10 * extent)
+    edge = np.zeros((4, 10, 10), bool)
+    edge[0:4, 0:10, 0:3] = True
+    lo, hi = styled_box(edge, "careful", rng_for(0, "c", 1, 0))
+    assert min(lo) >= 0 and hi[0] <= 3 and hi[1] <= 9
+    case = three_blobs_case()
+    boxes = BoxUser("careful").interactions(case, {1: "a", 2: "b", 3: "c"}, 0, None, 0)
+    assert [b.class_id for b in boxes] == [1, 2] and all(b.kind == "box" for b in boxes)
+    assert BoxUser().interactions(case, {1: "a"}, 1, None, 0) == ()
+
+
+@pytest.mark.parametrize("style", ["line", "centerline", "contour"])
+def test_scribbles_lie_in_the_mask_and_are_connected(style):
+    case = three_blobs_case()
+    user = ScribbleUser(style)
+    scribbles = user.interactions(case, {1: "a", 2: "b"}, 0, None, seed=1)
+    assert {s.class_id for s in scribbles} == {1, 2}
+    for scribble in scribbles:
+        assert scribble.kind == "scribble" and scribble.positive
+        zs = {c[0] for c in scribble.coords}
+        assert len(zs) == 1
+        for a, b in zip(scribble.coords, scribble.coords[1:], strict=False):
+            assert max(abs(a[1] - b[1]), abs(a[2] - b[2])) == 1  # 8-connected drawing order
+        assert all(case.label[c] == scribble.class_id for c in scribble.coords)
+    again = ScribbleUser(style).interactions(case, {1: "a", 2: "b"}, 0, None, seed=1)
+    assert again == scribbles
+    prediction = case.label.copy()
+    prediction[ball(case.shape, (8, 10, 10), 5)] = 0  # miss the big blob: positive scribble
+    reactive = user.interactions(case, {1: "a"}, 1, prediction, seed=1)
+    assert reactive and all(s.positive for s in reactive)
+    for scribble in reactive:
+        assert all(case.label[c] == 1 and prediction[c] == 0 for c in scribble.coords)
+
+
+def test_skeleton_of_a_bar_is_its_midline():
+    bar = np.zeros((11, 30), bool)
+    bar[3:8, 2:28] = True
+    rows = {int(y) for y, _ in np.argwhere(zhang_suen_skeleton(bar))}
+    assert rows == {5}
+
+
+def test_polygon_vertices_on_the_boundary_in_order():
+    shape = (1, 50, 50)
+    label = ball(shape, (0, 25, 25), 15).astype(np.uint8)
+    case = Case("poly", (label.astype(np.float32),), label, Geometry((1.0, 1.0, 1.0)))
+    (polygon,) = PolygonUser(num_vertices=10).interactions(case, {1: "a"}, 0, None, 0)
+    assert polygon.kind == "polygon" and len(polygon.coords) == 10
+    interior = ndimage.binary_erosion(label[0], border_value=0)
+    angles = []
+    for _, y, x in polygon.coords:
+        assert label[0, y, x] and not interior[y, x]
+        angles.append(np.arctan2(y - 25, x - 25))
+    turns = np.diff(np.unwrap(angles))
+    assert np.all(turns > 0) or np.all(turns < 0)  # vertices go round in one direction
+    square = np.zeros((6, 6), bool)
+    square[1:4, 1:4] = True
+    assert trace_boundary(square) == [
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 3),
+        (3, 3),
+        (3, 2),
+        (3, 1),
+        (2, 1),
+    ]
+    assert PolygonUser().interactions(case, {1: "a"}, 1, None, 0) == ()
+
+
+def test_sequence_box_then_clicks_and_json():
+    case = three_blobs_case()
+    user = SequenceUser(BoxUser("sloppy"), EligibilityClickUser())
+    assert [i.kind for i in user.interactions(case, {1: "a"}, 0, None, 0)] == ["box"]
+    assert [i.kind for i in user.interactions(case, {1: "a"}, 1, None, 0)] == ["click"]
+    for built in (
+        user,
+        ScribbleUser("contour"),
+        PolygonUser(7),
+        EligibilityClickUser("random", "boundary"),
+    ):
+        assert robot_user_from_json(built.to_json()) == built
