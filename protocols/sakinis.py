@@ -145,7 +145,9 @@ class SakinisUser:
             raise SegloopError(f"sakinis: initial must be box, click or none, not {self.initial!r}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"protocol": "sakinis", **asdict(self)}
+        params = asdict(self)
+        params.pop("name")
+        return {"protocol": "sakinis", **params}
 
     def interactions(
         self,
