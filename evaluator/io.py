@@ -20,7 +20,6 @@ whose channel exists under two extensions is an error). Every problem a user can
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import uuid
@@ -47,7 +46,7 @@ LABELS_DIR = "labelsTs"
 MASKS_DIR = "masksTs"
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_GZIP_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 22
 
 
 # --------------------------------------------------------------------------- single files
@@ -87,42 +86,100 @@ def _itk_reason(error: Exception) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _gzip_uncompressed_size(path: Path) -> int:
-    """Decompress ``path`` as a stream and return its size; raises on truncation or bad CRC."""
-    size = 0
-    with gzip.open(path, "rb") as stream:
-        while chunk := stream.read(_GZIP_CHUNK_BYTES):
-            size += len(chunk)
-    return size
+class _NonFiniteScanner:
+    """Collects the flat positions and values of non-finite voxels from a byte stream.
+
+    NIfTI voxel data is stored x fastest, i.e. in the C order of the (z, y, x) array that
+    SimpleITK returns, so a position in the stream is a flat index into that array.
+    """
+
+    def __init__(self, dtype: np.dtype, data_offset: int) -> None:
+        self.dtype = dtype
+        self.to_skip = data_offset
+        self.pending = b""
+        self.next_index = 0
+        self.indices: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self.to_skip:
+            skipped = min(self.to_skip, len(chunk))
+            chunk = chunk[skipped:]
+            self.to_skip -= skipped
+        data = self.pending + chunk if self.pending else chunk
+        usable = len(data) - len(data) % self.dtype.itemsize
+        self.pending = data[usable:]
+        if not usable:
+            return
+        values = np.frombuffer(data, dtype=self.dtype, count=usable // self.dtype.itemsize)
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            self.indices.append(bad + self.next_index)
+            self.values.append(values[bad].astype(np.float64))
+        self.next_index += values.size
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.indices:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        return np.concatenate(self.indices), np.concatenate(self.values)
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """SimpleITK reads a truncated NIfTI (plain or gzip) without complaint, padding with zeros.
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    """The file's bytes in chunks, gunzipped for ``.gz`` (all members; zlib checks each
+    member's CRC and length, and a stream that stops inside a member raises EOFError)."""
+    with open(path, "rb") as stream:
+        if not path.name.lower().endswith(".gz"):
+            while chunk := stream.read(_CHUNK_BYTES):
+                yield chunk
+            return
+        member = zlib.decompressobj(wbits=31)
+        member_started, members_done = False, 0
+        while compressed := stream.read(_CHUNK_BYTES):
+            while compressed:
+                member_started = True
+                yield member.decompress(compressed)
+                if not member.eof:
+                    break
+                compressed = member.unused_data
+                member = zlib.decompressobj(wbits=31)
+                member_started, members_done = False, members_done + 1
+        if member_started or not members_done:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
-    So: parse the header with nibabel, and compare the bytes the file really holds (the whole
-    gzip stream is decompressed, which also verifies its CRC) with ``vox_offset + voxels *
-    bytes per voxel``.
+
+def _scan_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Check a NIfTI file is complete and find its non-finite voxels.
+
+    SimpleITK reads a truncated NIfTI (plain or gzip) without complaint, padding with zeros,
+    and reads NaN/inf voxels as 0. So the header is parsed with nibabel, the data is streamed
+    once (for gzip this verifies the CRC too) and its length compared with ``vox_offset +
+    voxels * bytes per voxel``; for float data the flat indices and values of non-finite
+    voxels are returned so :func:`read_image` can put them back.
     """
     import nibabel
 
     try:
-        header = nibabel.load(str(path)).header
-        expected = int(header.get_data_offset()) + int(
-            np.prod(header.get_data_shape(), dtype=np.int64)
-        ) * int(header.get_data_dtype().itemsize)
+        proxy = nibabel.load(str(path)).dataobj  # its offset is the file's real vox_offset
+        dtype = np.dtype(proxy.dtype)
+        offset = int(proxy.offset)
+        expected = offset + int(np.prod(proxy.shape, dtype=np.int64)) * dtype.itemsize
     except Exception as error:  # noqa: BLE001 - any header failure means an unreadable file
         raise SegloopError(f"{path}: not a readable NIfTI file ({error})") from None
-    if path.name.lower().endswith(".gz"):
-        try:
-            actual = _gzip_uncompressed_size(path)
-        except (EOFError, OSError, zlib.error) as error:
-            raise SegloopError(f"{path}: corrupt or truncated gzip data ({error})") from None
-    else:
-        actual = path.stat().st_size
+    scanner = _NonFiniteScanner(dtype, offset) if dtype.kind == "f" else None
+    actual = 0
+    try:
+        for chunk in _file_chunks(path):
+            actual += len(chunk)
+            if scanner is not None:
+                scanner.feed(chunk)
+    except (EOFError, OSError, zlib.error) as error:
+        raise SegloopError(f"{path}: corrupt or truncated gzip data ({error})") from None
     if actual < expected:
         raise SegloopError(
             f"{path}: truncated file: holds {actual} bytes of NIfTI data, header needs {expected}"
         )
+    return scanner.result() if scanner is not None else (np.empty(0, np.int64), np.empty(0))
 
 
 def _float32_decimal(value: float) -> float:
@@ -146,8 +203,9 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
 
     ``Geometry.spacing_mm`` is SimpleITK's spacing reversed into array order; origin and
     direction are SimpleITK's physical (x, y, z) values. NIfTI, MHA/MHD and NRRD are read by
-    SimpleITK; NIfTI files are also checked for truncation (see :func:`_check_nifti_complete`)
-    and their float32 spacing/origin given as short decimals (0.6, not 0.6000000238418579).
+    SimpleITK; NIfTI files are also checked for truncation and their NaN/inf voxels kept (see
+    :func:`_scan_nifti`), and their float32 spacing/origin are given as short decimals (0.6,
+    not 0.6000000238418579).
     Raises SegloopError naming the file when it is missing, unreadable, corrupt, not 3-D or
     not one scalar per voxel.
     """
@@ -158,7 +216,7 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
         raise SegloopError(f"{path}: is a directory, expected an image file")
     is_nifti = path.name.lower().endswith((".nii", ".nii.gz"))
     if is_nifti:
-        _check_nifti_complete(path)
+        nonfinite_index, nonfinite_values = _scan_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -173,7 +231,12 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
         raise SegloopError(
             f"{path}: image has {components} components per voxel, expected one scalar per voxel"
         )
-    return sitk.GetArrayFromImage(image), _geometry_of(image, float32_header=is_nifti)
+    array = sitk.GetArrayFromImage(image)
+    if is_nifti and nonfinite_index.size:
+        if array.dtype.kind != "f" or nonfinite_index[-1] >= array.size:
+            raise SegloopError(f"{path}: {nonfinite_index.size} voxels are NaN or infinite")
+        array.reshape(-1)[nonfinite_index] = nonfinite_values  # SimpleITK made them 0
+    return array, _geometry_of(image, float32_header=is_nifti)
 
 
 def write_image(path: PathLike, array: np.ndarray, geometry: Geometry) -> None:
