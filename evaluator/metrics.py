@@ -1,0 +1,854 @@
+"""Segmentation metrics in mm, per class, and how a step curve becomes AUC and Final.
+
+SPEC "Metrics": every metric is spacing-aware and per class; a case's value is the mean over its
+classes. Arrays are (z, y, x) and ``spacing_mm`` is in the same order (2-D arrays: (y, x)).
+
+Surface metrics (NSD, HD, HD95, ASSD) follow the DeepMind surface-distance method (Nikolov et
+al. 2021, "Clinically applicable segmentation of head and neck anatomy for radiotherapy",
+github.com/google-deepmind/surface-distance), re-implemented here:
+
+* The surface of a mask lives on the grid of 2x2x2 voxel neighbourhoods ("cubes", the dual grid
+  whose points sit at voxel corners). A cube whose 8 voxels are neither all inside nor all
+  outside holds a surface element ("surfel"). Its 8-bit neighbour code selects the area of the
+  piece of marching-cubes surface inside that cube (table built below from first principles,
+  scaled by the voxel spacing).
+* The distance of a surfel to the other surface is the Euclidean distance in mm from its cube
+  to the nearest surfel cube of the other mask. DeepMind reads it from an EDT of the other
+  mask's surfel cubes; we find the same nearest cube with a k-d tree over the surfel cubes
+  (exactly the same quantity, but the cost grows with the surface, not with the bounding box,
+  which matters for lesions scattered over a whole-body volume) and compute the distance as
+  ``sqrt(sum(((i - j) * spacing_mm) ** 2))`` from the integer cube indices, the formula
+  ``scipy.ndimage.distance_transform_edt`` uses; results do not depend on any cropping.
+* Everything runs on the bounding box of ``pred | gt`` padded by one voxel, the only region
+  where surfel cubes can exist.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cc3d
+import numpy as np
+from scipy.spatial import cKDTree
+
+from evaluator.records import EmptyMaskPolicy, SegloopError
+
+OVERLAP_METRICS = ("dice", "nsd")
+DISTANCE_METRICS = ("hd95", "hd", "assd")
+VOLUME_METRICS = ("fpv", "fnv")
+SURFACE_KINDS = ("nsd", "hd95", "hd", "assd")
+METRIC_NAMES_HELP = "dice, nsd@<tolerance mm> (e.g. nsd@2), hd95, hd, assd, fpv, fnv"
+
+Box = tuple[slice, ...]
+
+DEFAULT_POLICY = EmptyMaskPolicy()  # frozen, so safe as a default argument
+
+
+# --------------------------------------------------------------------------------------------
+# Metric names
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A parsed metric name.
+
+    kind: "dice", "nsd", "hd95", "hd", "assd", "fpv" or "fnv".
+    tolerance_mm: the NSD tolerance (only for "nsd").
+    percentile: the Hausdorff percentile (95 for "hd95", 100 for "hd").
+    """
+
+    name: str
+    kind: str
+    tolerance_mm: float | None = None
+    percentile: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind in OVERLAP_METRICS
+
+
+def parse_metric_name(name: str) -> MetricSpec:
+    """Parse "dice", "nsd@2" (NSD at 2 mm; "nsd@1.5" works), "hd95", "hd", "assd", "fpv", "fnv"."""
+    text = str(name).strip().lower()
+    if text in ("dice", "assd", "fpv", "fnv"):
+        return MetricSpec(name=str(name), kind=text)
+    if text == "hd95":
+        return MetricSpec(name=str(name), kind="hd95", percentile=95.0)
+    if text == "hd":
+        return MetricSpec(name=str(name), kind="hd", percentile=100.0)
+    if text.startswith("nsd@"):
+        try:
+            tolerance_mm = float(text[4:])
+        except ValueError:
+            tolerance_mm = math.nan
+        if not math.isfinite(tolerance_mm) or tolerance_mm < 0:
+            raise SegloopError(
+                f"metric {name!r}: the NSD tolerance must be a finite number of mm >= 0 (e.g. nsd@2)"
+            )
+        return MetricSpec(name=str(name), kind="nsd", tolerance_mm=tolerance_mm)
+    raise SegloopError(f"unknown metric {name!r}; known metrics: {METRIC_NAMES_HELP}")
+
+
+def higher_is_better(name: str) -> bool:
+    """True for overlap metrics (Dice, NSD), False for distances and error volumes."""
+    return parse_metric_name(name).higher_is_better
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks and geometry
+
+
+def _check_pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
+    pred_array = np.asarray(pred)
+    gt_array = np.asarray(gt)
+    if pred_array.shape != gt_array.shape:
+        raise SegloopError(
+            f"prediction shape {pred_array.shape} differs from ground-truth shape {gt_array.shape}"
+        )
+    if pred_array.ndim not in (2, 3):
+        raise SegloopError(f"masks must be 2-D or 3-D arrays, got shape {pred_array.shape}")
+    return pred_array, gt_array
+
+
+def _as_bool(array: np.ndarray) -> np.ndarray:
+    return array if array.dtype == bool else array.astype(bool)
+
+
+def _check_spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, ...]:
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != ndim:
+        raise SegloopError(
+            f"spacing_mm {spacing} has {len(spacing)} values but the masks have {ndim} axes"
+        )
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise SegloopError(f"spacing_mm {spacing} must be finite and > 0 on every axis")
+    return spacing
+
+
+def image_diagonal_mm(shape: Sequence[int], spacing_mm: Sequence[float]) -> float:
+    """Length of the image diagonal, ``sqrt(sum((shape_i * spacing_i) ** 2))`` in mm (SPEC)."""
+    return math.sqrt(sum((int(n) * float(s)) ** 2 for n, s in zip(shape, spacing_mm, strict=True)))
+
+
+def _nonzero_box(array: np.ndarray) -> Box | None:
+    """Bounding box (slices) of the non-zero voxels, or None when there are none.
+
+    Axis by axis with max-projections over contiguous slabs (much faster than
+    ``ndimage.find_objects`` or boolean ``any`` on a 56 M voxel volume).
+    """
+    if array.size == 0:
+        return None
+    if array.dtype == bool:
+        array = array.view(np.uint8)
+    signed = np.issubdtype(array.dtype, np.signedinteger) or np.issubdtype(array.dtype, np.floating)
+    box: list[slice] = []
+    current = array
+    for _ in range(array.ndim):
+        flat = current.reshape(current.shape[0], -1)
+        present = flat.max(axis=1) != 0
+        if signed:
+            present |= flat.min(axis=1) != 0
+        hits = np.flatnonzero(present)
+        if hits.size == 0:
+            return None
+        lo, hi = int(hits[0]), int(hits[-1]) + 1
+        box.append(slice(lo, hi))
+        current = current[lo:hi]
+        if current.ndim > 1:
+            reduced = current.max(axis=0)
+            if signed:
+                reduced = np.where(reduced != 0, reduced, current.min(axis=0))
+            current = reduced
+    return tuple(box)
+
+
+def _union_box(a: Box | None, b: Box | None) -> Box | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(
+        slice(min(sa.start, sb.start), max(sa.stop, sb.stop)) for sa, sb in zip(a, b, strict=True)
+    )
+
+
+def _offset_box(inner: Box, outer: Box) -> Box:
+    """``inner`` (relative to the crop ``outer``) in the coordinates of the full array."""
+    return tuple(
+        slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, outer, strict=True)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Surfel area table, built from first principles
+#
+# A cell of the dual grid has 2**ndim corners (voxels), corner c = (c_0, ..., c_{n-1}) in array
+# axis order with c_a in {0, 1}; its bit in the neighbour code is sum(c_a * 2**(n-1-a)), so in 3-D
+# the x neighbour is bit 0, the y neighbour bit 1 and the z neighbour bit 2 of the corner index.
+# Marching-cubes construction: a surface vertex sits at the midpoint of every cell edge whose two
+# corners differ. On every face (2-D: the cell itself) the vertices are joined by segments: with
+# two crossed edges they are joined directly; with four (an ambiguous face, inside corners on a
+# diagonal) each inside corner is cut off by its own segment (inside corners stay separate). In
+# 3-D the segments close into polygons, one per surface piece; a polygon's area is the sum of the
+# triangles fanned from its vertex centroid (exact for the planar triangles, rectangles and face
+# squares of smooth surfaces; a symmetric choice for the non-planar ones). Because the choice on
+# a face depends only on that face's 4 voxels, the two cells sharing a face agree and the surface
+# is closed (watertight), unlike the classic 256-case triangle table. In 2-D a contour
+# length is the sum of the segment lengths. Vertices are scaled by spacing_mm before measuring.
+
+
+def _cell_pieces(ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-cell geometry of every neighbour code.
+
+    Returns (pieces, codes): 3-D, pieces[k] is a triangle (3 vertices) of code codes[k]; 2-D,
+    pieces[k] is a segment (2 vertices). Vertex coordinates are in voxel units, axis order.
+    """
+    corners = list(itertools.product((0, 1), repeat=ndim))
+
+    def bit(corner: tuple[int, ...]) -> int:
+        return sum(c << (ndim - 1 - a) for a, c in enumerate(corner))
+
+    edges = []
+    for corner in corners:
+        for axis in range(ndim):
+            if corner[axis] == 0:
+                other = tuple(1 if a == axis else c for a, c in enumerate(corner))
+                edges.append((corner, other))
+    if ndim == 2:
+        faces = [edges]
+    else:
+        faces = [
+            [e for e in edges if e[0][axis] == value and e[1][axis] == value]
+            for axis in range(ndim)
+            for value in (0, 1)
+        ]
+
+    def midpoint(edge: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[float, ...]:
+        return tuple((p + q) / 2 for p, q in zip(edge[0], edge[1], strict=True))
+
+    pieces: list[list[tuple[float, ...]]] = []
+    codes: list[int] = []
+    for code in range(1 << len(corners)):
+        inside = {c: bool((code >> bit(c)) & 1) for c in corners}
+        segments = []
+        for face in faces:
+            crossed = [e for e in face if inside[e[0]] != inside[e[1]]]
+            if len(crossed) == 2:
+                segments.append((crossed[0], crossed[1]))
+            elif len(crossed) == 4:
+                face_corners = {c for e in face for c in e}
+                for corner in sorted(c for c in face_corners if inside[c]):
+                    touching = [e for e in crossed if corner in e]
+                    segments.append((touching[0], touching[1]))
+        if ndim == 2:
+            for a, b in segments:
+                pieces.append([midpoint(a), midpoint(b)])
+                codes.append(code)
+            continue
+        neighbours: dict[Any, list[Any]] = {}
+        for a, b in segments:
+            neighbours.setdefault(a, []).append(b)
+            neighbours.setdefault(b, []).append(a)
+        unvisited = set(neighbours)
+        for start in sorted(neighbours):
+            if start not in unvisited:
+                continue
+            ring = [start]
+            unvisited.discard(start)
+            previous, current = None, start
+            while True:
+                options = [n for n in neighbours[current] if n != previous]
+                following = options[0]
+                if following == start:
+                    break
+                ring.append(following)
+                unvisited.discard(following)
+                previous, current = current, following
+            points = np.array([midpoint(e) for e in ring])
+            centre = tuple(points.mean(axis=0))
+            for i in range(len(ring)):
+                pieces.append([centre, tuple(points[i]), tuple(points[(i + 1) % len(ring)])])
+                codes.append(code)
+    return np.array(pieces, dtype=np.float64), np.array(codes, dtype=np.int64)
+
+
+_CELL_PIECES = {ndim: _cell_pieces(ndim) for ndim in (2, 3)}
+
+
+def surfel_area_table(spacing_mm: Sequence[float]) -> np.ndarray:
+    """Surface area in mm^2 (3-D) or contour length in mm (2-D) of every neighbour code.
+
+    Index = neighbour code of a 2x2x2 (2x2) cell, see the construction above; 256 (16) entries.
+    """
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    ndim = spacing.size
+    pieces, codes = _CELL_PIECES[ndim]
+    scaled = pieces * spacing
+    if ndim == 2:
+        sizes = np.linalg.norm(scaled[:, 1] - scaled[:, 0], axis=1)
+    else:
+        sizes = 0.5 * np.linalg.norm(
+            np.cross(scaled[:, 1] - scaled[:, 0], scaled[:, 2] - scaled[:, 0]), axis=1
+        )
+    return np.bincount(codes, weights=sizes, minlength=1 << (1 << ndim))
+
+
+# --------------------------------------------------------------------------------------------
+# Surfels and surface distances
+
+
+@dataclass(frozen=True)
+class SurfaceDistances:
+    """Per surfel: distance (mm) to the other mask's surface and surfel area (mm^2; 2-D: mm).
+
+    Surfels are in C order of their cell positions. When the other mask is empty the distances
+    are ``inf`` (DeepMind convention); when this mask is empty its arrays are empty.
+    """
+
+    distances_pred_to_gt_mm: np.ndarray
+    areas_pred_mm2: np.ndarray
+    distances_gt_to_pred_mm: np.ndarray
+    areas_gt_mm2: np.ndarray
+
+
+def _neighbour_codes(padded: np.ndarray) -> np.ndarray:
+    """Neighbour code of every cell of a mask padded by one zero voxel on every side.
+
+    Cell j covers voxels j..j+1 of the padded array on every axis (shape = padded shape - 1).
+    """
+    codes = padded.view(np.uint8) if padded.dtype == bool else padded.astype(np.uint8)
+    shift = 1
+    for axis in reversed(range(padded.ndim)):
+        low = [slice(None)] * padded.ndim
+        high = [slice(None)] * padded.ndim
+        low[axis] = slice(None, -1)
+        high[axis] = slice(1, None)
+        codes = codes[tuple(low)] | (codes[tuple(high)] << shift)
+        shift *= 2
+    return codes
+
+
+SURFEL_BLOCK = 16  # cells per block edge when looking for surfels (speed only, not results)
+
+
+def _block_reduce(mask: np.ndarray, block: int, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc`` (max or min) over blocks of ``block`` voxels per axis (last block partial).
+
+    Axis 0 first, as a reduction over the middle axis of a (blocks, block, rest) view, which is
+    the fast contiguous case; the later axes work on an array ``block`` times smaller.
+    """
+    out = mask
+    for axis in range(mask.ndim):
+        moved = np.moveaxis(out, axis, 0)
+        count = moved.shape[0] // block
+        parts = []
+        if count:
+            whole = moved[: count * block].reshape(count, block, *moved.shape[1:])
+            parts.append(ufunc.reduce(whole, axis=1))
+        if moved.shape[0] % block:
+            parts.append(ufunc.reduce(moved[count * block :], axis=0, keepdims=True))
+        out = np.moveaxis(np.concatenate(parts, axis=0), 0, axis)
+    return out
+
+
+def _shift_combine(blocks: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+    """Combine every block with its predecessor on each axis (``ufunc``; outside = 0)."""
+    out = blocks
+    for axis in range(blocks.ndim):
+        shifted = np.zeros_like(out)
+        target = [slice(None)] * out.ndim
+        source = [slice(None)] * out.ndim
+        target[axis] = slice(1, None)
+        source[axis] = slice(None, -1)
+        shifted[tuple(target)] = out[tuple(source)]
+        out = ufunc(out, shifted)
+    return out
+
+
+def _surfels(
+    mask_crop: np.ndarray, origin: Sequence[int], full_shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Surfel cells of a cropped mask: (sorted keys, cell indices, neighbour codes).
+
+    ``origin`` is the full-array index of the crop's first voxel. Cells are in full-array cell
+    coordinates (cell g covers voxels g-1 and g on every axis, g in 0..shape), sorted by their
+    C-order key ``ravel_multi_index(g, shape + 1)``, so nothing depends on the crop. Only the
+    blocks of cells that can hold surface are visited (cells next to a voxel of the mask, and
+    not deep inside it): the cost follows the surface, not the bounding box.
+    """
+    ndim = mask_crop.ndim
+    n = np.array(mask_crop.shape)
+    voxels = mask_crop.view(np.uint8) if mask_crop.dtype == bool else mask_crop.astype(np.uint8)
+    b = SURFEL_BLOCK
+    cell_blocks = tuple(int(v) for v in -(-(n + 1) // b))  # cells 0..n on every axis
+    occupied = np.zeros(cell_blocks, dtype=np.uint8)
+    solid = np.zeros(cell_blocks, dtype=np.uint8)
+    block_max = _block_reduce(voxels, b, np.maximum)
+    block_min = _block_reduce(voxels, b, np.minimum)
+    for axis in range(ndim):  # a partial last block is never solid (its cells see outside)
+        if n[axis] % b:
+            index = [slice(None)] * ndim
+            index[axis] = -1
+            block_min[tuple(index)] = 0
+    occupied[tuple(slice(0, k) for k in block_max.shape)] = block_max
+    solid[tuple(slice(0, k) for k in block_min.shape)] = block_min
+    # cell block k needs voxels [k*b - 1, (k+1)*b): voxel blocks k-1 and k on every axis
+    visit = _shift_combine(occupied, np.maximum) & ~_shift_combine(solid, np.minimum).astype(bool)
+    full_code = (1 << (1 << ndim)) - 1
+    all_cells, all_codes = [], []
+    for block_index in np.argwhere(visit):
+        c0 = block_index * b
+        c1 = np.minimum(c0 + b, n + 1)
+        window = np.zeros(tuple(c1 - c0 + 1), dtype=np.uint8)
+        src_lo = np.maximum(c0 - 1, 0)
+        src_hi = np.minimum(c1, n)
+        dst_lo = src_lo - (c0 - 1)
+        window[
+            tuple(
+                slice(lo, lo + (hi - sl)) for lo, sl, hi in zip(dst_lo, src_lo, src_hi, strict=True)
+            )
+        ] = voxels[tuple(slice(lo, hi) for lo, hi in zip(src_lo, src_hi, strict=True))]
+        codes = _neighbour_codes(window)
+        positions = np.nonzero((codes != 0) & (codes != full_code))
+        if positions[0].size:
+            all_cells.append(np.stack(positions, axis=1) + c0)
+            all_codes.append(codes[positions])
+    if not all_cells:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros((0, ndim), dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    cells = np.concatenate(all_cells).astype(np.int64) + np.asarray(origin, dtype=np.int64)
+    codes = np.concatenate(all_codes)
+    keys = np.ravel_multi_index(tuple(cells.T), tuple(int(v) + 1 for v in full_shape))
+    order = np.argsort(keys, kind="stable")
+    return keys[order], cells[order], codes[order]
+
+
+def _nearest_distances_mm(
+    keys: np.ndarray,
+    cells: np.ndarray,
+    other_keys: np.ndarray,
+    other_cells: np.ndarray,
+    tree: cKDTree,
+    spacing: np.ndarray,
+) -> np.ndarray:
+    """Distance in mm from every cell in ``cells`` to the nearest cell of ``other_cells``.
+
+    Cells that are also surfels of the other mask are at distance 0; the others ask the k-d tree
+    for their nearest cell and get ``sqrt(sum(((i - j) * spacing) ** 2))`` from the integer
+    indices, summed in axis order as ``scipy.ndimage.distance_transform_edt`` does.
+    """
+    distances = np.zeros(len(cells), dtype=np.float64)
+    where = np.minimum(np.searchsorted(other_keys, keys), len(other_keys) - 1)
+    todo = np.flatnonzero(other_keys[where] != keys)
+    if todo.size:
+        _, nearest = tree.query(cells[todo] * spacing, k=1)
+        delta = (cells[todo] - other_cells[nearest]).astype(np.float64) * spacing
+        squared = delta[:, 0] * delta[:, 0]
+        for axis in range(1, delta.shape[1]):
+            squared = squared + delta[:, axis] * delta[:, axis]
+        distances[todo] = np.sqrt(squared)
+    return distances
+
+
+def _surface_distances_crop(
+    pred_crop: np.ndarray,
+    gt_crop: np.ndarray,
+    origin: Sequence[int],
+    full_shape: Sequence[int],
+    spacing: tuple[float, ...],
+) -> SurfaceDistances:
+    """Surface distances of two masks cropped from arrays of ``full_shape`` at ``origin``."""
+    spacing_array = np.asarray(spacing, dtype=np.float64)
+    table = surfel_area_table(spacing)
+    keys_p, cells_p, codes_p = _surfels(pred_crop, origin, full_shape)
+    keys_g, cells_g, codes_g = _surfels(gt_crop, origin, full_shape)
+    areas_p = table[codes_p]
+    areas_g = table[codes_g]
+    if len(cells_p) == 0 or len(cells_g) == 0:
+        return SurfaceDistances(
+            np.full(len(cells_p), np.inf), areas_p, np.full(len(cells_g), np.inf), areas_g
+        )
+    tree_g = cKDTree(cells_g * spacing_array, balanced_tree=False, compact_nodes=False)
+    tree_p = cKDTree(cells_p * spacing_array, balanced_tree=False, compact_nodes=False)
+    d_pg = _nearest_distances_mm(keys_p, cells_p, keys_g, cells_g, tree_g, spacing_array)
+    d_gp = _nearest_distances_mm(keys_g, cells_g, keys_p, cells_p, tree_p, spacing_array)
+    return SurfaceDistances(d_pg, areas_p, d_gp, areas_g)
+
+
+def _surface_distances(
+    pred: Any, gt: Any, spacing_mm: Sequence[float], crop: bool = True
+) -> SurfaceDistances:
+    """``surface_distances`` with the crop switchable (``crop=False`` only for tests)."""
+    pred_array, gt_array = _check_pair(pred, gt)
+    spacing = _check_spacing(spacing_mm, pred_array.ndim)
+    p = _as_bool(pred_array)
+    g = _as_bool(gt_array)
+    if crop:
+        box = _union_box(_nonzero_box(p), _nonzero_box(g))
+        if box is None:
+            empty = np.zeros(0)
+            return SurfaceDistances(empty, empty, empty.copy(), empty.copy())
+        return _surface_distances_crop(p[box], g[box], [s.start for s in box], p.shape, spacing)
+    return _surface_distances_crop(p, g, [0] * p.ndim, p.shape, spacing)
+
+
+def surface_distances(pred: Any, gt: Any, spacing_mm: Sequence[float]) -> SurfaceDistances:
+    """Surfels of both masks with their areas and distances to the other surface (DeepMind).
+
+    See the module docstring; computed on the bounding box of ``pred | gt`` padded by 1 voxel.
+    """
+    return _surface_distances(pred, gt, spacing_mm, crop=True)
+
+
+def _directed_percentile_mm(distances: np.ndarray, areas: np.ndarray, percentile: float) -> float:
+    """Area-weighted percentile of one direction, as DeepMind's ``compute_robust_hausdorff``.
+
+    Sort by distance, cumulate the area fraction, take the first distance whose cumulated
+    fraction reaches ``percentile / 100``; percentile 100 is the maximum.
+    """
+    if distances.size == 0:
+        return math.inf
+    if percentile >= 100.0:
+        return float(distances.max())
+    order = np.argsort(distances, kind="stable")
+    cumulated = np.cumsum(areas[order]) / np.sum(areas)
+    index = int(np.searchsorted(cumulated, percentile / 100.0))
+    return float(distances[order[min(index, distances.size - 1)]])
+
+
+def _hausdorff_from(sd: SurfaceDistances, percentile: float) -> float:
+    return max(
+        _directed_percentile_mm(sd.distances_pred_to_gt_mm, sd.areas_pred_mm2, percentile),
+        _directed_percentile_mm(sd.distances_gt_to_pred_mm, sd.areas_gt_mm2, percentile),
+    )
+
+
+def _nsd_from(sd: SurfaceDistances, tolerance_mm: float) -> float:
+    overlap = np.sum(sd.areas_pred_mm2[sd.distances_pred_to_gt_mm <= tolerance_mm]) + np.sum(
+        sd.areas_gt_mm2[sd.distances_gt_to_pred_mm <= tolerance_mm]
+    )
+    return float(overlap / (np.sum(sd.areas_pred_mm2) + np.sum(sd.areas_gt_mm2)))
+
+
+def _assd_from(sd: SurfaceDistances) -> float:
+    weighted = np.sum(sd.distances_pred_to_gt_mm * sd.areas_pred_mm2) + np.sum(
+        sd.distances_gt_to_pred_mm * sd.areas_gt_mm2
+    )
+    return float(weighted / (np.sum(sd.areas_pred_mm2) + np.sum(sd.areas_gt_mm2)))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-mask metrics (public, one binary mask pair)
+
+
+def _empty_state(pred_count: int, gt_count: int) -> str | None:
+    if pred_count == 0 and gt_count == 0:
+        return "both"
+    if pred_count == 0 or gt_count == 0:
+        return "one"
+    return None
+
+
+def _policy_overlap(state: str, policy: EmptyMaskPolicy) -> float:
+    return policy.both_empty_overlap if state == "both" else policy.one_empty_overlap
+
+
+def _policy_distance(
+    state: str, policy: EmptyMaskPolicy, shape: Sequence[int], spacing: Sequence[float]
+) -> float:
+    if state == "both":
+        return policy.both_empty_distance_mm
+    if policy.one_empty_distance_mm is None:
+        return image_diagonal_mm(shape, spacing)
+    return policy.one_empty_distance_mm
+
+
+def _dice_counts(pred_count: int, gt_count: int, both_count: int, policy: EmptyMaskPolicy) -> float:
+    state = _empty_state(pred_count, gt_count)
+    if state is not None:
+        return float(_policy_overlap(state, policy))
+    return 2.0 * both_count / (pred_count + gt_count)
+
+
+def dice(pred: Any, gt: Any, policy: EmptyMaskPolicy = DEFAULT_POLICY) -> float:
+    """Dice = 2 |P & G| / (|P| + |G|) from voxel counts (SPEC Metrics); empty masks: ``policy``."""
+    pred_array, gt_array = _check_pair(pred, gt)
+    p = _as_bool(pred_array)
+    g = _as_bool(gt_array)
+    return _dice_counts(
+        int(np.count_nonzero(p)), int(np.count_nonzero(g)), int(np.count_nonzero(p & g)), policy
+    )
+
+
+def _surface_metric(
+    pred: Any,
+    gt: Any,
+    spacing_mm: Sequence[float],
+    policy: EmptyMaskPolicy,
+    overlap: bool,
+    compute: Any,
+) -> float:
+    pred_array, gt_array = _check_pair(pred, gt)
+    spacing = _check_spacing(spacing_mm, pred_array.ndim)
+    p = _as_bool(pred_array)
+    g = _as_bool(gt_array)
+    state = _empty_state(int(np.count_nonzero(p)), int(np.count_nonzero(g)))
+    if state is not None:
+        if overlap:
+            return float(_policy_overlap(state, policy))
+        return float(_policy_distance(state, policy, p.shape, spacing))
+    return compute(surface_distances(p, g, spacing))
+
+
+def normalised_surface_dice(
+    pred: Any,
+    gt: Any,
+    spacing_mm: Sequence[float],
+    tolerance_mm: float,
+    policy: EmptyMaskPolicy = DEFAULT_POLICY,
+) -> float:
+    """NSD at ``tolerance_mm``: area of surfels within tolerance of the other surface, both ways,
+    over the total surfel area (DeepMind ``compute_surface_dice_at_tolerance``; SPEC Metrics)."""
+    return _surface_metric(
+        pred, gt, spacing_mm, policy, True, lambda sd: _nsd_from(sd, float(tolerance_mm))
+    )
+
+
+def hausdorff_distance_mm(
+    pred: Any,
+    gt: Any,
+    spacing_mm: Sequence[float],
+    percentile: float = 100.0,
+    policy: EmptyMaskPolicy = DEFAULT_POLICY,
+) -> float:
+    """Symmetric Hausdorff distance in mm at ``percentile`` (95 = HD95), area-weighted per
+    direction, max of the two directions (DeepMind ``compute_robust_hausdorff``)."""
+    return _surface_metric(
+        pred, gt, spacing_mm, policy, False, lambda sd: _hausdorff_from(sd, float(percentile))
+    )
+
+
+def average_symmetric_surface_distance_mm(
+    pred: Any, gt: Any, spacing_mm: Sequence[float], policy: EmptyMaskPolicy = DEFAULT_POLICY
+) -> float:
+    """ASSD in mm: area-weighted mean of the surfel distances of both surfaces pooled,
+    ``(sum a_p d_p + sum a_g d_g) / (sum a_p + sum a_g)`` (Heimann et al. 2009, with surfels)."""
+    return _surface_metric(pred, gt, spacing_mm, policy, False, _assd_from)
+
+
+def _components_18(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """18-connected components; a 2-D mask is one slice, where 18-connectivity means 8."""
+    volume = mask if mask.ndim == 3 else mask[np.newaxis]
+    labels, count = cc3d.connected_components(volume, connectivity=18, return_N=True)
+    return labels.reshape(mask.shape), int(count)
+
+
+def _untouched_voxels(mask: np.ndarray, other: np.ndarray) -> int:
+    """Voxels of the 18-connected components of ``mask`` that share no voxel with ``other``."""
+    if not mask.any():
+        return 0
+    labels, count = _components_18(mask)
+    sizes = np.bincount(labels[mask], minlength=count + 1)  # gather first: mask is sparse
+    touched = np.zeros(count + 1, dtype=bool)
+    touched[labels[other]] = True
+    touched[0] = True
+    return int(sizes[~touched].sum())
+
+
+def _volume_ml(voxels: int, spacing: Sequence[float]) -> float:
+    return voxels * math.prod(spacing) / 1000.0
+
+
+def _false_volumes(p: np.ndarray, g: np.ndarray, spacing: tuple[float, ...], which: str) -> float:
+    box = _union_box(_nonzero_box(p), _nonzero_box(g))
+    if box is None:
+        return 0.0
+    pc, gc = p[box], g[box]
+    voxels = _untouched_voxels(pc, gc) if which == "fp" else _untouched_voxels(gc, pc)
+    return _volume_ml(voxels, spacing)
+
+
+def false_positive_volume_ml(pred: Any, gt: Any, spacing_mm: Sequence[float]) -> float:
+    """FPV in ml: volume of the 18-connected predicted components that touch no ground truth
+    (autoPET; SPEC protocols table). Volume = voxels * prod(spacing_mm) / 1000."""
+    pred_array, gt_array = _check_pair(pred, gt)
+    spacing = _check_spacing(spacing_mm, pred_array.ndim)
+    return _false_volumes(_as_bool(pred_array), _as_bool(gt_array), spacing, "fp")
+
+
+def false_negative_volume_ml(pred: Any, gt: Any, spacing_mm: Sequence[float]) -> float:
+    """FNV in ml: volume of the 18-connected ground-truth components touched by no prediction
+    (autoPET; SPEC protocols table). Volume = voxels * prod(spacing_mm) / 1000."""
+    pred_array, gt_array = _check_pair(pred, gt)
+    spacing = _check_spacing(spacing_mm, pred_array.ndim)
+    return _false_volumes(_as_bool(pred_array), _as_bool(gt_array), spacing, "fn")
+
+
+# --------------------------------------------------------------------------------------------
+# Per class, per case
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _score_class(
+    p: np.ndarray,
+    g: np.ndarray,
+    origin: Sequence[int],
+    shape: Sequence[int],
+    spacing: tuple[float, ...],
+    specs: Sequence[MetricSpec],
+    policy: EmptyMaskPolicy,
+    nsd_zero_below_dice: float | None,
+) -> dict[str, float | None]:
+    """All metrics of one class on the crop (p, g) whose first voxel is ``origin``."""
+    pred_count = int(np.count_nonzero(p))
+    gt_count = int(np.count_nonzero(g))
+    state = _empty_state(pred_count, gt_count)
+    both_count = int(np.count_nonzero(p & g)) if state is None else 0
+    dice_value = _dice_counts(pred_count, gt_count, both_count, policy)
+    sd = None
+    if state is None and any(spec.kind in SURFACE_KINDS for spec in specs):
+        sd = _surface_distances_crop(p, g, origin, shape, spacing)  # once per class, shared
+    out: dict[str, float | None] = {}
+    for spec in specs:
+        if spec.kind == "dice":
+            value = dice_value
+        elif spec.kind == "nsd":
+            assert spec.tolerance_mm is not None
+            value = (
+                _policy_overlap(state, policy) if sd is None else _nsd_from(sd, spec.tolerance_mm)
+            )
+            if nsd_zero_below_dice is not None and dice_value <= nsd_zero_below_dice:
+                value = 0.0
+        elif spec.kind in ("hd95", "hd"):
+            assert spec.percentile is not None
+            value = (
+                _policy_distance(state, policy, shape, spacing)
+                if sd is None
+                else _hausdorff_from(sd, spec.percentile)
+            )
+        elif spec.kind == "assd":
+            value = (
+                _policy_distance(state, policy, shape, spacing) if sd is None else _assd_from(sd)
+            )
+        elif spec.kind == "fpv":
+            value = _volume_ml(_untouched_voxels(p, g), spacing)
+        else:  # fnv
+            value = _volume_ml(_untouched_voxels(g, p), spacing)
+        out[spec.name] = _finite_or_none(value)
+    return out
+
+
+def score_classes(
+    prediction: np.ndarray,
+    label: np.ndarray,
+    classes: Sequence[int],
+    spacing_mm: Sequence[float],
+    metric_names: Sequence[str],
+    policy: EmptyMaskPolicy = DEFAULT_POLICY,
+    nsd_zero_below_dice: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score a label map against the ground truth: per class (binary ``prediction == c`` vs
+    ``label == c``) and the mean over classes (SPEC Metrics).
+
+    Returns ``{metric: {"mean": float | None, "per_class": {"1": float | None, ...}}}``; values
+    that are not finite are None, and the mean is None when any class value is None or there are
+    no classes. ``nsd_zero_below_dice``: NSD of a class is 0 where its Dice <= this value
+    (MedSegFM rule). A class's surface distances are computed once for all surface metrics.
+    """
+    pred_array, label_array = _check_pair(prediction, label)
+    spacing = _check_spacing(spacing_mm, pred_array.ndim)
+    specs = [parse_metric_name(name) for name in metric_names]
+    shape = pred_array.shape
+    per_class: dict[str, dict[str, float | None]] = {spec.name: {} for spec in specs}
+    # Every class lives inside the box of the non-zero voxels of either map (classes are
+    # label values > 0); classes <= 0 are scored on the whole array.
+    foreground = _union_box(_nonzero_box(pred_array), _nonzero_box(label_array))
+    for class_id in classes:
+        class_value = int(class_id)
+        outer = foreground if class_value > 0 else tuple(slice(0, n) for n in shape)
+        inner = None
+        if outer is not None:
+            p_outer = pred_array[outer] == class_value
+            g_outer = label_array[outer] == class_value
+            inner = _union_box(_nonzero_box(p_outer), _nonzero_box(g_outer))
+        if inner is None:
+            p = np.zeros((0,) * len(shape), dtype=bool)
+            g = p
+            origin = [0] * len(shape)
+        else:
+            p, g = p_outer[inner], g_outer[inner]
+            origin = [s.start for s in _offset_box(inner, outer)]
+        values = _score_class(p, g, origin, shape, spacing, specs, policy, nsd_zero_below_dice)
+        for name, value in values.items():
+            per_class[name][str(class_value)] = value
+    result: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        values_by_class = per_class[spec.name]
+        values = list(values_by_class.values())
+        if not values or any(v is None for v in values):
+            mean = None
+        else:
+            mean = _finite_or_none(sum(values) / len(values))  # type: ignore[arg-type]
+        result[spec.name] = {"mean": mean, "per_class": values_by_class}
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Curves
+
+
+def auc(values: Sequence[float | None], x: Sequence[float]) -> tuple[float | None, float | None]:
+    """Trapezoid area under ``values`` over ``x`` (SPEC: AUC of the step curve).
+
+    Returns (raw, normalised): raw = sum_i (x[i+1] - x[i]) * (v[i] + v[i+1]) / 2 on the task's
+    x-axis (as the challenge reported it); normalised = raw / (x[-1] - x[0]). A single point:
+    raw 0, normalised = the value. Any None or non-finite value: (None, None).
+    """
+    if len(values) != len(x):
+        raise SegloopError(f"AUC: {len(values)} values but {len(x)} x positions")
+    if len(values) == 0:
+        raise SegloopError("AUC: the curve has no points")
+    if any(v is None or not math.isfinite(float(v)) for v in values):
+        return None, None
+    ys = [float(v) for v in values]  # type: ignore[arg-type]
+    xs = [float(v) for v in x]
+    if len(ys) == 1:
+        return 0.0, ys[0]
+    raw = 0.0
+    for i in range(len(ys) - 1):
+        raw += (xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2.0
+    span = xs[-1] - xs[0]
+    if span == 0:
+        raise SegloopError(f"AUC: x positions {xs} span no range")
+    return raw, raw / span
+
+
+def summarise_curve(
+    values_by_step: Sequence[float | None], auc_steps: Sequence[int], auc_x: Sequence[float]
+) -> dict[str, float | None]:
+    """AUC (raw and normalised) over the values at ``auc_steps`` placed at ``auc_x``, and Final
+    = the last step's value (SPEC Metrics). None wherever a value is missing or not finite."""
+    if len(values_by_step) == 0:
+        raise SegloopError("curve summary: no steps")
+    missing = [s for s in auc_steps if not 0 <= int(s) < len(values_by_step)]
+    if missing:
+        raise SegloopError(
+            f"curve summary: AUC steps {missing} are outside the {len(values_by_step)} recorded steps"
+        )
+    raw, normalised = auc([values_by_step[int(s)] for s in auc_steps], auc_x)
+    final = values_by_step[-1]
+    return {
+        "auc_raw": raw,
+        "auc_normalised": normalised,
+        "final": _finite_or_none(final),
+    }
