@@ -16,6 +16,9 @@ liver minus its lesions... The primitives here work on any boolean mask in array
   voxels of minimal EDT inside the mask, i.e. at distance 1 voxel, one drawn at random) and
   ``random_point``.
 
+EDT implementation: voxel-unit EDTs use the ``edt`` package (exact integer squared distances,
+multi-threaded C++); spacing-aware ones scipy's exact float64 EDT.
+
 EDT units. The Sakinis robot user and the MedSegFM/autoPET challenge code compute the EDT in
 voxel units (``scipy.ndimage.distance_transform_edt`` without ``sampling``). That is our
 default (``spacing_mm=None``); pass ``spacing_mm`` to get a spacing-aware EDT in mm instead,
@@ -38,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cc3d
+import edt
 import numpy as np
 from scipy import ndimage
 
@@ -201,8 +205,14 @@ def component_edt(
         )
         pads.append((before, after))
     padded = np.pad(component.mask, pads)
-    sampling = None if spacing_mm is None else tuple(float(s) for s in spacing_mm)
-    distances = ndimage.distance_transform_edt(padded, sampling=sampling)
+    if spacing_mm is None:
+        # voxel units: the edt package's squared distances are exact integers in float32 (up to
+        # 2**24), so their square roots equal scipy's bit for bit, 10x faster on large crops
+        squared = edt.edtsq(padded.view(np.uint8), black_border=False, parallel=1)
+        distances = np.sqrt(squared.astype(np.float64))
+    else:
+        sampling = tuple(float(s) for s in spacing_mm)
+        distances = ndimage.distance_transform_edt(padded, sampling=sampling)
     inner = tuple(slice(b, b + n) for (b, _), n in zip(pads, component.mask.shape, strict=True))
     return distances[inner]
 
