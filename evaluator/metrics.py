@@ -19,8 +19,14 @@ github.com/google-deepmind/surface-distance), re-implemented here:
   which matters for lesions scattered over a whole-body volume) and compute the distance as
   ``sqrt(sum(((i - j) * spacing_mm) ** 2))`` from the integer cube indices, the formula
   ``scipy.ndimage.distance_transform_edt`` uses; results do not depend on any cropping.
-* Everything runs on the bounding box of ``pred | gt`` padded by one voxel, the only region
-  where surfel cubes can exist.
+* Only the bounding box of ``pred | gt`` padded by one voxel can hold surfel cubes; within it,
+  only blocks of cubes next to a mask voxel and not deep inside the mask are visited, so the
+  cost follows the surface (score_classes of Dice + NSD@2 mm on a 400x400x352 volume with a few
+  scattered lesions: ~70 ms on 2 cores).
+
+Surfel areas equal DeepMind's table for the planar pieces (corner triangle, edge rectangle, face
+square); for non-planar pieces (e.g. three corners of a face) the triangulation differs, so the
+areas differ by a few per cent there and NSD values can differ from DeepMind's in the last digits.
 """
 
 from __future__ import annotations
@@ -432,25 +438,37 @@ def _nearest_distances_mm(
     cells: np.ndarray,
     other_keys: np.ndarray,
     other_cells: np.ndarray,
-    tree: cKDTree,
     spacing: np.ndarray,
+    max_distance_mm: float | None,
 ) -> np.ndarray:
     """Distance in mm from every cell in ``cells`` to the nearest cell of ``other_cells``.
 
-    Cells that are also surfels of the other mask are at distance 0; the others ask the k-d tree
+    Cells that are also surfels of the other mask are at distance 0; the others ask a k-d tree
     for their nearest cell and get ``sqrt(sum(((i - j) * spacing) ** 2))`` from the integer
-    indices, summed in axis order as ``scipy.ndimage.distance_transform_edt`` does.
+    indices, summed in axis order as ``scipy.ndimage.distance_transform_edt`` does. With
+    ``max_distance_mm`` (enough for NSD) distances beyond it may come back as ``inf``.
     """
     distances = np.zeros(len(cells), dtype=np.float64)
     where = np.minimum(np.searchsorted(other_keys, keys), len(other_keys) - 1)
     todo = np.flatnonzero(other_keys[where] != keys)
-    if todo.size:
+    if todo.size == 0:
+        return distances
+    tree = cKDTree(other_cells * spacing)
+    if max_distance_mm is None:
         _, nearest = tree.query(cells[todo] * spacing, k=1)
-        delta = (cells[todo] - other_cells[nearest]).astype(np.float64) * spacing
-        squared = delta[:, 0] * delta[:, 0]
-        for axis in range(1, delta.shape[1]):
-            squared = squared + delta[:, axis] * delta[:, axis]
-        distances[todo] = np.sqrt(squared)
+    else:
+        # a margin over the bound, so rounding inside the tree cannot lose a surfel at exactly
+        # the bound; the exact distances below decide
+        bound = max_distance_mm * (1 + 1e-9) + 1e-9
+        _, nearest = tree.query(cells[todo] * spacing, k=1, distance_upper_bound=bound)
+        found = nearest < len(other_cells)
+        distances[todo[~found]] = np.inf
+        todo, nearest = todo[found], nearest[found]
+    delta = (cells[todo] - other_cells[nearest]).astype(np.float64) * spacing
+    squared = delta[:, 0] * delta[:, 0]
+    for axis in range(1, delta.shape[1]):
+        squared = squared + delta[:, axis] * delta[:, axis]
+    distances[todo] = np.sqrt(squared)
     return distances
 
 
@@ -460,8 +478,12 @@ def _surface_distances_crop(
     origin: Sequence[int],
     full_shape: Sequence[int],
     spacing: tuple[float, ...],
+    max_distance_mm: float | None = None,
 ) -> SurfaceDistances:
-    """Surface distances of two masks cropped from arrays of ``full_shape`` at ``origin``."""
+    """Surface distances of two masks cropped from arrays of ``full_shape`` at ``origin``.
+
+    ``max_distance_mm``: distances beyond it may be ``inf`` (faster; only for NSD).
+    """
     spacing_array = np.asarray(spacing, dtype=np.float64)
     table = surfel_area_table(spacing)
     keys_p, cells_p, codes_p = _surfels(pred_crop, origin, full_shape)
@@ -472,10 +494,8 @@ def _surface_distances_crop(
         return SurfaceDistances(
             np.full(len(cells_p), np.inf), areas_p, np.full(len(cells_g), np.inf), areas_g
         )
-    tree_g = cKDTree(cells_g * spacing_array, balanced_tree=False, compact_nodes=False)
-    tree_p = cKDTree(cells_p * spacing_array, balanced_tree=False, compact_nodes=False)
-    d_pg = _nearest_distances_mm(keys_p, cells_p, keys_g, cells_g, tree_g, spacing_array)
-    d_gp = _nearest_distances_mm(keys_g, cells_g, keys_p, cells_p, tree_p, spacing_array)
+    d_pg = _nearest_distances_mm(keys_p, cells_p, keys_g, cells_g, spacing_array, max_distance_mm)
+    d_gp = _nearest_distances_mm(keys_g, cells_g, keys_p, cells_p, spacing_array, max_distance_mm)
     return SurfaceDistances(d_pg, areas_p, d_gp, areas_g)
 
 
@@ -716,8 +736,14 @@ def _score_class(
     both_count = int(np.count_nonzero(p & g)) if state is None else 0
     dice_value = _dice_counts(pred_count, gt_count, both_count, policy)
     sd = None
-    if state is None and any(spec.kind in SURFACE_KINDS for spec in specs):
-        sd = _surface_distances_crop(p, g, origin, shape, spacing)  # once per class, shared
+    surface_kinds = {spec.kind for spec in specs if spec.kind in SURFACE_KINDS}
+    if state is None and surface_kinds:
+        # once per class, shared by all surface metrics; NSD alone needs no distance beyond
+        # its largest tolerance, which lets the k-d tree prune
+        max_distance_mm = None
+        if surface_kinds == {"nsd"}:
+            max_distance_mm = max(s.tolerance_mm for s in specs if s.kind == "nsd")
+        sd = _surface_distances_crop(p, g, origin, shape, spacing, max_distance_mm)
     out: dict[str, float | None] = {}
     for spec in specs:
         if spec.kind == "dice":

@@ -440,6 +440,23 @@ def test_score_classes_matches_the_single_mask_functions():
     json.dumps(scores, allow_nan=False)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_score_classes_nsd_alone_equals_the_unbounded_nsd(seed):
+    # NSD-only scoring prunes the nearest-surfel search at the largest tolerance; tolerances
+    # equal to exact lattice distances check that surfels at exactly the tolerance still count
+    rng = np.random.default_rng(400 + seed)
+    shape = (12, 11, 10)
+    spacing = (2.0, 1.0, 1.5)
+    prediction = random_mask(rng, shape, 0.2).astype(np.uint8)
+    label = random_mask(rng, shape, 0.2).astype(np.uint8)
+    names = ["nsd@1", "nsd@2", "nsd@2.5", "nsd@3"]
+    scores = M.score_classes(prediction, label, [1], spacing, names)
+    for name in names:
+        tolerance = M.parse_metric_name(name).tolerance_mm
+        expected = M.normalised_surface_dice(prediction, label, spacing, tolerance)
+        assert scores[name]["mean"] == expected
+
+
 def test_score_classes_computes_surface_distances_once_per_class(monkeypatch):
     prediction, label = _label_maps()
     calls = []
