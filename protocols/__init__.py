@@ -1,0 +1,12 @@
+"""Robot users: who gives which interaction at which step.
+
+- ``base``: seeded generators (``rng_for``) and eligibility-mask primitives (components, crop EDT,
+  centre / boundary / random points);
+- ``sakinis``: the reactive Sakinis user of the CVPR25 MedSegFM challenge (boxes, then clicks);
+- ``autopet``, ``toothfairy``, ``trials``: the 2025 challenges' precomputed clicks (Alg. 1-3);
+- ``realistic``: the R5 user (thesis §5.2) wrapping any click protocol;
+- ``generic``: eligibility-mask clicks, boxes, scribbles and polygons (thesis §8.2.3.2);
+- ``tasks``: the task presets, TOML tasks and the protocol registry;
+- ``formats``: Grand Challenge "Multiple points" JSON, CVPR25 npz, segloop JSON;
+- ``cli``: ``segloop tasks`` and ``segloop clicks``.
+"""

@@ -45,7 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.records import AXIS_ORDER, Geometry, Interaction, SegloopError
+from evaluator.records import (
+    AXIS_ORDER,
+    CaseInput,
+    Geometry,
+    Interaction,
+    SegloopError,
+    StepRequest,
+)
 
 GC_TYPE = "Multiple points"
 GC_VERSION = {"major": 1, "minor": 0}
@@ -246,6 +253,23 @@ def _object_array(items: Sequence[Any]) -> np.ndarray:
     for i, item in enumerate(items):
         out[i] = item
     return out
+
+
+def cvpr25_request_from_step(
+    case_input: CaseInput,
+    request: StepRequest,
+    box_mid_slices: Mapping[int, int] | None = None,
+    channel: int = 0,
+) -> dict[str, Any]:
+    """The CVPR25 npz arrays of one loop step (image channel ``channel``, all interactions so far)."""
+    return cvpr25_request(
+        case_input.channels[channel],
+        case_input.geometry.spacing_mm,
+        request.interactions,
+        sorted(case_input.classes),
+        request.previous_prediction,
+        box_mid_slices,
+    )
 
 
 def write_cvpr25_request(path: str | Path, *args: Any, **kwargs: Any) -> None:

@@ -147,3 +147,25 @@ def test_initial_click_and_none():
     assert SakinisUser(initial="none").interactions(case, {1: "x"}, 0, None, 0) == ()
     (click,) = SakinisUser(initial="click").interactions(case, {1: "x"}, 0, None, 0)
     assert click.kind == "click" and click.positive and label[click.coords[0]] == 1
+
+
+def _sakinis_steps(case_id: str) -> list:
+    rng = np.random.default_rng(int(case_id[-1]))
+    label = blobs(rng, (10, 24, 24), 0.2, 1.5).astype(np.uint8)
+    case = make_case(label, case_id)
+    prediction = blobs(rng, (10, 24, 24), 0.2, 1.5).astype(np.uint8)
+    user = SakinisUser()
+    return [
+        [i.to_json() for i in user.interactions(case, {1: "x"}, s, prediction, seed=5)]
+        for s in range(3)
+    ]
+
+
+def test_same_interactions_in_a_process_pool_and_any_order():
+    from concurrent.futures import ProcessPoolExecutor
+
+    ids = ["pool_1", "pool_2", "pool_3"]
+    local = {i: _sakinis_steps(i) for i in ids}
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        remote = dict(zip(ids[::-1], pool.map(_sakinis_steps, ids[::-1]), strict=True))
+    assert remote == local
