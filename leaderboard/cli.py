@@ -1,9 +1,188 @@
-"""Sub-commands of this package (registered by evaluator.cli)."""
+"""Sub-commands of this package (registered by evaluator.cli):
+
+    segloop leaderboard RUN... --out SITE      tables, rankings and a static HTML site
+    segloop gc-evaluate                        Grand Challenge evaluation container mode
+    segloop codabench-score INPUT OUTPUT       Codabench scoring program
+    segloop codabench-bundle --task T --out D  an example Codabench competition bundle
+
+Heavy imports (pandas, jinja2, SimpleITK) happen inside the handlers, so ``segloop --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+DEFAULT_BOOTSTRAP = 1000
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register this package's sub-commands; each sets ``handler=function(args) -> int``."""
+    board = subparsers.add_parser(
+        "leaderboard",
+        help="rank run folders and write tables and a static HTML leaderboard",
+        description=(
+            "Read run folders (or folders holding run folders), rank the submissions of every "
+            "task (aggregate-then-rank, rank-then-aggregate, bootstrap stability, consensus "
+            "across tasks) and write SITE/index.html with one page per task and submission, and "
+            "SITE/data/*.csv|json. The site works offline from the file system."
+        ),
+        epilog=(
+            "Score terms: metric:kind[:weight], kind = auc (normalised), auc_raw or final. "
+            "Defaults per task: autopet dice/fpv/fnv, toothfairy3 dice/hd95, trials dice/assd/hd, "
+            "medsegfm dice/nsd@2, each AUC and Final with weight 1."
+        ),
+    )
+    board.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders")
+    board.add_argument("--out", required=True, type=Path, help="site folder (created)")
+    board.add_argument(
+        "--score",
+        action="append",
+        default=[],
+        metavar="[TASK=]TERMS",
+        help="score terms for all tasks, or TASK=... for one (repeatable), "
+        "e.g. dice:auc:1,nsd@2:final:1",
+    )
+    board.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_BOOTSTRAP,
+        help=f"bootstrap resamples for rank stability (default {DEFAULT_BOOTSTRAP}; 0 = none)",
+    )
+    board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    board.set_defaults(handler=leaderboard_command)
+
+    gc = subparsers.add_parser(
+        "gc-evaluate",
+        help="Grand Challenge evaluation container: score predictions.json, write metrics.json",
+        description=(
+            "Read predictions.json (one algorithm job per case and step), group each case's "
+            "jobs into steps by their click count, score every output against the ground truth "
+            "with the task preset and write metrics.json (per case and aggregates). Missing or "
+            "failed jobs score as empty predictions. Defaults are Grand Challenge's paths."
+        ),
+    )
+    gc.add_argument("--task", required=True, help="task preset (see `segloop tasks`)")
+    gc.add_argument("--predictions", type=Path, help="default INPUT_DIR/predictions.json")
+    gc.add_argument("--input-dir", type=Path, default=Path("/input"), help="default /input")
+    gc.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=Path("/opt/ml/input/data/ground_truth"),
+        help="ground-truth folder (default /opt/ml/input/data/ground_truth)",
+    )
+    gc.add_argument(
+        "--output",
+        type=Path,
+        default=Path("/output/metrics.json"),
+        help="default /output/metrics.json",
+    )
+    gc.add_argument(
+        "--image-slug",
+        help="image input naming the case, slug or relative path (default: preset, auto)",
+    )
+    gc.add_argument("--clicks-slug", help="clicks input (default: task preset or auto)")
+    gc.add_argument("--output-slug", help="image output to score (default: task preset or auto)")
+    add_metric_options(gc)
+    gc.set_defaults(handler=gc_evaluate_command)
+
+    score = subparsers.add_parser(
+        "codabench-score",
+        help="Codabench scoring program: INPUT/ref + INPUT/res -> OUTPUT/scores.json",
+        description=(
+            "Score INPUT/res/<case>_step<k>.nii.gz against INPUT/ref/<case>.nii.gz with a task "
+            "preset; write OUTPUT/scores.json (keys = leaderboard columns <metric>_<kind>) and "
+            "OUTPUT/detailed_results.html."
+        ),
+    )
+    score.add_argument("input", type=Path, metavar="INPUT", help="folder with ref/ and res/")
+    score.add_argument("output", type=Path, metavar="OUTPUT", help="folder for scores.json")
+    score.add_argument("--task", help="task preset (default: INPUT/ref/segloop.json)")
+    add_metric_options(score)
+    score.set_defaults(handler=codabench_score_command)
+
+    bundle = subparsers.add_parser(
+        "codabench-bundle",
+        help="write an example Codabench competition bundle for a task",
+        description=(
+            "Write competition.yaml, a scoring program that calls segloop, pages and a "
+            "reference_data/ skeleton into OUT."
+        ),
+    )
+    bundle.add_argument("--task", required=True, help="task preset")
+    bundle.add_argument("--out", required=True, type=Path, help="bundle folder (created)")
+    add_metric_options(bundle)
+    bundle.set_defaults(handler=codabench_bundle_command)
+
+
+def add_metric_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", help="comma-separated metrics (default: the task's)")
+    parser.add_argument("--classes", help="label values and names, e.g. 1:tumor (default: task's)")
+
+
+def _spec(args: argparse.Namespace, task: str):
+    from leaderboard.stepscore import parse_classes, scoring_spec
+
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    return scoring_spec(task, names, parse_classes(args.classes))
+
+
+def write_site(
+    run_dirs: Iterable[Path],
+    out_dir: Path,
+    score: Sequence[str] = (),
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> Path:
+    """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
+    from leaderboard import html
+    from leaderboard.scoring import parse_score_overrides
+
+    overrides: Mapping = parse_score_overrides(score)
+    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed)
+
+
+def leaderboard_command(args: argparse.Namespace) -> int:
+    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed)
+    print(f"leaderboard: {index}")
+    print(f"tables: {index.parent / 'data'}")
+    return 0
+
+
+def gc_evaluate_command(args: argparse.Namespace) -> int:
+    from leaderboard import gc_evaluate
+
+    spec = _spec(args, args.task)
+    preset = gc_evaluate.preset_sockets(spec.task)
+    sockets = gc_evaluate.Sockets(
+        image=args.image_slug, clicks=args.clicks_slug, output=args.output_slug, hints=preset.hints
+    )
+    predictions = args.predictions or args.input_dir / "predictions.json"
+    payload = gc_evaluate.evaluate(predictions, args.input_dir, args.ground_truth, spec, sockets)
+    gc_evaluate.write_metrics(payload, args.output)
+    aggregates = payload["aggregates"]
+    print(
+        f"{len(payload['case'])} cases, {aggregates['failed_steps']} failed steps; "
+        f"metrics: {args.output}"
+    )
+    return 0
+
+
+def codabench_score_command(args: argparse.Namespace) -> int:
+    from leaderboard import codabench
+
+    task = codabench.task_from_reference(args.input, args.task)
+    result = codabench.score_submission(args.input, _spec(args, task))
+    scores_path, html_path = codabench.write_scores(result, args.output)
+    print(f"{len(result['case'])} cases scored: {scores_path}, {html_path}")
+    return 0
+
+
+def codabench_bundle_command(args: argparse.Namespace) -> int:
+    from leaderboard import codabench
+
+    written = codabench.write_bundle(_spec(args, args.task), args.out)
+    print(f"wrote {len(written)} files to {args.out}; zip its content to upload it to Codabench")
+    return 0

@@ -44,29 +44,12 @@ def column_name(metric: str, kind: str) -> str:
     return f"{metric}_{kind}"
 
 
-def _fallback_higher_is_better(metric: str) -> bool:
-    base = metric.split("@", 1)[0].lower()
-    if base in {"dice", "nsd"}:
-        return True
-    if base in {"hd95", "hd", "assd", "fpv", "fnv"}:
-        return False
-    raise SegloopError(f"metric {metric!r}: unknown, cannot tell whether higher is better")
-
-
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better (Dice, NSD) or worse (distances, volumes).
+    """Whether a larger value of ``metric`` is better (Dice, NSD) or worse (distances, volumes);
+    ``evaluator.metrics.higher_is_better`` decides (SegloopError for an unknown metric)."""
+    from evaluator.metrics import higher_is_better as metric_direction
 
-    Delegates to ``evaluator.metrics.higher_is_better``; the local table is only used while
-    that function is not available.
-    """
-    try:
-        from evaluator.metrics import higher_is_better as metric_direction
-    except ImportError:
-        return _fallback_higher_is_better(metric)
-    try:
-        return bool(metric_direction(metric))
-    except (KeyError, ValueError) as error:
-        raise SegloopError(f"metric {metric!r}: {error}") from None
+    return bool(metric_direction(metric))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""Test helpers: run folders written by hand in the store's exact format (RUN_FOLDER.md), for
-tables, ranking and site tests that need chosen numbers rather than a model's.
+"""Test helpers for the leaderboard tests.
 
-The integration tests (test_leaderboard_site.py, test_platforms.py) use real phantom runs.
+- ``write_run``: a run folder written by hand in the store's exact format (RUN_FOLDER.md), for
+  tests that need chosen numbers rather than a model's;
+- ``phantom_runs``: real runs (phantom PET cases through the autoPET loop) of three submissions,
+  one with a hostile team name and a model that fails with HTML in its error message; built
+  once per test session.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from evaluator import store
 
@@ -156,3 +161,39 @@ def flat_curves(
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+SMALL_PET = (32, 48, 48)
+HOSTILE_NAME = "<script>alert(1)</script>"
+HOSTILE_ERROR = '<img src=x onerror="alert(2)"> & <script>alert(3)</script>'
+PHANTOM_SUBMISSIONS = {
+    "region-growing": "python:baselines.region_growing:predict",
+    "empty": "python:baselines.trivial:empty",
+    HOSTILE_NAME: "python:tests.test_leaderboard_helpers:hostile_model",
+}
+
+
+def hostile_model(case, request) -> np.ndarray:
+    """Region growing that fails at step 2 with HTML in its error message."""
+    from baselines import region_growing
+
+    if request.step == 2:
+        raise RuntimeError(HOSTILE_ERROR)
+    return region_growing.predict(case, request)
+
+
+def phantom_runs(tmp_path_factory, num_cases: int = 3) -> tuple[Path, Path]:
+    """(dataset folder, folder holding one run folder per submission) of the autoPET task on
+    small PET phantoms; built on first use, then reused for the rest of the session."""
+    from evaluator import phantoms
+    from evaluator.commands import execute_run
+
+    root = tmp_path_factory.getbasetemp() / "leaderboard-phantom-runs"
+    data, runs = root / "data", root / "runs"
+    if (root / "done").exists():
+        return data, runs
+    phantoms.write_phantom_dataset(data, "pet", num_cases, seed=1, shape=SMALL_PET)
+    for index, (name, model) in enumerate(PHANTOM_SUBMISSIONS.items()):
+        execute_run(data, "autopet", model, runs / f"run{index}", name, show_progress=False)
+    (root / "done").touch()
+    return data, runs

@@ -1,0 +1,366 @@
+"""Grand Challenge evaluation mode: ``segloop gc-evaluate`` inside an evaluation container.
+
+What Grand Challenge gives an evaluation container (SPEC "Platform contracts"; the layout of
+GC's own evaluation examples, e.g. DIAGNijmegen's challenge packs):
+
+    /input/predictions.json                 a list of algorithm jobs:
+        {"pk": "<job uuid>", "status": "Succeeded",
+         "inputs":  [{"interface": {"slug": "pet", "relative_path": "images/pet", ...},
+                      "image": {"pk": "...", "name": "case_000_0001.mha"}, "value": null},
+                     {"interface": {"slug": "lesion-clicks", "kind": "Multiple points", ...},
+                      "value": {"type": "Multiple points", "points": [{"point": [x, y, z],
+                                                                       "name": "tumor"}, ...]}}],
+         "outputs": [{"interface": {"slug": "tumor-lesion-segmentation",
+                                    "relative_path": "images/tumor-lesion-segmentation"},
+                      "image": {"name": "....mha"}}]}
+        (newer GC versions name the "interface" key "socket"; both are read)
+    /input/<job pk>/output/<relative path>/  the job's output files (one image per folder)
+    /opt/ml/input/data/ground_truth/         the organizer's ground truth
+    /output/metrics.json                     what we write
+
+The interactive challenges ran one job per step. The jobs of one case share its image; which
+step a job is comes from its *click count*: step = the largest number of points sharing one
+name (autoPET: k tumor + k background clicks at step k; ToothFairy3: k per canal). Never from
+file names (sorting "_10" before "_2" as text was a defect of the originals). A step with no
+job, a failed job or an unusable output is scored as an empty prediction and recorded.
+
+The case id is the image's name without extension and without an nnU-Net channel suffix
+(``case_000_0001.mha`` -> ``case_000``); the ground truth is ``<ground truth>/<case id>.<ext>``
+(or ``<image name stem>.<ext>``), ext one of .mha, .nii.gz, .nii, .nrrd, optionally under
+``labelsTs/``.
+
+metrics.json: ``{"case": {<case id>: {"steps": [...], "summary": {<metric>: {"auc_raw",
+"auc_normalised", "final"}}, "failed_steps"}}, "aggregates": {"<metric>_<kind>": {"mean",
+"std", "median", "min", "max", "count"}, "num_cases", "failed_steps", "mean_curve"}}``; the
+aggregate keys are the leaderboard's column names (GC leaderboard paths such as
+``aggregates.dice_auc_normalised.mean``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluator import store
+from evaluator.records import SegloopError
+from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
+
+FORMAT = "segloop-gc-metrics"
+GT_EXTENSIONS = (".mha", ".nii.gz", ".nii", ".nrrd")
+OUTPUT_EXTENSIONS = (".mha", ".tif", ".tiff", ".nii.gz", ".nii", ".nrrd")
+CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
+DEFAULT_INPUT_DIR = Path("/input")
+DEFAULT_GROUND_TRUTH = Path("/opt/ml/input/data/ground_truth")
+DEFAULT_OUTPUT = Path("/output/metrics.json")
+
+
+@dataclass(frozen=True)
+class Sockets:
+    """Which job inputs/outputs to read. A name matches a socket's slug or its relative path
+    (``pet`` matches ``images/pet``). Given names must match; ``hints`` (the task preset's) are
+    tried next; else the first image / "Multiple points" value by slug."""
+
+    image: str | None = None  # the image input that names the case
+    clicks: str | None = None  # the "Multiple points" input
+    output: str | None = None  # the image output to score
+    hints: tuple[str | None, str | None, str | None] = (None, None, None)
+
+
+def preset_sockets(task: str) -> Sockets:
+    """Hints from the challenge's algorithm container (``containers.gc`` presets), if known."""
+    try:
+        from containers.gc import GC_PRESETS
+    except ImportError:
+        return Sockets()
+    preset = GC_PRESETS.get(task)
+    if preset is None:
+        return Sockets()
+    return Sockets(hints=(preset.image_slugs[0], preset.clicks_slug, preset.output_slug))
+
+
+def socket_of(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    socket = value.get("interface") or value.get("socket")
+    if not isinstance(socket, Mapping):
+        raise SegloopError("predictions.json: a job value has no 'interface' (or 'socket')")
+    return socket
+
+
+def slug_of(value: Mapping[str, Any]) -> str:
+    return str(socket_of(value).get("slug", ""))
+
+
+def _values(job: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    values = job.get(key)
+    if not isinstance(values, list):
+        raise SegloopError(f"{where}: job {job.get('pk')!r} has no list of {key!r}")
+    return values
+
+
+def _matches(value: Mapping[str, Any], name: str) -> bool:
+    socket = socket_of(value)
+    relative = str(socket.get("relative_path", ""))
+    return name in (str(socket.get("slug", "")), relative, relative.rsplit("/", 1)[-1]) or (
+        relative == f"{name}.json"
+    )
+
+
+def _pick(
+    values: Sequence[Mapping[str, Any]],
+    name: str | None,
+    hint: str | None,
+    test,
+    what: str,
+    where: str,
+) -> Mapping[str, Any]:
+    if name is not None:
+        for value in values:
+            if _matches(value, name):
+                return value
+        slugs = ", ".join(sorted(slug_of(v) for v in values))
+        raise SegloopError(f"{where}: no {what} named {name!r} (the job has {slugs})")
+    if hint is not None:
+        for value in values:
+            if _matches(value, hint) and test(value):
+                return value
+    candidates = sorted((v for v in values if test(v)), key=slug_of)
+    if not candidates:
+        raise SegloopError(f"{where}: no {what} found; name it with an option")
+    return candidates[0]
+
+
+def _is_image(value: Mapping[str, Any]) -> bool:
+    return isinstance(value.get("image"), Mapping)
+
+
+def _is_points(value: Mapping[str, Any]) -> bool:
+    socket = socket_of(value)
+    payload = value.get("value")
+    return "point" in str(socket.get("kind", "")).lower() or (
+        isinstance(payload, Mapping) and "points" in payload
+    )
+
+
+def case_id_from_image_name(name: str) -> str:
+    """``case_000_0001.nii.gz`` -> ``case_000`` (extension and channel suffix removed)."""
+    lower = name.lower()
+    stem = name
+    for ext in sorted(OUTPUT_EXTENSIONS + (".mhd", ".nrrd"), key=len, reverse=True):
+        if lower.endswith(ext):
+            stem = name[: -len(ext)]
+            break
+    return CHANNEL_SUFFIX.sub("", stem)
+
+
+def step_of_points(points: Sequence[Mapping[str, Any]]) -> int:
+    """The step of a job from its clicks: the largest number of points sharing one name."""
+    counts: dict[str, int] = {}
+    for point in points:
+        name = str(point.get("name", ""))
+        counts[name] = counts.get(name, 0) + 1
+    return max(counts.values(), default=0)
+
+
+def clicks_of(value: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    payload = value.get("value")
+    if payload is None:
+        raise SegloopError(
+            f"{where}: the clicks input {slug_of(value)!r} has no value in predictions.json "
+            f"(stored as a file: {value.get('file')!r}); store the socket's JSON in the database"
+        )
+    if isinstance(payload, Mapping):
+        points = payload.get("points", [])
+    elif isinstance(payload, list):
+        points = payload
+    else:
+        raise SegloopError(f"{where}: the clicks input {slug_of(value)!r} is not Multiple points")
+    if not all(isinstance(p, Mapping) for p in points):
+        raise SegloopError(f"{where}: the clicks input {slug_of(value)!r} has malformed points")
+    return list(points)
+
+
+class _AmbiguousOutput(Exception):
+    def __init__(self, folder: Path, names: list[str]) -> None:
+        super().__init__(f"{folder}: {len(names)} images ({', '.join(names[:5])}), expected one")
+
+
+def output_file(input_dir: Path, job_pk: str, value: Mapping[str, Any]) -> Path | None:
+    """``/input/<pk>/output/<relative path>``: the file, or the one image inside the folder."""
+    relative = str(socket_of(value).get("relative_path", ""))
+    location = Path(input_dir) / str(job_pk) / "output" / relative
+    if location.is_file():
+        return location
+    if location.is_dir():
+        images = sorted(
+            p
+            for p in location.iterdir()
+            if p.is_file() and p.name.lower().endswith(OUTPUT_EXTENSIONS)
+        )
+        if len(images) == 1:
+            return images[0]
+        if len(images) > 1:
+            raise _AmbiguousOutput(location, [p.name for p in images])
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    pk: str
+    case_id: str
+    image_name: str
+    step: int
+    num_clicks: int
+    step_input: StepInput
+
+
+def read_predictions(path: Path) -> list[Mapping[str, Any]]:
+    try:
+        jobs = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SegloopError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise SegloopError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(jobs, list) or not all(isinstance(j, Mapping) for j in jobs):
+        raise SegloopError(f"{path}: expected a list of jobs")
+    return jobs
+
+
+def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: str) -> Job:
+    pk = str(job.get("pk", ""))
+    if not pk:
+        raise SegloopError(f"{where}: a job has no 'pk'")
+    here = f"{where}: job {pk}"
+    inputs = _values(job, "inputs", where)
+    image = _pick(inputs, sockets.image, sockets.hints[0], _is_image, "image input", here)
+    clicks_value = _pick(inputs, sockets.clicks, sockets.hints[1], _is_points, "clicks input", here)
+    clicks = clicks_of(clicks_value, here)
+    image_name = str(image["image"].get("name", ""))
+    extra = {"job_pk": pk, "num_clicks": len(clicks)}
+    status = str(job.get("status", "Succeeded"))
+    if status != "Succeeded":
+        failure = {
+            "reason": "job_failed",
+            "detail": f"Grand Challenge job {pk} status {status!r}",
+            "log_tail": str(job.get("error_message") or ""),
+        }
+        step_input = StepInput(None, failure, extra)
+    else:
+        outputs = _values(job, "outputs", where)
+        output = _pick(outputs, sockets.output, sockets.hints[2], _is_image, "image output", here)
+        try:
+            path = output_file(input_dir, pk, output)
+        except _AmbiguousOutput as error:
+            step_input = StepInput(
+                None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}, extra
+            )
+        else:
+            failure = (
+                None
+                if path is not None
+                else {
+                    "reason": "missing_output",
+                    "detail": f"no output file under {input_dir}/{pk}/output/"
+                    f"{socket_of(output).get('relative_path', '')}",
+                    "log_tail": "",
+                }
+            )
+            step_input = StepInput(path, failure, extra)
+    return Job(
+        pk,
+        case_id_from_image_name(image_name),
+        image_name,
+        step_of_points(clicks),
+        len(clicks),
+        step_input,
+    )
+
+
+def group_steps(jobs: Sequence[Job], num_steps: int | None) -> dict[str, list[StepInput]]:
+    """Per case, the step inputs in step order 0..n-1 (n = the task's steps, else the largest
+    step found + 1); a step with no job is recorded as missing."""
+    by_case: dict[str, dict[int, Job]] = {}
+    for job in jobs:
+        steps = by_case.setdefault(job.case_id, {})
+        if job.step in steps:
+            raise SegloopError(
+                f"case {job.case_id}: jobs {steps[job.step].pk} and {job.pk} both have "
+                f"{job.num_clicks} clicks (step {job.step}); cannot tell their steps apart"
+            )
+        if num_steps is not None and job.step >= num_steps:
+            raise SegloopError(
+                f"case {job.case_id}: job {job.pk} has {job.num_clicks} clicks, i.e. step "
+                f"{job.step}, but the task has {num_steps} steps (0..{num_steps - 1})"
+            )
+        steps[job.step] = job
+    grouped = {}
+    for case_id in sorted(by_case):
+        steps = by_case[case_id]
+        count = num_steps if num_steps is not None else max(steps) + 1
+        grouped[case_id] = [
+            steps[s].step_input
+            if s in steps
+            else StepInput(
+                None,
+                {
+                    "reason": "missing_job",
+                    "detail": f"no job with step {s}'s clicks",
+                    "log_tail": "",
+                },
+                {"job_pk": None, "num_clicks": None},
+            )
+            for s in range(count)
+        ]
+    return grouped
+
+
+def find_ground_truth(folder: Path, names: Sequence[str]) -> Path:
+    folder = Path(folder)
+    for name in names:
+        for sub in (folder, folder / "labelsTs"):
+            for ext in GT_EXTENSIONS:
+                candidate = sub / f"{name}{ext}"
+                if candidate.is_file():
+                    return candidate
+    raise SegloopError(
+        f"{folder}: no ground truth for {' or '.join(dict.fromkeys(names))} "
+        f"(looked for <name>{{{','.join(GT_EXTENSIONS)}}}, also under labelsTs/)"
+    )
+
+
+def evaluate(
+    predictions_path: Path,
+    input_dir: Path,
+    ground_truth_dir: Path,
+    spec: ScoringSpec,
+    sockets: Sockets = Sockets(),
+) -> dict[str, Any]:
+    """Score every job of predictions.json; return the metrics.json payload."""
+    jobs_json = read_predictions(predictions_path)
+    if not jobs_json:
+        raise SegloopError(f"{predictions_path}: no job")
+    jobs = [parse_job(job, sockets, input_dir, str(predictions_path)) for job in jobs_json]
+    image_names: dict[str, str] = {}
+    for job in jobs:
+        image_names.setdefault(job.case_id, job.image_name)
+    cases = {}
+    for case_id, steps in group_steps(jobs, spec.num_steps).items():
+        stem = case_id_from_image_name(image_names[case_id])
+        gt_path = find_ground_truth(
+            ground_truth_dir, [case_id, stem, image_names[case_id].split(".")[0]]
+        )
+        cases[case_id] = score_case(case_id, steps, gt_path, spec)
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "task": spec.task,
+        "metrics": list(spec.metrics),
+        "case": cases,
+        "aggregates": aggregate_cases(cases, spec.metrics),
+    }
+
+
+def write_metrics(payload: Mapping[str, Any], output: Path) -> None:
+    store.write_json_atomic(Path(output), payload)

@@ -1,0 +1,641 @@
+"""The static leaderboard site: jinja2 templates (autoescape on), inline CSS, JS and SVG.
+
+The site works offline from the file system: no CDN, no fetch, one folder of HTML pages and a
+``data/`` folder with every table as CSV and JSON. Every value that comes from a run (team
+names, case ids, failure messages, log tails) goes through jinja2's autoescaping, and the page's
+Content-Security-Policy only allows the one inline script whose hash it names, so even an
+unescaped ``<script>`` could not run.
+
+Pages: ``index.html`` (tasks, consensus across tasks, downloads), ``task-<slug>.html`` (the
+sortable leaderboard, interaction curves, rank stability), ``sub-<task>--<submission>.html``
+(per-case results and failures of one submission).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from leaderboard.board import Leaderboard, build_leaderboard, write_tables
+from leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
+from leaderboard.scoring import KINDS, ScoreTerm, column_name, higher_is_better
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+KIND_LABELS = {"auc_raw": "AUC raw", "auc_normalised": "AUC", "final": "Final"}
+MISSING = "–"
+
+
+# ---------------------------------------------------------------- formatting and names
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value))
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    """A number for a table cell: integers as integers, ``–`` for a missing value."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e15 and digits >= 0:
+        return str(int(number))
+    return f"{number:.{digits}f}"
+
+
+def sort_key(value: Any) -> str:
+    """The ``data-sort`` of a numeric cell (empty when missing: sorted last either way)."""
+    return "" if is_missing(value) else repr(float(value))
+
+
+def slug(name: str) -> str:
+    """A file-name-safe slug, unique per name (a short hash of the exact name is appended)."""
+    readable = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "x"
+    return f"{readable}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def task_page(task: str) -> str:
+    return f"task-{slug(task)}.html"
+
+
+def submission_page(task: str, submission: str) -> str:
+    return f"sub-{slug(task)}--{slug(submission)}.html"
+
+
+def metric_label(metric: str, kind: str | None = None) -> str:
+    base = metric.replace("nsd@", "NSD@").replace("dice", "Dice")
+    base = {"hd95": "HD95", "hd": "HD", "assd": "ASSD", "fpv": "FPV", "fnv": "FNV"}.get(base, base)
+    return f"{base} {KIND_LABELS[kind]}" if kind else base
+
+
+# ---------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    numeric: bool = True
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    sort: str | None = None
+    href: str | None = None
+    cls: str = ""
+
+
+def number_cell(value: Any, digits: int = 3, cls: str = "") -> Cell:
+    return Cell(format_number(value, digits), sort_key(value), cls=cls)
+
+
+def text_cell(text: str, href: str | None = None, cls: str = "") -> Cell:
+    return Cell(str(text), str(text), href, cls)
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    table_id: str
+    caption: str = ""
+
+
+def direction_hint(metric: str) -> str:
+    return "higher is better" if higher_is_better(metric) else "lower is better"
+
+
+def leaderboard_table(board: Leaderboard, task: str) -> Table:
+    """Rank, score, term ranks, AUC and Final of every metric, cases, failures, time, wins."""
+    ranking = board.rankings[task]
+    ranked = ranking.table().set_index("submission")
+    means = board.submissions[board.submissions["task"] == task].set_index("submission")
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    columns = [
+        Column("Rank", title="aggregate-then-rank: rank of the score"),
+        Column("Submission", numeric=False),
+        Column("Score", title="weighted mean of the term ranks (lower is better)"),
+        Column("Rank (per case)", title="rank-then-aggregate"),
+    ]
+    columns += [
+        Column(f"{metric_label(t.metric, t.kind)} rank", title=f"weight {format_number(t.weight)}")
+        for t in ranking.terms
+    ]
+    columns += [
+        Column(metric_label(m, k), title=f"mean over cases, {direction_hint(m)}")
+        for m in metrics
+        for k in KINDS
+    ]
+    columns += [
+        Column("Cases"),
+        Column("Missing cases", title="cases other submissions have; they count as worst"),
+        Column("Failed steps", title="steps scored as empty predictions"),
+        Column("Failed cases"),
+        Column("Mean case time (s)"),
+        Column("Model time (s)", title="total model wall time over all steps"),
+    ]
+    if ranking.bootstrap is not None:
+        columns.append(Column("Wins (%)", title="share of bootstrap resamples ranked first"))
+    rows = []
+    for submission, row in ranked.iterrows():
+        mean = means.loc[submission]
+        cells = [
+            number_cell(row["rank"], cls="rank"),
+            text_cell(submission, submission_page(task, submission), cls="name"),
+            number_cell(row["score"], 3),
+            number_cell(row["rank_then_aggregate_rank"]),
+        ]
+        cells += [number_cell(row[f"{t.column}_rank"]) for t in ranking.terms]
+        cells += [number_cell(mean.get(column_name(m, k)), 4) for m in metrics for k in KINDS]
+        cells += [
+            number_cell(mean["num_cases"]),
+            number_cell(row["missing_cases"], cls="warn" if row["missing_cases"] else ""),
+            number_cell(mean["failed_steps"], cls="warn" if mean["failed_steps"] else ""),
+            number_cell(mean["failed_cases"]),
+            number_cell(mean["mean_case_wall_time_s"], 2),
+            number_cell(mean["total_model_wall_time_s"], 2),
+        ]
+        if ranking.bootstrap is not None:
+            cells.append(number_cell(100 * row["winner_frequency"], 1))
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "leaderboard", f"Leaderboard of {task}")
+
+
+def consensus_table(board: Leaderboard) -> Table:
+    tasks = list(board.rankings)
+    columns = [Column("Consensus rank"), Column("Submission", numeric=False)]
+    columns += [Column(f"{t} rank") for t in tasks]
+    columns += [Column("Tasks entered"), Column("Mean rank")]
+    rows = []
+    for _, row in board.consensus.iterrows():
+        cells = [number_cell(row["consensus_rank"]), text_cell(row["submission"], cls="name")]
+        for task in tasks:
+            value = row[f"{task}_rank"]
+            if row["submission"] in board.rankings[task].submissions:
+                cells.append(number_cell(value))
+            else:
+                cells.append(Cell(f"{format_number(value)} (absent)", sort_key(value), cls="warn"))
+        cells += [number_cell(row["tasks"]), number_cell(row["mean_rank"], 3)]
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "consensus")
+
+
+def task_index_table(board: Leaderboard) -> Table:
+    columns = (
+        Column("Task", numeric=False),
+        Column("Description", numeric=False),
+        Column("Submissions"),
+        Column("Cases"),
+        Column("Steps"),
+        Column("Metrics", numeric=False),
+        Column("Winner", numeric=False),
+    )
+    rows = []
+    for _, task in board.tasks.iterrows():
+        ranking = board.rankings[task["task"]]
+        winners = [
+            s for s, r in zip(ranking.submissions, ranking.aggregate.rank, strict=True) if r == 1
+        ]
+        rows.append(
+            (
+                text_cell(task["task"], task_page(task["task"]), cls="name"),
+                text_cell(task["description"]),
+                number_cell(task["num_submissions"]),
+                number_cell(task["num_cases"]),
+                number_cell(task["num_steps"]),
+                text_cell(task["metrics"].replace(",", ", ")),
+                text_cell(", ".join(winners)),
+            )
+        )
+    return Table(columns, tuple(rows), "tasks")
+
+
+def case_table(board: Leaderboard, task: str, submission: str) -> Table:
+    cases = board.cases[(board.cases["task"] == task) & (board.cases["submission"] == submission)]
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    columns = [Column("Case", numeric=False)]
+    columns += [Column(metric_label(m, k)) for m in metrics for k in ("auc_normalised", "final")]
+    columns += [Column("Failed steps"), Column("Case time (s)"), Column("Model time (s)")]
+    rows = []
+    for _, row in cases.sort_values("case_id").iterrows():
+        cells = [text_cell(row["case_id"], cls="name")]
+        cells += [
+            number_cell(row[column_name(m, k)], 4)
+            for m in metrics
+            for k in ("auc_normalised", "final")
+        ]
+        cells += [
+            number_cell(row["failed_steps"], cls="warn" if row["failed_steps"] else ""),
+            number_cell(row["case_wall_time_s"], 2),
+            number_cell(row["model_wall_time_s"], 2),
+        ]
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "cases", f"Cases of {submission}")
+
+
+# ---------------------------------------------------------------- SVG line charts
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high] (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    if not high > low:
+        low, high = low - 0.5, high + 0.5
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.floor(low / step + 1e-9) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-6:
+        ticks.append(round(value, 10))
+        value += step
+    if ticks[-1] < high:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def line_chart(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Sequence[tuple[str, Sequence[tuple[float, float | None]]]],
+    y_range: tuple[float, float] | None = None,
+    width: int = 640,
+    height: int = 320,
+) -> dict[str, Any]:
+    """Geometry of an SVG line chart: one polyline per series (a gap where y is missing),
+    ticks on both axes, axis labels. Everything numeric is computed here; the template only
+    places it and escapes the labels."""
+    left, right, top, bottom = 64, 16, 28, 48
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [x for _, points in series for x, _ in points]
+    ys = [y for _, points in series for _, y in points if not is_missing(y)]
+    x_low, x_high = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    if x_high == x_low:
+        x_high = x_low + 1
+    if y_range is not None:
+        y_ticks = nice_ticks(*y_range)
+    elif ys:
+        low, high = min(ys), max(ys)
+        y_ticks = nice_ticks(min(0.0, low) if low >= 0 else low, high)
+    else:
+        y_ticks = nice_ticks(0.0, 1.0)
+    y_low, y_high = y_ticks[0], y_ticks[-1]
+
+    def px(x: float) -> float:
+        return round(left + (x - x_low) / (x_high - x_low) * plot_w, 2)
+
+    def py(y: float) -> float:
+        return round(top + plot_h - (y - y_low) / (y_high - y_low) * plot_h, 2)
+
+    x_values = sorted(set(xs))
+    stride = max(1, math.ceil(len(x_values) / 12))
+    lines = []
+    for index, (label, points) in enumerate(series):
+        segments, current, markers = [], [], []
+        for x, y in sorted(points):
+            if is_missing(y):
+                if current:
+                    segments.append(" ".join(current))
+                current = []
+                continue
+            current.append(f"{px(x)},{py(y)}")
+            markers.append(
+                {
+                    "cx": px(x),
+                    "cy": py(y),
+                    "title": f"{label}: step {format_number(x)}, {format_number(y, 4)}",
+                }
+            )
+        if current:
+            segments.append(" ".join(current))
+        lines.append(
+            {
+                "label": label,
+                "color": PALETTE[index % len(PALETTE)],
+                "segments": segments,
+                "markers": markers,
+            }
+        )
+    return {
+        "title": title,
+        "x_label": x_label,
+        "y_label": y_label,
+        "width": width,
+        "height": height,
+        "left": left,
+        "top": top,
+        "right_edge": left + plot_w,
+        "bottom_edge": top + plot_h,
+        "mid_x": left + plot_w / 2,
+        "mid_y": top + plot_h / 2,
+        "x_ticks": [{"pos": px(x), "label": format_number(x)} for x in x_values[::stride]],
+        "y_ticks": [{"pos": py(y), "label": format_number(y, 2)} for y in y_ticks],
+        "lines": lines,
+    }
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    return (0.0, 1.0) if metric.split("@")[0] in {"dice", "nsd"} else None
+
+
+def task_charts(board: Leaderboard, task: str) -> list[dict[str, Any]]:
+    """One chart per metric: the mean over cases at each step, one line per submission."""
+    curves = board.curves[board.curves["task"] == task]
+    ranking = board.rankings[task]
+    order = list(ranking.table()["submission"])
+    charts = []
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    for metric in [m for m in metrics if m in set(curves["metric"])]:
+        rows = curves[curves["metric"] == metric]
+        series = [
+            (s, [(float(r.step), r.mean) for r in rows[rows["submission"] == s].itertuples()])
+            for s in order
+        ]
+        charts.append(
+            line_chart(
+                f"{metric_label(metric)} vs step (mean over cases)",
+                "step (interactions given)",
+                f"{metric_label(metric)} ({direction_hint(metric)})",
+                series,
+                metric_range(metric),
+            )
+        )
+    return charts
+
+
+def submission_chart(board: Leaderboard, task: str, submission: str) -> dict[str, Any] | None:
+    """The first metric's curve of every case of one submission."""
+    steps = board.steps[(board.steps["task"] == task) & (board.steps["submission"] == submission)]
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    if steps.empty or not metrics:
+        return None
+    metric = metrics[0]
+    series = [
+        (
+            case_id,
+            [(float(r.step), r.value) for r in rows.rename(columns={metric: "value"}).itertuples()],
+        )
+        for case_id, rows in steps.groupby("case_id", sort=True)
+    ]
+    return line_chart(
+        f"{metric_label(metric)} vs step, per case",
+        "step (interactions given)",
+        metric_label(metric),
+        series,
+        metric_range(metric),
+    )
+
+
+# ---------------------------------------------------------------- stability
+
+
+def stability_view(ranking: TaskRanking) -> dict[str, Any] | None:
+    boot = ranking.bootstrap
+    if boot is None:
+        return None
+    order = np.lexsort((np.array(ranking.submissions), ranking.aggregate.rank))
+    rows = []
+    for i in order:
+        rows.append(
+            {
+                "submission": ranking.submissions[i],
+                "rank": format_number(ranking.aggregate.rank[i]),
+                "wins": format_number(100 * boot.winner_frequency[i], 1),
+                "mean_rank": format_number(boot.mean_rank[i], 2),
+                "interval": f"{format_number(boot.rank_low[i])}–{format_number(boot.rank_high[i])}",
+                "frequency": [
+                    {
+                        "text": format_number(100 * f, 0) if f > 0 else "",
+                        "sort": repr(float(f)),
+                        "alpha": f"{0.08 + 0.85 * f:.3f}" if f > 0 else "0",
+                    }
+                    for f in boot.rank_frequency[i]
+                ],
+            }
+        )
+    return {
+        "n_samples": boot.n_samples,
+        "seed": boot.seed,
+        "tau_mean": format_number(boot.tau_mean, 3),
+        "tau_median": format_number(boot.tau_median, 3),
+        "tau_undefined": int(np.isnan(boot.tau).sum()),
+        "ranks": list(range(1, len(ranking.submissions) + 1)),
+        "rows": rows,
+    }
+
+
+# ---------------------------------------------------------------- failures
+
+
+def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str, Any]]:
+    record = board.record(task, submission)
+    found = []
+    for case_id, result in record.cases.items():
+        for step in result["steps"]:
+            failure = step.get("failure")
+            if failure:
+                found.append(
+                    {
+                        "case_id": case_id,
+                        "step": step["step"],
+                        "reason": str(failure.get("reason", "")),
+                        "detail": str(failure.get("detail", "")),
+                        "log_tail": str(failure.get("log_tail", "")),
+                    }
+                )
+    return found
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _assets() -> dict[str, Any]:
+    css = (TEMPLATES / "style.css").read_text()
+    script = (TEMPLATES / "sort.js").read_text()
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
+    return {"css": Markup(css), "script": Markup(script), "csp": policy}
+
+
+def term_rows(terms: Iterable[ScoreTerm]) -> list[dict[str, str]]:
+    return [
+        {
+            "label": metric_label(t.metric, t.kind),
+            "column": t.column,
+            "weight": format_number(t.weight),
+            "direction": direction_hint(t.metric),
+        }
+        for t in terms
+    ]
+
+
+def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") -> Path:
+    """Write every page of ``board`` into ``out_dir``; return the index page."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    common = {**_assets(), "tasks_nav": [(t, task_page(t)) for t in board.rankings]}
+    data_files = sorted(p.name for p in (out_dir / data_dir_name).glob("*") if p.is_file())
+    index = out_dir / "index.html"
+    index.write_text(
+        env.get_template("index.html").render(
+            **common,
+            title="segloop leaderboard",
+            tasks_table=task_index_table(board),
+            consensus=consensus_table(board) if board.rankings else None,
+            submissions=[
+                (task, [(s, submission_page(task, s)) for s in ranking.table()["submission"]])
+                for task, ranking in board.rankings.items()
+            ],
+            data_dir=data_dir_name,
+            data_files=data_files,
+            runs=[str(r.run_dir) for r in board.records],
+        )
+    )
+    for task, ranking in board.rankings.items():
+        info = board.tasks.set_index("task").loc[task]
+        (out_dir / task_page(task)).write_text(
+            env.get_template("task.html").render(
+                **common,
+                title=f"{task} leaderboard",
+                task=task,
+                description=info["description"],
+                num_steps=format_number(info["num_steps"]),
+                auc_steps=info["auc_steps"],
+                terms=term_rows(ranking.terms),
+                table=leaderboard_table(board, task),
+                charts=task_charts(board, task),
+                stability=stability_view(ranking),
+            )
+        )
+        for submission in ranking.submissions:
+            record = board.record(task, submission)
+            ranked = ranking.table().set_index("submission").loc[submission]
+            (out_dir / submission_page(task, submission)).write_text(
+                env.get_template("submission.html").render(
+                    **common,
+                    title=f"{submission} on {task}",
+                    task=task,
+                    task_href=task_page(task),
+                    submission=submission,
+                    rank=format_number(ranked["rank"]),
+                    score=format_number(ranked["score"], 3),
+                    run={
+                        "model": str(record.run.get("model", "")),
+                        "dataset": str(record.run.get("dataset", "")),
+                        "folder": str(record.run_dir),
+                        "config_hash": str(record.run.get("config_hash", "")),
+                        "version": str(record.run.get("segloop_version", "")),
+                    },
+                    cases=case_table(board, task, submission),
+                    chart=submission_chart(board, task, submission),
+                    failures=failures_of(board, task, submission),
+                )
+            )
+    return index
+
+
+def write_site(
+    run_paths: Iterable[Path],
+    out_dir: Path,
+    score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> Path:
+    """Read the runs, rank them, write ``out_dir/data/*`` tables and the pages; return index."""
+    board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed)
+    write_tables(board, Path(out_dir) / "data")
+    return render_site(board, Path(out_dir))
+
+
+def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]) -> str:
+    """Codabench's ``detailed_results.html`` for one submission: the scores, the mean curve of
+    every metric, per-case summaries and failures; self-contained like the site."""
+    metric_names = list(result["metrics"])
+    curve = result["aggregates"]["mean_curve"]
+    charts = [
+        line_chart(
+            f"{metric_label(m)} vs step (mean over cases)",
+            "step (interactions given)",
+            f"{metric_label(m)} ({direction_hint(m)})",
+            [("this submission", [(float(s), v) for s, v in enumerate(curve[m])])],
+            metric_range(m),
+        )
+        for m in metric_names
+    ]
+    columns = [Column("Case", numeric=False)]
+    columns += [Column(metric_label(m, k)) for m in metric_names for k in KINDS]
+    columns.append(Column("Failed steps"))
+    rows = []
+    failures = []
+    for case_id, case in sorted(result["case"].items()):
+        cells = [text_cell(case_id, cls="name")]
+        cells += [number_cell(case["summary"][m].get(k), 4) for m in metric_names for k in KINDS]
+        cells.append(number_cell(case["failed_steps"], cls="warn" if case["failed_steps"] else ""))
+        rows.append(tuple(cells))
+        for step in case["steps"]:
+            if step.get("failure"):
+                failures.append(
+                    {
+                        "case_id": case_id,
+                        "step": step["step"],
+                        "reason": str(step["failure"].get("reason", "")),
+                        "detail": str(step["failure"].get("detail", "")),
+                        "log_tail": str(step["failure"].get("log_tail", "")),
+                    }
+                )
+    score_rows = [(key, format_number(value, 4)) for key, value in scores.items()]
+    return (
+        environment()
+        .get_template("detailed.html")
+        .render(
+            **_assets(),
+            tasks_nav=[],
+            title=f"segloop results: {result['task']}",
+            task=str(result["task"]),
+            scores=score_rows,
+            charts=charts,
+            cases=Table(tuple(columns), tuple(rows), "cases", "Cases"),
+            failures=failures,
+            ignored=[str(name) for name in result.get("ignored_files", [])],
+        )
+    )

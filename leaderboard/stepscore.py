@@ -1,0 +1,195 @@
+"""Score a case's step predictions outside the loop (Grand Challenge and Codabench modes).
+
+The platforms hand us files the participant's container wrote, one per (case, step). This
+module scores them exactly as the loop scores its own steps (``evaluator.metrics.score_classes``
+with the task's classes, metrics, empty-mask policy and NSD rule, then
+``evaluator.metrics.summarise_curve`` on the task's AUC steps), so a platform's numbers equal a
+``segloop run``'s. A step without a usable file (job failed, file missing, wrong grid, not a
+label map) is scored as an empty prediction and recorded with its reason (SPEC: never reuse an
+earlier step's output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluator import io, metrics
+from evaluator.records import EmptyMaskPolicy, Geometry, SegloopError
+from leaderboard.scoring import KINDS, column_name
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    """What scoring a case needs from a task."""
+
+    task: str
+    metrics: tuple[str, ...]
+    classes: Mapping[int, str]
+    num_steps: int | None
+    auc_steps: tuple[int, ...] | None
+    auc_x: tuple[float, ...] | None
+    policy: EmptyMaskPolicy = EmptyMaskPolicy()
+    nsd_zero_below_dice: float | None = None
+
+    def curve_axis(self, num_steps: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        if self.auc_steps is not None and self.auc_x is not None:
+            return self.auc_steps, self.auc_x
+        return tuple(range(num_steps)), tuple(float(s) for s in range(num_steps))
+
+
+def scoring_spec(
+    task_name: str,
+    metric_names: Sequence[str] | None = None,
+    classes: Mapping[int, str] | None = None,
+) -> ScoringSpec:
+    """The task preset (``protocols.tasks.get_task``), its metrics/classes optionally replaced."""
+    from protocols.tasks import get_task
+
+    task = get_task(task_name, classes=classes)
+    chosen = tuple(metric_names) if metric_names else tuple(task.metrics)
+    for name in chosen:
+        metrics.parse_metric_name(name)
+    return ScoringSpec(
+        task=task.name,
+        metrics=chosen,
+        classes=dict(task.classes),
+        num_steps=task.num_steps,
+        auc_steps=tuple(task.auc_steps),
+        auc_x=tuple(task.auc_x),
+        policy=task.empty_mask_policy,
+        nsd_zero_below_dice=task.nsd_zero_below_dice,
+    )
+
+
+def parse_classes(text: str | None) -> dict[int, str] | None:
+    """``"1:tumor,2:organ"`` (or ``"1,2"``) -> {1: "tumor", 2: "organ"}."""
+    if not text:
+        return None
+    classes = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        value, _, name = part.partition(":")
+        try:
+            classes[int(value)] = name or f"class{int(value)}"
+        except ValueError:
+            raise SegloopError(f"--classes {text!r}: {value!r} is not a label value") from None
+    return classes
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One step's prediction file (None: none exists) or why it is unusable."""
+
+    path: Path | None
+    failure: dict[str, str] | None = None
+    extra: Mapping[str, Any] | None = None  # recorded with the step (job pk, click count...)
+
+
+def read_ground_truth(path: Path) -> tuple[np.ndarray, Geometry]:
+    values, geometry = io.read_image(path)
+    return io.as_label_map(values, path), geometry
+
+
+def load_prediction(
+    step: StepInput, gt_path: Path, gt_shape: Sequence[int], gt_geometry: Geometry
+) -> tuple[np.ndarray | None, dict[str, str] | None]:
+    """The step's label map on the ground truth's grid, or (None, failure)."""
+    if step.failure is not None:
+        return None, step.failure
+    if step.path is None:
+        return None, {"reason": "missing_output", "detail": "no prediction file", "log_tail": ""}
+    try:
+        prediction = io.read_label(step.path, gt_geometry, gt_path, gt_shape)
+    except SegloopError as error:
+        return None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}
+    return prediction, None
+
+
+def score_case(
+    case_id: str,
+    steps: Sequence[StepInput],
+    gt_path: Path,
+    spec: ScoringSpec,
+) -> dict[str, Any]:
+    """Score every step of one case; the record has the shape of a run's case result."""
+    label, geometry = read_ground_truth(gt_path)
+    class_ids = sorted(spec.classes)
+    records = []
+    for index, step in enumerate(steps):
+        prediction, failure = load_prediction(step, gt_path, label.shape, geometry)
+        if prediction is None:
+            prediction = np.zeros(label.shape, dtype=np.uint8)
+        scores = metrics.score_classes(
+            prediction,
+            label,
+            class_ids,
+            geometry.spacing_mm,
+            spec.metrics,
+            policy=spec.policy,
+            nsd_zero_below_dice=spec.nsd_zero_below_dice,
+        )
+        records.append(
+            {"step": index, **dict(step.extra or {}), "metrics": scores, "failure": failure}
+        )
+    auc_steps, auc_x = spec.curve_axis(len(steps))
+    summary = {
+        name: metrics.summarise_curve(
+            [r["metrics"][name]["mean"] for r in records], auc_steps, auc_x
+        )
+        for name in spec.metrics
+    }
+    return {
+        "case_id": case_id,
+        "steps": records,
+        "summary": summary,
+        "failed_steps": sum(r["failure"] is not None for r in records),
+    }
+
+
+def summary_row(case: Mapping[str, Any], metric_names: Sequence[str]) -> dict[str, float | None]:
+    """A case's summary flattened to leaderboard columns ``<metric>_<kind>``."""
+    return {column_name(m, k): case["summary"][m].get(k) for m in metric_names for k in KINDS}
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if finite.size == 0:
+        return {"mean": None, "std": None, "median": None, "min": None, "max": None, "count": 0}
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "median": float(np.median(finite)),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "count": int(finite.size),
+    }
+
+
+def aggregate_cases(
+    cases: Mapping[str, Mapping[str, Any]], metric_names: Sequence[str]
+) -> dict[str, Any]:
+    """Per leaderboard column: mean, std, median, min, max and count over the cases (null
+    values left out and counted), plus failed steps, case count and the mean curve."""
+    rows = [summary_row(c, metric_names) for c in cases.values()]
+    out: dict[str, Any] = {
+        column: _stats([r[column] for r in rows])
+        for column in (column_name(m, k) for m in metric_names for k in KINDS)
+    }
+    out["num_cases"] = len(cases)
+    out["failed_steps"] = int(sum(c["failed_steps"] for c in cases.values()))
+    num_steps = max((len(c["steps"]) for c in cases.values()), default=0)
+    out["mean_curve"] = {
+        m: [
+            _stats(
+                [c["steps"][s]["metrics"][m]["mean"] for c in cases.values() if s < len(c["steps"])]
+            )["mean"]
+            for s in range(num_steps)
+        ]
+        for m in metric_names
+    }
+    return out
