@@ -178,7 +178,8 @@ def test_subprocess_contract_gives_clicks_and_scores(pet_data):
     assert outcome.steps[-1].metrics["dice"]["mean"] > 0.0
 
 
-def test_subprocess_baseline_equals_in_process(pet_data, tmp_path):
+def test_subprocess_baseline_equals_in_process(pet_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the step runs in its own folder
     case_id = lesion_case_id(pet_data)
     sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
     execute_run(
