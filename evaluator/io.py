@@ -93,9 +93,10 @@ class _NonFiniteScanner:
     SimpleITK returns, so a position in the stream is a flat index into that array.
     """
 
-    def __init__(self, dtype: np.dtype, data_offset: int) -> None:
+    def __init__(self, dtype: np.dtype, data_offset: int, voxel_count: int) -> None:
         self.dtype = dtype
         self.to_skip = data_offset
+        self.voxel_count = voxel_count  # bytes after the voxel data are not voxels
         self.pending = b""
         self.next_index = 0
         self.indices: list[np.ndarray] = []
@@ -109,9 +110,10 @@ class _NonFiniteScanner:
         data = self.pending + chunk if self.pending else chunk
         usable = len(data) - len(data) % self.dtype.itemsize
         self.pending = data[usable:]
-        if not usable:
+        count = min(usable // self.dtype.itemsize, self.voxel_count - self.next_index)
+        if count <= 0:
             return
-        values = np.frombuffer(data, dtype=self.dtype, count=usable // self.dtype.itemsize)
+        values = np.frombuffer(data, dtype=self.dtype, count=count)
         finite = np.isfinite(values)
         if not finite.all():
             bad = np.flatnonzero(~finite)
@@ -163,10 +165,11 @@ def _scan_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         proxy = nibabel.load(str(path)).dataobj  # its offset is the file's real vox_offset
         dtype = np.dtype(proxy.dtype)
         offset = int(proxy.offset)
-        expected = offset + int(np.prod(proxy.shape, dtype=np.int64)) * dtype.itemsize
+        voxel_count = int(np.prod(proxy.shape, dtype=np.int64))
+        expected = offset + voxel_count * dtype.itemsize
     except Exception as error:  # noqa: BLE001 - any header failure means an unreadable file
         raise SegloopError(f"{path}: not a readable NIfTI file ({error})") from None
-    scanner = _NonFiniteScanner(dtype, offset) if dtype.kind == "f" else None
+    scanner = _NonFiniteScanner(dtype, offset, voxel_count) if dtype.kind == "f" else None
     actual = 0
     try:
         for chunk in _file_chunks(path):

@@ -311,6 +311,13 @@ def test_nifti_nan_and_inf_survive_reading(tmp_path):
     np.testing.assert_array_equal(array, xyz.transpose(2, 1, 0))  # NaN == NaN here
 
 
+def test_bytes_after_nifti_voxels_are_not_voxels(tmp_path):
+    path = tmp_path / "tail.nii"
+    io.write_image(path, ramp(), GEOM)
+    path.write_bytes(path.read_bytes() + np.full(3, np.nan, np.float32).tobytes())
+    np.testing.assert_array_equal(io.read_image(path)[0], ramp())
+
+
 def test_multi_member_gzip_reads(tmp_path):
     path = tmp_path / "one.nii.gz"
     io.write_image(path, ramp(), GEOM)
