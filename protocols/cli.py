@@ -20,8 +20,6 @@ from pathlib import Path
 
 from evaluator.records import SegloopError
 
-REACTIVE = ("sakinis", "clicks", "scribble", "polygon", "sequence", "box")
-
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register this package's sub-commands; each sets ``handler=function(args) -> int``."""
@@ -77,20 +75,13 @@ def run_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_reactive(user) -> bool:
-    name = getattr(user, "name", "")
-    if name == "realistic":
-        return _is_reactive(user.base)
-    return name in REACTIVE
-
-
 def run_clicks(args: argparse.Namespace) -> int:
     from evaluator import runs
     from protocols.formats import to_gc_points, to_segloop_json
-    from protocols.tasks import get_task
+    from protocols.tasks import get_task, is_reactive
 
     task = get_task(args.task, seed=args.seed)
-    if _is_reactive(task.robot_user):
+    if is_reactive(task.robot_user):
         raise SegloopError(
             f"task {task.name}: its robot user reacts to the model's predictions, so its clicks "
             "cannot be computed in advance"

@@ -90,6 +90,18 @@ def robot_user_from_json(spec: Mapping[str, Any], where: str = "protocol") -> Ro
         raise SegloopError(f"{where}: {error}") from None
 
 
+def is_reactive(user: RobotUser) -> bool:
+    """Whether the user's interactions depend on the model's previous prediction."""
+    name = getattr(user, "name", "")
+    if name == "realistic":
+        return is_reactive(user.base)  # type: ignore[attr-defined]
+    if name == "sequence":
+        return is_reactive(user.then)  # type: ignore[attr-defined]
+    if name == "sakinis":
+        return True
+    return bool(getattr(user, "reactive", False))
+
+
 def _steps(first: int, last: int) -> tuple[int, ...]:
     return tuple(range(first, last + 1))
 
@@ -281,10 +293,7 @@ def load_task_toml(
             if key in data:
                 values[key] = cast(data[key])
         values.setdefault("nsd_zero_below_dice", None)
-        values.setdefault(
-            "send_previous_prediction",
-            getattr(values["robot_user"], "name", "") in ("sakinis", "clicks"),
-        )
+        values.setdefault("send_previous_prediction", is_reactive(values["robot_user"]))
         if "auc_steps" in data:
             values["auc_steps"] = tuple(int(s) for s in data["auc_steps"])
         values.setdefault("auc_steps", tuple(range(values["num_steps"])))

@@ -105,3 +105,14 @@ def test_bad_toml_names_the_file(tmp_path, text, message):
     with pytest.raises(SegloopError, match=message) as error:
         get_task(path)
     assert "bad.toml" in str(error.value)
+
+
+def test_reactivity_of_protocols():
+    from protocols.tasks import is_reactive
+
+    assert is_reactive(get_task("medsegfm").robot_user)
+    assert not is_reactive(get_task("autopet").robot_user)
+    assert is_reactive(robot_user_from_json({"name": "clicks"}))
+    assert not is_reactive(robot_user_from_json({"name": "clicks", "reactive": False}))
+    assert not is_reactive(robot_user_from_json({"name": "realistic"}))
+    assert is_reactive(robot_user_from_json({"name": "sequence"}))
