@@ -107,10 +107,11 @@ class Cell:
     sort: str | None = None
     href: str | None = None
     cls: str = ""
+    title: str = ""
 
 
-def number_cell(value: Any, digits: int = 3, cls: str = "") -> Cell:
-    return Cell(format_number(value, digits), sort_key(value), cls=cls)
+def number_cell(value: Any, digits: int = 3, cls: str = "", title: str = "") -> Cell:
+    return Cell(format_number(value, digits), sort_key(value), cls=cls, title=title)
 
 
 def text_cell(text: str, href: str | None = None, cls: str = "") -> Cell:
@@ -123,6 +124,18 @@ class Table:
     rows: tuple[tuple[Cell, ...], ...]
     table_id: str
     caption: str = ""
+
+
+SHOWN_KINDS = ("auc_normalised", "final")  # the raw AUC is the AUC cell's tooltip
+
+
+def summary_cell(row: Any, metric: str, kind: str) -> Cell:
+    """A mean AUC (normalised, the raw value on the task's x-axis as tooltip) or Final cell."""
+    value = row.get(column_name(metric, kind))
+    title = ""
+    if kind == "auc_normalised":
+        title = f"AUC raw (challenge x-axis): {format_number(row.get(column_name(metric, 'auc_raw')), 4)}"
+    return number_cell(value, 4, title=title)
 
 
 def direction_hint(metric: str) -> str:
@@ -148,7 +161,7 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
     columns += [
         Column(metric_label(m, k), title=f"mean over cases, {direction_hint(m)}")
         for m in metrics
-        for k in KINDS
+        for k in SHOWN_KINDS
     ]
     columns += [
         Column("Cases"),
@@ -170,7 +183,7 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
             number_cell(row["rank_then_aggregate_rank"]),
         ]
         cells += [number_cell(row[f"{t.column}_rank"]) for t in ranking.terms]
-        cells += [number_cell(mean.get(column_name(m, k)), 4) for m in metrics for k in KINDS]
+        cells += [summary_cell(mean, m, k) for m in metrics for k in SHOWN_KINDS]
         cells += [
             number_cell(mean["num_cases"]),
             number_cell(row["missing_cases"], cls="warn" if row["missing_cases"] else ""),
@@ -238,16 +251,12 @@ def case_table(board: Leaderboard, task: str, submission: str) -> Table:
     cases = board.cases[(board.cases["task"] == task) & (board.cases["submission"] == submission)]
     metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
     columns = [Column("Case", numeric=False)]
-    columns += [Column(metric_label(m, k)) for m in metrics for k in ("auc_normalised", "final")]
+    columns += [Column(metric_label(m, k)) for m in metrics for k in SHOWN_KINDS]
     columns += [Column("Failed steps"), Column("Case time (s)"), Column("Model time (s)")]
     rows = []
     for _, row in cases.sort_values("case_id").iterrows():
         cells = [text_cell(row["case_id"], cls="name")]
-        cells += [
-            number_cell(row[column_name(m, k)], 4)
-            for m in metrics
-            for k in ("auc_normalised", "final")
-        ]
+        cells += [summary_cell(row, m, k) for m in metrics for k in SHOWN_KINDS]
         cells += [
             number_cell(row["failed_steps"], cls="warn" if row["failed_steps"] else ""),
             number_cell(row["case_wall_time_s"], 2),
@@ -301,7 +310,9 @@ def line_chart(
         y_ticks = nice_ticks(*y_range)
     elif ys:
         low, high = min(ys), max(ys)
-        y_ticks = nice_ticks(min(0.0, low) if low >= 0 else low, high)
+        if low >= 0:  # non-negative data: the axis starts at 0 (and spans 0..1 if all are 0)
+            low, high = 0.0, high if high > 0 else 1.0
+        y_ticks = nice_ticks(low, high)
     else:
         y_ticks = nice_ticks(0.0, 1.0)
     y_low, y_high = y_ticks[0], y_ticks[-1]

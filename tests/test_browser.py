@@ -1,0 +1,166 @@
+"""The leaderboard site in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
+sorting by a column header, a hostile team name shown as text with no dialog, a screenshot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evaluator.cli import main
+from leaderboard.html import task_page
+from tests.test_leaderboard_helpers import HOSTILE_NAME, phantom_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+NOTES_SCREENSHOT = Path("/work/notes/leaderboard.png")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (Debian chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    runs = phantom_runs(tmp_path_factory)[1]
+    out = tmp_path_factory.mktemp("site")
+    assert main(["leaderboard", str(runs), "--out", str(out), "--bootstrap", "100"]) == 0
+    return out
+
+
+@pytest.fixture()
+def browser_page(tmp_path):
+    """A page of a fresh Chromium profile; records dialogs, page errors and console errors."""
+    from playwright.sync_api import sync_playwright  # the test extra: pip install playwright
+
+    events: dict[str, list[str]] = {"dialogs": [], "errors": [], "console": []}
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 900},
+            offline=True,
+        )
+        page = context.new_page()
+
+        def on_dialog(dialog) -> None:
+            events["dialogs"].append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda error: events["errors"].append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                events["console"].append(message.text) if message.type == "error" else None
+            ),
+        )
+        try:
+            yield page, events
+        finally:
+            context.close()
+
+
+def column_texts(page, table: str, column: int) -> list[str]:
+    return page.locator(f"table#{table} tbody tr").evaluate_all(
+        f"rows => rows.map(r => r.cells[{column}].textContent.trim())"
+    )
+
+
+def header_index(page, table: str, label: str) -> int:
+    labels = page.locator(f"table#{table} thead th").all_inner_texts()
+    return [t.strip() for t in labels].index(label)
+
+
+def test_index_sorts_and_shows_hostile_name_as_text(site, browser_page, tmp_path):
+    page, events = browser_page
+    page.goto((site / "index.html").as_uri())
+    assert page.title() == "segloop leaderboard"
+
+    # the consensus table starts best first; clicking "Mean rank" twice sorts it worst first
+    name_column = header_index(page, "consensus", "Submission")
+    before = column_texts(page, "consensus", name_column)
+    assert len(before) == 3
+    header = page.locator("table#consensus thead th", has_text="Mean rank")
+    header.click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    assert column_texts(page, "consensus", name_column) == before
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    after = column_texts(page, "consensus", name_column)
+    assert after == list(reversed(before)) and after != before
+
+    # the hostile team name is text: visible verbatim, no element, no dialog
+    assert HOSTILE_NAME in before
+    assert page.locator("script").count() == 1
+    assert page.get_by_text(HOSTILE_NAME, exact=True).count() >= 1
+
+    page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
+    assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
+
+
+def test_task_page_sorts_by_header_click(site, browser_page, tmp_path):
+    page, events = browser_page
+    page.goto((site / "index.html").as_uri())
+    page.locator("table#tasks a", has_text="autopet").click()
+    assert Path(page.url).name == task_page("autopet")
+
+    name_column = header_index(page, "leaderboard", "Submission")
+    ranked = column_texts(page, "leaderboard", name_column)
+    assert ranked[0] == "region-growing" and ranked[-1] == "empty"
+
+    page.locator("table#leaderboard thead th", has_text="Submission").click()
+    by_name = column_texts(page, "leaderboard", name_column)
+    assert sorted(by_name) == sorted(ranked) and by_name != ranked
+    page.locator("table#leaderboard thead th", has_text="Submission").click()
+    assert column_texts(page, "leaderboard", name_column) == list(reversed(by_name))
+
+    # sort by "Dice Final" (numeric): descending puts the best Dice first
+    dice = header_index(page, "leaderboard", "Dice Final")
+    page.locator("table#leaderboard thead th").nth(dice).click()
+    page.locator("table#leaderboard thead th").nth(dice).click()
+    values = [float(v) for v in column_texts(page, "leaderboard", dice)]
+    assert values == sorted(values, reverse=True)
+    assert column_texts(page, "leaderboard", name_column)[-1] == "empty"
+
+    # back to rank order for the screenshot
+    page.locator("table#leaderboard thead th").first.click()
+    assert column_texts(page, "leaderboard", name_column) == ranked
+    page.evaluate("document.querySelectorAll('.scroll').forEach(e => { e.scrollLeft = 0; })")
+
+    assert page.locator("svg polyline").count() >= 9
+    assert page.locator("script").count() == 1
+    assert page.get_by_text(HOSTILE_NAME, exact=True).count() >= 1
+    screenshot = tmp_path / "leaderboard.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    if NOTES_SCREENSHOT.parent.is_dir():
+        shutil.copyfile(screenshot, NOTES_SCREENSHOT)
+    assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
+
+
+def test_submission_page_shows_failures_as_text(site, browser_page):
+    page, events = browser_page
+    from leaderboard.html import submission_page
+
+    page.goto((site / submission_page("autopet", HOSTILE_NAME)).as_uri())
+    assert page.locator("h1").inner_text() == HOSTILE_NAME
+    reasons = page.locator("table#failures tbody tr td:nth-child(3)").all_inner_texts()
+    assert reasons == ["exception"] * 3
+    detail = page.locator("table#failures tbody tr td:nth-child(4)").first.inner_text()
+    assert '<img src=x onerror="alert(2)">' in detail
+    assert page.locator("table#failures img").count() == 0
+    assert events["dialogs"] == [] and events["errors"] == []
