@@ -7,8 +7,11 @@ voxel, restricted to the box. Background clicks then remove what they hit: the g
 under a background click, or only a ball around it when that component also holds a foreground
 click. Everything works on crops, so a step costs milliseconds, not seconds.
 
-Dark structures (a canal in CBCT) are handled by flipping the window's intensities when the
-click is darker than the window's median, so the same rule applies.
+The 40 % rule assumes a non-negative uptake image. For CT-like images (any negative value,
+i.e. Hounsfield units), where a target can be darker than its surroundings (a liver lesion, a
+canal in CBCT), the region is instead the voxels connected to the seed whose intensity lies
+within ``band_sigmas`` standard deviations of the seed neighbourhood's mean, re-estimated once
+from the grown region (the "confidence connected" rule of ITK).
 
 The entry point has the participant signature ``predict(case, request) -> label map``.
 """
@@ -22,6 +25,8 @@ FRACTION_OF_LOCAL_MAX = 0.4
 WINDOW_MM = 60.0
 PEAK_SEARCH_MM = 6.0
 BACKGROUND_BALL_MM = 6.0
+BAND_SIGMAS = 1.5
+SEED_NEIGHBOURHOOD_MM = 1.0
 
 
 def _window(
@@ -56,14 +61,34 @@ def grow_from_seed(
         )
     values = image[crop].astype(np.float32)
     seed_local = tuple(c - s.start for c, s in zip(seed_zyx, crop, strict=True))
-    if values[seed_local] < np.median(values):  # dark target: flip so it becomes the peak
-        values = values.max() - values
-    near = _window(seed_local, np.ceil(peak_search_mm / spacing).astype(int), values.shape)
-    threshold = fraction * float(values[near].max())
-    above = values >= threshold
+    if values.min() < 0:
+        above = _confidence_band(values, seed_local, spacing)
+    else:
+        near = _window(seed_local, np.ceil(peak_search_mm / spacing).astype(int), values.shape)
+        above = values >= fraction * float(values[near].max())
     above[seed_local] = True
     components, _ = ndimage.label(above)
     return crop, components == components[seed_local]
+
+
+def _confidence_band(
+    values: np.ndarray, seed_local: tuple[int, ...], spacing: np.ndarray, iterations: int = 2
+) -> np.ndarray:
+    """Voxels within BAND_SIGMAS std of the mean of the seed's neighbourhood (then the region's)."""
+    near = _window(seed_local, np.ceil(SEED_NEIGHBOURHOOD_MM / spacing).astype(int), values.shape)
+    sample = values[near]
+    inside = np.ones(values.shape, dtype=bool)
+    for _ in range(iterations):
+        mean, std = (
+            float(sample.mean()),
+            max(float(sample.std()), 1e-3 * abs(float(sample.mean())) + 1e-6),
+        )
+        inside = np.abs(values - mean) <= BAND_SIGMAS * std
+        inside[seed_local] = True
+        components, _ = ndimage.label(inside)
+        inside = components == components[seed_local]
+        sample = values[inside]
+    return inside
 
 
 def segment(
@@ -74,6 +99,7 @@ def segment(
 ) -> np.ndarray:
     """Label map from clicks and boxes (interactions with .kind, .class_id, .positive, .coords)."""
     labels = np.zeros(image.shape, dtype=np.uint8 if max(class_ids, default=0) < 256 else np.uint16)
+    seeds: list[tuple[int, ...]] = []
     for interaction in interactions:
         if not interaction.positive or interaction.kind not in ("click", "box"):
             continue
@@ -89,19 +115,31 @@ def segment(
             )
         crop, region = grow_from_seed(image, seed, spacing_mm, allowed=allowed)
         labels[crop][region] = interaction.class_id
+        seeds.append(seed)
     for interaction in interactions:
         if interaction.positive or interaction.kind != "click":
             continue
-        _remove_background(labels, tuple(interaction.coords[0]), spacing_mm, interactions)
+        _remove_background(labels, tuple(interaction.coords[0]), spacing_mm, seeds)
     return labels
+
+
+def _box_seed(image: np.ndarray, box: tuple[slice, ...]) -> tuple[int, ...]:
+    """PET: the hottest voxel of the box; CT-like images: the box centre."""
+    values = image[box]
+    if image.min() < 0:
+        local = tuple(n // 2 for n in values.shape)
+    else:
+        local = np.unravel_index(np.argmax(values), values.shape)
+    return tuple(int(v) + s.start for v, s in zip(local, box, strict=True))
 
 
 def _remove_background(
     labels: np.ndarray,
     point: tuple[int, ...],
     spacing_mm: tuple[float, float, float],
-    interactions: list,
+    seeds: list[tuple[int, ...]],
 ) -> None:
+    """Remove the component under ``point``, or only a ball there if it holds a seed."""
     value = labels[point]
     if value == 0:
         return
@@ -110,14 +148,12 @@ def _remove_background(
     local = labels[crop]
     components, _ = ndimage.label(local == value)
     hit = components == components[tuple(p - s.start for p, s in zip(point, crop, strict=True))]
-    foreground_inside = any(
-        i.positive
-        and i.kind == "click"
-        and all(s.start <= c < s.stop for c, s in zip(i.coords[0], crop, strict=True))
-        and hit[tuple(c - s.start for c, s in zip(i.coords[0], crop, strict=True))]
-        for i in interactions
+    holds_seed = any(
+        all(s.start <= c < s.stop for c, s in zip(seed, crop, strict=True))
+        and hit[tuple(c - s.start for c, s in zip(seed, crop, strict=True))]
+        for seed in seeds
     )
-    if foreground_inside:  # keep the lesion, cut out a ball around the background click
+    if holds_seed:  # keep the structure, cut out a ball around the background click
         grid = np.ogrid[
             tuple(slice(s.start - p, s.stop - p) for p, s in zip(point, crop, strict=True))
         ]
