@@ -96,17 +96,28 @@ def read_ground_truth(path: Path) -> tuple[np.ndarray, Geometry]:
 
 
 def load_prediction(
-    step: StepInput, gt_path: Path, gt_shape: Sequence[int], gt_geometry: Geometry
+    step: StepInput,
+    gt_path: Path,
+    gt_shape: Sequence[int],
+    gt_geometry: Geometry,
+    class_ids: Sequence[int],
 ) -> tuple[np.ndarray | None, dict[str, str] | None]:
-    """The step's label map on the ground truth's grid, or (None, failure)."""
+    """The step's label map on the ground truth's grid with labels in {0} + the task's classes
+    (checked as the loop checks a model's output), or (None, failure)."""
+    from containers.contract import ModelStepError, validate_prediction
+
     if step.failure is not None:
         return None, step.failure
     if step.path is None:
         return None, {"reason": "missing_output", "detail": "no prediction file", "log_tail": ""}
     try:
         prediction = io.read_label(step.path, gt_geometry, gt_path, gt_shape)
+        prediction = validate_prediction(prediction, tuple(gt_shape), set(class_ids))
     except SegloopError as error:
         return None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}
+    except ModelStepError as error:
+        detail = f"{step.path.name}: {error.detail}"
+        return None, {"reason": error.reason, "detail": detail, "log_tail": ""}
     return prediction, None
 
 
@@ -121,7 +132,7 @@ def score_case(
     class_ids = sorted(spec.classes)
     records = []
     for index, step in enumerate(steps):
-        prediction, failure = load_prediction(step, gt_path, label.shape, geometry)
+        prediction, failure = load_prediction(step, gt_path, label.shape, geometry, class_ids)
         if prediction is None:
             prediction = np.zeros(label.shape, dtype=np.uint8)
         scores = metrics.score_classes(

@@ -367,3 +367,31 @@ def test_codabench_bundle_runs_its_own_scoring_program(recorded, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert set(keys) <= set(read_json(output / "scores.json"))
+
+
+def test_gc_evaluate_reads_socket_keys_of_newer_grand_challenge(recorded, tmp_path):
+    build_gc_layout(recorded, tmp_path, drop=("none", -1), fail=("none", -1))
+    assert main(gc_args(tmp_path)) == 0
+    with_interface = read_json(tmp_path / "output" / "metrics.json")
+    path = tmp_path / "input" / "predictions.json"
+    path.write_text(path.read_text().replace('"interface":', '"socket":'))
+    assert main(gc_args(tmp_path)) == 0
+    assert read_json(tmp_path / "output" / "metrics.json") == with_interface
+
+
+def test_invalid_predictions_score_empty_with_their_reason(recorded, tmp_path):
+    input_dir = build_codabench_input(recorded, tmp_path)
+    first, second = recorded["case_ids"][:2]
+    _, geometry = io.read_image(label_path(recorded["data"], first))
+    shape = recorded["steps"][first][0][1].shape
+    res = input_dir / "res" / "predictions"
+    io.write_image(res / f"{first}_step4.nii.gz", np.full(shape, 7, np.uint8), geometry)
+    io.write_image(res / f"{second}_step5.nii.gz", np.zeros((4, 4, 4), np.uint8), geometry)
+    result = codabench.score_submission(input_dir, codabench_spec())
+    bad_label = result["case"][first]["steps"][4]["failure"]
+    bad_shape = result["case"][second]["steps"][5]["failure"]
+    assert bad_label["reason"] == "invalid_output" and "[7]" in bad_label["detail"]
+    assert bad_shape["reason"] == "invalid_output" and "shape" in bad_shape["detail"]
+    assert result["aggregates"]["failed_steps"] == 2
+    empty = case_result(recorded["empty"], first)
+    assert_same_metrics(result["case"][first]["steps"][4]["metrics"], empty["steps"][4]["metrics"])
