@@ -16,6 +16,7 @@ from evaluator.records import SegloopError
 
 def build_parser() -> argparse.ArgumentParser:
     from containers import cli as containers_cli
+    from evaluator import bench
     from evaluator import commands as evaluator_commands
     from leaderboard import cli as leaderboard_cli
     from protocols import cli as protocols_cli
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `segloop demo`. `segloop COMMAND --help` explains each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (evaluator_commands, protocols_cli, containers_cli, leaderboard_cli):
+    for module in (evaluator_commands, protocols_cli, containers_cli, leaderboard_cli, bench):
         module.add_commands(subparsers)
     return parser
 
