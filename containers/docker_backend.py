@@ -320,11 +320,30 @@ class ContainerRun:
         except Exception:  # noqa: BLE001 - it may have exited just now
             pass
 
-    def remove(self) -> None:
+    def remove(self, make_sure: bool = False) -> None:
+        """Force-remove the container; ``make_sure``: retry until the engine no longer has it
+        (after an interrupted create/start the engine may still be busy with it)."""
+        force_remove(self.container.client, self.container.id, make_sure)
+
+
+def force_remove(client: Any, reference: str, make_sure: bool = False) -> None:
+    """Remove a container by id or name, ignoring "already gone"; see ContainerRun.remove."""
+    import docker.errors
+
+    deadline = time.monotonic() + (3.0 if make_sure else 0.0)
+    while True:
         try:
-            self.container.remove(force=True, v=True)
-        except Exception:  # noqa: BLE001
+            client.api.remove_container(reference, force=True, v=True)
+            if not make_sure:
+                return
+            client.api.inspect_container(reference)  # still there?
+        except docker.errors.NotFound:
+            return
+        except Exception:  # noqa: BLE001 - e.g. "removal already in progress"
             pass
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.1)
 
 
 class DockerBackend:
@@ -373,6 +392,7 @@ class DockerBackend:
         _, pid_text, start = self.owner.rsplit(":", 2)
         self.work_dir = work_root() / f"{pid_text}.{start}.{self.run_id}"
         self.closed = False
+        self.container_count = 0
         self._shared_server: SessionServer | None = None
         _LIVE_BACKENDS.add(self)
 
@@ -422,18 +442,29 @@ class DockerBackend:
         role: str,
         case_id: str,
     ) -> ContainerRun:
-        container = self.client.containers.create(
-            self.image_id,
-            volumes={k: dict(v) for k, v in volumes.items()},
-            environment=container_env(self.limits, env),
-            **sandbox_kwargs(self.limits, self.labels(role, case_id), self.user),
-        )
+        # A known name: if Ctrl-C lands while the engine creates it, it can still be removed.
+        self.container_count += 1
+        name = f"segloop-{self.run_id}-{self.container_count}"
+        try:
+            container = self.client.containers.create(
+                self.image_id,
+                name=name,
+                volumes={k: dict(v) for k, v in volumes.items()},
+                environment=container_env(self.limits, env),
+                **sandbox_kwargs(self.limits, self.labels(role, case_id), self.user),
+            )
+        except BaseException:
+            force_remove(self.client, name, make_sure=True)
+            raise
         run = ContainerRun(container)
         try:
             container.start()
         except Exception as error:  # noqa: BLE001 - e.g. a broken image or a missing command
             run.remove()
             raise ModelStepError("exit_code", f"container did not start: {error}") from None
+        except BaseException:  # Ctrl-C while starting
+            run.remove(make_sure=True)
+            raise
         return run
 
     def run_to_end(
@@ -516,6 +547,20 @@ class DockerBackend:
 
 _LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 _SHARED_BACKENDS: dict[tuple, DockerBackend] = {}
+
+
+def close_shared_backends() -> int:
+    """Close the session-submission back-ends of this process (stops their containers).
+
+    A run calls it when its cases are done; at interpreter exit it runs anyway.
+    """
+    closed = 0
+    while _SHARED_BACKENDS:
+        _, backend = _SHARED_BACKENDS.popitem()
+        if not backend.closed:
+            backend.close()
+            closed += 1
+    return closed
 
 
 @atexit.register
@@ -866,6 +911,7 @@ __all__ = [
     "DockerBackend",
     "DockerOptions",
     "cleanup_leftovers",
+    "close_shared_backends",
     "parse_target",
     "sandbox_kwargs",
     "PREDICTION_FILE",
