@@ -22,7 +22,8 @@ The interactive challenges ran one job per step. The jobs of one case share its 
 step a job is comes from its *click count*: step = the largest number of points sharing one
 name (autoPET: k tumor + k background clicks at step k; ToothFairy3: k per canal). Never from
 file names (sorting "_10" before "_2" as text was a defect of the originals). A step with no
-job, a failed job or an unusable output is scored as an empty prediction and recorded.
+job, a failed job or an unusable output is scored as an empty prediction and recorded; a ground-truth case
+that no job names is scored with every step missing.
 
 The case id is the image's name without extension and without an nnU-Net channel suffix
 (``case_000_0001.mha`` -> ``case_000``); the ground truth is ``<ground truth>/<case id>.<ext>``
@@ -31,7 +32,8 @@ The case id is the image's name without extension and without an nnU-Net channel
 
 metrics.json: ``{"case": {<case id>: {"steps": [...], "summary": {<metric>: {"auc_raw",
 "auc_normalised", "final"}}, "failed_steps"}}, "aggregates": {"<metric>_<kind>": {"mean",
-"std", "median", "min", "max", "count"}, "num_cases", "failed_steps", "mean_curve"}}``; the
+"std", "median", "min", "max", "count"}, "num_cases", "failed_steps", "missing_cases",
+"mean_curve"}}``; the
 aggregate keys are the leaderboard's column names (GC leaderboard paths such as
 ``aggregates.dice_auc_normalised.mean``).
 """
@@ -146,13 +148,7 @@ def _is_points(value: Mapping[str, Any]) -> bool:
 
 def case_id_from_image_name(name: str) -> str:
     """``case_000_0001.nii.gz`` -> ``case_000`` (extension and channel suffix removed)."""
-    lower = name.lower()
-    stem = name
-    for ext in sorted(OUTPUT_EXTENSIONS + (".mhd", ".nrrd"), key=len, reverse=True):
-        if lower.endswith(ext):
-            stem = name[: -len(ext)]
-            break
-    return CHANNEL_SUFFIX.sub("", stem)
+    return CHANNEL_SUFFIX.sub("", _strip_extension(name))
 
 
 def step_of_points(points: Sequence[Mapping[str, Any]]) -> int:
@@ -337,29 +333,73 @@ def evaluate(
     spec: ScoringSpec,
     sockets: Sockets = Sockets(),
 ) -> dict[str, Any]:
-    """Score every job of predictions.json; return the metrics.json payload."""
+    """Score every job of predictions.json; return the metrics.json payload.
+
+    A ground-truth case that no job names (the platform lost or skipped it) is scored with
+    every step missing, so a submission cannot gain by missing hard cases; such cases are
+    listed in ``aggregates.missing_cases``."""
     jobs_json = read_predictions(predictions_path)
     if not jobs_json:
         raise SegloopError(f"{predictions_path}: no job")
     jobs = [parse_job(job, sockets, input_dir, str(predictions_path)) for job in jobs_json]
-    image_names: dict[str, str] = {}
+    image_stems: dict[str, str] = {}
     for job in jobs:
-        image_names.setdefault(job.case_id, job.image_name)
-    cases = {}
-    for case_id, steps in group_steps(jobs, spec.num_steps).items():
-        stem = case_id_from_image_name(image_names[case_id])
-        gt_path = find_ground_truth(
-            ground_truth_dir, [case_id, stem, image_names[case_id].split(".")[0]]
+        image_stems.setdefault(job.case_id, _strip_extension(job.image_name))
+    grouped = group_steps(jobs, spec.num_steps)
+    unused = {
+        case_id: path
+        for case_id, path in ground_truth_cases(ground_truth_dir).items()
+        if case_id not in grouped and case_id not in image_stems.values()
+    }
+    if unused and spec.num_steps is None:
+        raise SegloopError(
+            f"{ground_truth_dir}: no job for {', '.join(sorted(unused))}; "
+            "give a task with a number of steps to score them as missing"
         )
+    cases = {}
+    for case_id, steps in grouped.items():
+        gt_path = find_ground_truth(ground_truth_dir, [case_id, image_stems[case_id]])
         cases[case_id] = score_case(case_id, steps, gt_path, spec)
+    for case_id, gt_path in sorted(unused.items()):
+        steps = [
+            StepInput(
+                None,
+                {"reason": "missing_job", "detail": "no job for this case", "log_tail": ""},
+                {"job_pk": None, "num_clicks": None},
+            )
+            for _ in range(spec.num_steps or 0)
+        ]
+        cases[case_id] = score_case(case_id, steps, gt_path, spec)
+    aggregates = aggregate_cases(dict(sorted(cases.items())), spec.metrics)
+    aggregates["missing_cases"] = sorted(unused)
     return {
         "format": FORMAT,
         "version": 1,
         "task": spec.task,
         "metrics": list(spec.metrics),
-        "case": cases,
-        "aggregates": aggregate_cases(cases, spec.metrics),
+        "case": dict(sorted(cases.items())),
+        "aggregates": aggregates,
     }
+
+
+def _strip_extension(name: str) -> str:
+    lower = name.lower()
+    for ext in sorted(OUTPUT_EXTENSIONS + (".mhd",), key=len, reverse=True):
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def ground_truth_cases(folder: Path) -> dict[str, Path]:
+    """Case id -> ground-truth file: every image in the folder (and its labelsTs/)."""
+    found: dict[str, Path] = {}
+    for sub in (Path(folder), Path(folder) / "labelsTs"):
+        if not sub.is_dir():
+            continue
+        for path in sorted(sub.iterdir()):
+            if path.is_file() and path.name.lower().endswith(GT_EXTENSIONS):
+                found.setdefault(_strip_extension(path.name), path)
+    return found
 
 
 def write_metrics(payload: Mapping[str, Any], output: Path) -> None:

@@ -395,3 +395,19 @@ def test_invalid_predictions_score_empty_with_their_reason(recorded, tmp_path):
     assert result["aggregates"]["failed_steps"] == 2
     empty = case_result(recorded["empty"], first)
     assert_same_metrics(result["case"][first]["steps"][4]["metrics"], empty["steps"][4]["metrics"])
+
+
+def test_gc_case_without_any_job_counts_as_missing(recorded, tmp_path):
+    build_gc_layout(recorded, tmp_path, drop=("none", -1), fail=("none", -1))
+    lost = recorded["case_ids"][2]
+    path = tmp_path / "input" / "predictions.json"
+    jobs = json.loads(path.read_text())
+    kept = [j for j in jobs if not j["inputs"][0]["image"]["name"].startswith(lost)]
+    assert len(kept) == len(jobs) - 11
+    path.write_text(json.dumps(kept))
+    assert main(gc_args(tmp_path)) == 0
+    metrics = read_json(tmp_path / "output" / "metrics.json")
+    assert metrics["aggregates"]["missing_cases"] == [lost]
+    assert metrics["case"][lost]["failed_steps"] == 11
+    assert {s["failure"]["reason"] for s in metrics["case"][lost]["steps"]} == {"missing_job"}
+    assert metrics["aggregates"]["num_cases"] == NUM_CASES
