@@ -287,6 +287,15 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def tick_label(value: float, ticks: Sequence[float]) -> str:
+    """A tick value with as many decimals as the tick spacing needs (0.004 -> "0.004")."""
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
+    digits = max(0, math.ceil(-math.log10(step) - 1e-9)) if step > 0 else 0
+    if digits and not math.isclose(round(step, digits), step, rel_tol=1e-6):
+        digits += 1  # steps of 2.5 x 10^k need one more
+    return f"{value:.{digits}f}"
+
+
 def line_chart(
     title: str,
     x_label: str,
@@ -365,7 +374,7 @@ def line_chart(
         "mid_x": left + plot_w / 2,
         "mid_y": top + plot_h / 2,
         "x_ticks": [{"pos": px(x), "label": format_number(x)} for x in x_values[::stride]],
-        "y_ticks": [{"pos": py(y), "label": format_number(y, 2)} for y in y_ticks],
+        "y_ticks": [{"pos": py(y), "label": tick_label(y, y_ticks)} for y in y_ticks],
         "lines": lines,
     }
 

@@ -207,3 +207,14 @@ def test_case_table_counts_time_and_failures(runs):
     assert all(math.isfinite(v) and v > 0 for v in cases["model_wall_time_s"])
     record = next(r for r in records if r.run["submission"] == "empty")
     assert store.read_json(record.run_dir / "run.json")["task"]["name"] == "autopet"
+
+
+def test_chart_ticks_cover_the_data_with_readable_labels():
+    from leaderboard.html import line_chart, nice_ticks, tick_label
+
+    ticks = nice_ticks(0.0, 0.004)
+    assert ticks[0] <= 0.0 and ticks[-1] >= 0.004
+    assert [tick_label(t, ticks) for t in ticks] == ["0.000", "0.001", "0.002", "0.003", "0.004"]
+    chart = line_chart("t", "x", "y", [("a", [(0, 1.0), (1, None), (2, 3.0)])])
+    assert len(chart["lines"][0]["segments"]) == 2  # a gap where the value is missing
+    assert chart["y_ticks"][0]["label"] == "0"  # non-negative data: the axis starts at 0
