@@ -1,0 +1,117 @@
+"""The command line as a user meets it: real processes, real files, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluator import io
+from evaluator.records import Geometry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def segloop(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "evaluator.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def cube(shape, lo, hi) -> np.ndarray:
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = 1
+    return mask
+
+
+def test_score_prints_json_with_known_dice(tmp_path):
+    geometry = Geometry(spacing_mm=(3.0, 1.0, 1.0))
+    gt = cube((10, 20, 20), (2, 5, 5), (6, 15, 15))  # 4 * 10 * 10 = 400 voxels
+    pred = cube((10, 20, 20), (2, 5, 5), (6, 15, 10))  # half of it
+    io.write_image(tmp_path / "gt.nii.gz", gt, geometry)
+    io.write_image(tmp_path / "pred.mha", pred, geometry)
+    result = segloop(
+        "score", str(tmp_path / "pred.mha"), str(tmp_path / "gt.nii.gz"), "--metrics", "dice,fnv,hd"
+    )
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)["metrics"]
+    assert scores["dice"]["mean"] == pytest.approx(2 * 200 / 600)
+    assert scores["fnv"]["mean"] == 0.0  # the GT component is touched
+    assert scores["hd"]["mean"] == pytest.approx(5.0)  # 5 voxels of 1 mm along x
+
+
+def test_score_refuses_mismatched_grids_in_one_line(tmp_path):
+    io.write_image(
+        tmp_path / "gt.nii.gz",
+        cube((10, 20, 20), (1, 1, 1), (3, 3, 3)),
+        Geometry(spacing_mm=(3.0, 1.0, 1.0)),
+    )
+    io.write_image(
+        tmp_path / "pred.nii.gz",
+        cube((10, 20, 21), (1, 1, 1), (3, 3, 3)),
+        Geometry(spacing_mm=(3.0, 1.0, 1.0)),
+    )
+    result = segloop("score", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "pred.nii.gz" in result.stderr and "shape" in result.stderr
+
+
+def test_score_names_a_corrupt_file(tmp_path):
+    (tmp_path / "gt.nii.gz").write_bytes(b"not an image at all")
+    io.write_image(
+        tmp_path / "pred.nii.gz",
+        cube((4, 4, 4), (1, 1, 1), (2, 2, 2)),
+        Geometry(spacing_mm=(1.0, 1.0, 1.0)),
+    )
+    result = segloop("score", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"))
+    assert result.returncode == 2 and "gt.nii.gz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_metric_is_a_clear_error(tmp_path):
+    io.write_image(
+        tmp_path / "a.nii.gz",
+        cube((4, 4, 4), (1, 1, 1), (2, 2, 2)),
+        Geometry(spacing_mm=(1.0, 1.0, 1.0)),
+    )
+    result = segloop(
+        "score",
+        str(tmp_path / "a.nii.gz"),
+        str(tmp_path / "a.nii.gz"),
+        "--metrics",
+        "dice,jaccardish",
+    )
+    assert result.returncode == 2 and "jaccardish" in result.stderr
+
+
+def test_demo_writes_runs_summaries_and_a_leaderboard(tmp_path):
+    result = segloop("demo", "--out", str(tmp_path / "demo"), "--cases", "3")
+    assert result.returncode == 0, result.stderr
+    assert "dice by step" in result.stdout
+    for submission in ("region-growing", "empty"):
+        run = tmp_path / "demo" / "runs" / "autopet" / submission
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["num_cases"] == 3 and summary["failed_steps"] == 0
+    rg = json.loads((tmp_path / "demo/runs/autopet/region-growing/summary.json").read_text())
+    assert rg["mean_curve"]["dice"][-1] > rg["mean_curve"]["dice"][0]
+    assert (tmp_path / "demo" / "leaderboard" / "index.html").exists()
+    again = segloop("demo", "--out", str(tmp_path / "demo"), "--cases", "3")
+    assert again.returncode == 0  # resumes: nothing left to run, same summaries
+    assert (
+        json.loads((tmp_path / "demo/runs/autopet/region-growing/summary.json").read_text()) == rg
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "phantoms", "score", "tasks", "leaderboard"])
+def test_every_command_explains_itself(command):
+    result = segloop(command, "--help")
+    assert result.returncode == 0 and "usage: segloop" in result.stdout
