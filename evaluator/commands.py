@@ -40,6 +40,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--name", help="submission name shown on leaderboards (default: from --model)")
     run.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
     run.add_argument("--cases", help="comma-separated case ids (default: all)")
+    run.add_argument(
+        "--classes",
+        help="the classes to prompt and score, e.g. 1:liver,2:tumor (default: the task's)",
+    )
     add_limit_arguments(run)
     parallel = run.add_argument_group("parallel runs")
     parallel.add_argument("--jobs", type=int, default=1, help="cases in parallel (default 1)")
@@ -129,12 +133,19 @@ def execute_run(
     jobs: int = 1,
     use_dask: bool = False,
     scheduler: str | None = None,
+    classes: dict[int, str] | None = None,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
     from containers.registry import Limits
 
     spec = runs.RunSpec(
-        Path(data), task_ref, model_spec, submission or model_spec, seed, limits or Limits()
+        Path(data),
+        task_ref,
+        model_spec,
+        submission or model_spec,
+        seed,
+        limits or Limits(),
+        tuple(sorted(classes.items())) if classes else None,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
     pending = runs.pending_case_ids(spec, Path(out), case_ids)
@@ -162,10 +173,29 @@ def run_command(args: argparse.Namespace) -> int:
         args.cases.split(",") if args.cases else None,
         limits_from(args),
         not args.no_progress,
+        args.jobs,
+        args.dask,
+        args.scheduler,
+        parse_classes(args.classes) if args.classes else None,
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
     return 0
+
+
+def parse_classes(text: str) -> dict[int, str]:
+    """``1:liver,2:tumor`` -> {1: "liver", 2: "tumor"} (a bare ``2`` is named class_2)."""
+    classes = {}
+    for item in text.split(","):
+        value, _, name = item.strip().partition(":")
+        try:
+            label = int(value)
+        except ValueError:
+            raise SegloopError(f"--classes {text}: {value!r} is not a label value") from None
+        if label <= 0:
+            raise SegloopError(f"--classes {text}: label values start at 1 (0 is background)")
+        classes[label] = name.strip() or f"class_{label}"
+    return classes
 
 
 def format_summary(summary: dict) -> str:

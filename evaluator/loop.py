@@ -20,6 +20,7 @@ from evaluator.records import (
     Case,
     CaseInput,
     Interaction,
+    SegloopError,
     StepFailure,
     StepRequest,
     StepResult,
@@ -44,8 +45,20 @@ def failure_of(error: BaseException) -> StepFailure:
     return StepFailure("exception", f"{type(error).__name__}: {error}", tail[-2000:])
 
 
+def check_label_classes(case: Case, task: Task) -> None:
+    """Refuse a label holding classes the task does not define (they would go unscored)."""
+    counts = np.bincount(case.label.ravel()) if case.label.size else np.zeros(1, dtype=int)
+    unknown = sorted(set(np.flatnonzero(counts).tolist()) - {0, *task.classes})
+    if unknown:
+        raise SegloopError(
+            f"case {case.case_id}: the label holds classes {unknown[:10]} that task "
+            f"{task.name!r} does not define ({sorted(task.classes)}); pass --classes"
+        )
+
+
 def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
     """Run one case through all of the task's steps and score every step."""
+    check_label_classes(case, task)
     started = time.perf_counter()
     class_ids = sorted(task.classes)
     session = backend.open_case(CaseInput.of(case, task.classes))

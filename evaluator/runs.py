@@ -42,11 +42,13 @@ class RunSpec:
     submission: str
     seed: int = 0
     limits: Limits = Limits()
+    classes: tuple[tuple[int, str], ...] | None = None  # overrides the task's classes
 
     def task(self) -> Task:
         from protocols.tasks import get_task
 
-        return get_task(self.task_ref, seed=self.seed)
+        classes = dict(self.classes) if self.classes is not None else None
+        return get_task(self.task_ref, seed=self.seed, classes=classes)
 
     def config(self) -> dict[str, Any]:
         """What defines the results; limits do not (a resumed run may change them)."""

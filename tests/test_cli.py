@@ -115,3 +115,30 @@ def test_demo_writes_runs_summaries_and_a_leaderboard(tmp_path):
 def test_every_command_explains_itself(command):
     result = segloop(command, "--help")
     assert result.returncode == 0 and "usage: segloop" in result.stdout
+
+
+def test_run_cli_jobs_and_classes(tmp_path):
+    assert (
+        segloop("phantoms", "jaw", "--out", str(tmp_path / "jaw"), "--cases", "2").returncode == 0
+    )
+    base = [
+        "run",
+        "--data",
+        str(tmp_path / "jaw"),
+        "--task",
+        "medsegfm",
+        "--no-progress",
+        "--model",
+        "python:baselines.region_growing:predict",
+    ]
+    refused = segloop(*base, "--out", str(tmp_path / "r0"))
+    assert refused.returncode == 2 and "--classes" in refused.stderr  # class 2 would go unscored
+    serial = segloop(*base, "--classes", "1:Left_IAC,2:Right_IAC", "--out", str(tmp_path / "r1"))
+    parallel = segloop(
+        *base, "--classes", "1:Left_IAC,2:Right_IAC", "--jobs", "2", "--out", str(tmp_path / "r2")
+    )
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr
+    for case_id in ("jaw_000", "jaw_001"):
+        one = (tmp_path / "r1" / "cases" / f"{case_id}.json").read_bytes()
+        assert one == (tmp_path / "r2" / "cases" / f"{case_id}.json").read_bytes()
+        assert set(json.loads(one)["steps"][0]["metrics"]["dice"]["per_class"]) == {"1", "2"}
