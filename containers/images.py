@@ -111,7 +111,6 @@ def recipes() -> tuple[Recipe, ...]:
     baselines = (
         ("baselines/__init__.py", "baselines/__init__.py"),
         ("baselines/region_growing.py", "baselines/region_growing.py"),
-        ("baselines/trivial.py", "baselines/trivial.py"),
     )
     product = (
         Recipe(
@@ -120,7 +119,12 @@ def recipes() -> tuple[Recipe, ...]:
             "baselines/recipes/region_growing/Dockerfile",
             (sdk, *baselines),
         ),
-        Recipe("trivial", TRIVIAL_IMAGE, "baselines/recipes/trivial/Dockerfile", (sdk, *baselines)),
+        Recipe(
+            "trivial",
+            TRIVIAL_IMAGE,
+            "baselines/recipes/trivial/Dockerfile",
+            (sdk, ("empty.py", "baselines/recipes/trivial/empty.py")),
+        ),
     )
     tests = (
         Recipe(
@@ -294,10 +298,11 @@ def build_recipe(
     import docker.errors
 
     context_hash = _context_hash(recipe, base_id)
-    if not force and image_exists(client, recipe.tag):
+    old_id = client.images.get(recipe.tag).id if image_exists(client, recipe.tag) else None
+    if not force and old_id is not None:
         if client.images.get(recipe.tag).labels.get(CONTEXT_LABEL) == context_hash:
             log(f"{recipe.tag}: up to date")
-            return client.images.get(recipe.tag).id
+            return old_id
     with tempfile.TemporaryDirectory(prefix="segloop-build-") as context:
         context_dir = Path(context)
         shutil.copyfile(REPO_ROOT / recipe.dockerfile, context_dir / "Dockerfile")
@@ -329,6 +334,11 @@ def build_recipe(
                 f"building {recipe.tag} failed: {''.join(lines)[-1500:].strip()}"
             ) from None
     log(f"{recipe.tag}: built {image.id[:19]}")
+    if old_id is not None and old_id != image.id:
+        try:  # the previous build, now untagged; kept if a container still uses it
+            client.images.remove(old_id)
+        except docker.errors.APIError:
+            pass
     return image.id
 
 

@@ -446,3 +446,19 @@ def test_killed_harness_leftovers_are_cleaned_at_next_start(docker_client, tmp_p
         assert live.id in remaining  # a live harness's container is left alone
     finally:
         live.remove(force=True)
+
+
+@docker
+@pytest.mark.parametrize("mode", ["per-step", "case"])
+def test_trivial_image_predicts_background(docker_client, mode):
+    """The bench's model image works in both modes (no segloop code inside the image)."""
+    case = small_case()
+    backend = DockerBackend("segloop/trivial:latest", replace(QUICK, session_mode=mode), False)
+    session = backend.open_case(case)
+    try:
+        labels = session.predict(StepRequest(case.case_id, 0, (click(8, 8, 8),), None))
+        assert labels.shape == case.shape and not labels.any()
+    finally:
+        session.close()
+        backend.close()
+    assert our_containers(docker_client) == []
