@@ -306,11 +306,14 @@ class ContainerRun:
 
     def wait(self, time_limit_s: float) -> bool:
         """Wait until the container exits or ``time_limit_s`` passes; True if it exited."""
+        started = time.monotonic()
         try:
             self.container.wait(timeout=max(time_limit_s, 0.001))
             return True
         except Exception as error:  # noqa: BLE001
-            if _is_request_timeout(error):
+            # A read timeout (on the unix socket it surfaces as a ConnectionError) means the
+            # limit passed; a connection error before that means the engine went away.
+            if _is_request_timeout(error) and time.monotonic() - started >= 0.9 * time_limit_s:
                 return False
             raise
 
@@ -764,7 +767,7 @@ class SessionServer:
         )
         self.started_count += 1
         watcher = threading.Thread(
-            target=_watch_exit, args=(self.run.container, self.exited), daemon=True
+            target=_watch_exit, args=(self.run.container.id, self.exited), daemon=True
         )
         watcher.start()
         return self.run
@@ -858,9 +861,19 @@ class SessionServer:
         _remove_tree(self.root)
 
 
-def _watch_exit(container: Any, exited: threading.Event) -> None:
+def _watch_exit(container_id: str, exited: threading.Event) -> None:
+    """Set ``exited`` when the container stops (or is removed, or the engine is lost).
+
+    Blocks on its own client: requests sessions are not meant to be shared across threads.
+    """
     try:
-        container.wait()  # no timeout: returns when the container stops or is removed
+        import docker
+
+        client = docker.from_env(timeout=60)
+        try:
+            client.api.wait(container_id, timeout=None)  # no timeout: until it stops
+        finally:
+            client.close()
     except Exception:  # noqa: BLE001
         pass
     exited.set()

@@ -293,31 +293,45 @@ def test_sandbox_is_applied_to_the_container(docker_client, tmp_path):
     assert our_containers(docker_client) == []
 
 
+@pytest.fixture(scope="module")
+def subprocess_reference(pet_dataset, tmp_path_factory) -> tuple[dict, Path]:
+    """The baseline through the subprocess back-end (cmd: + the SDK): the reference run."""
+    out = tmp_path_factory.mktemp("cmd-run") / "run"
+    sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(ROOT)
+    try:
+        summary = execute_run(
+            pet_dataset, "autopet", sdk, out, submission="rg", show_progress=False
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = previous
+    return summary, out
+
+
 @docker
 @pytest.mark.parametrize("mode", ["per-step", "case", "submission"])
 def test_baseline_in_docker_scores_like_subprocess(
-    docker_client, pet_dataset, tmp_path, mode, monkeypatch
+    docker_client, pet_dataset, subprocess_reference, tmp_path, mode
 ):
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
-    reference = execute_run(
-        pet_dataset, "autopet", sdk, tmp_path / "cmd", submission="rg", show_progress=False
-    )
-    limits = replace(QUICK, session_mode=mode)
+    reference, reference_dir = subprocess_reference
     got = execute_run(
         pet_dataset,
         "autopet",
         "docker:segloop/baseline-region-growing:latest",
         tmp_path / "docker",
         submission="rg",
-        limits=limits,
+        limits=replace(QUICK, session_mode=mode),
         show_progress=False,
     )
     assert got["failed_steps"] == reference["failed_steps"] == 0
     assert got["mean"] == reference["mean"]
     for case_id in runs.io.list_case_ids(pet_dataset):
         ours = json.loads((tmp_path / "docker" / "cases" / f"{case_id}.json").read_text())
-        theirs = json.loads((tmp_path / "cmd" / "cases" / f"{case_id}.json").read_text())
+        theirs = json.loads((reference_dir / "cases" / f"{case_id}.json").read_text())
         assert ours["steps"] == theirs["steps"] and ours["summary"] == theirs["summary"]
     assert reference["mean_curve"]["dice"][-1] > reference["mean_curve"]["dice"][0]
     assert close_shared_backends() == (1 if mode == "submission" else 0)

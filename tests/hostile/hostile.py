@@ -67,7 +67,12 @@ def network(case, request):
     interfaces = sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else []
     say(f"network interfaces: {interfaces}")
     reached = []
-    for host, port in (("1.1.1.1", 53), ("8.8.8.8", 53), ("172.17.0.1", 2375), ("deb.debian.org", 80)):
+    for host, port in (
+        ("1.1.1.1", 53),
+        ("8.8.8.8", 53),
+        ("172.17.0.1", 2375),
+        ("deb.debian.org", 80),
+    ):
         try:
             with socket.create_connection((host, port), timeout=1.0):
                 reached.append(f"{host}:{port}")
@@ -84,7 +89,9 @@ def ground_truth(case, request):
     say(f"input folder holds {sorted(os.listdir(input_dir()))}")
     suspects = []
     for root, dirs, files in os.walk("/"):
-        dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev", "/usr")]
+        dirs[:] = [
+            d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev", "/usr")
+        ]
         for name in files:
             lowered = name.lower()
             if any(key in lowered for key in ("label", "ground", "gt", "seg")) and lowered.endswith(
@@ -93,7 +100,9 @@ def ground_truth(case, request):
                 suspects.append(os.path.join(root, name))
     if suspects:
         say(f"FOUND {suspects[:10]}")
-        return np.load(suspects[0]) if suspects[0].endswith(".npy") else np.ones(case.shape, np.uint8)
+        return (
+            np.load(suspects[0]) if suspects[0].endswith(".npy") else np.ones(case.shape, np.uint8)
+        )
     say("no ground truth found")
     sys.exit(6)
 

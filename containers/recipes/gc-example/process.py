@@ -55,13 +55,29 @@ def read_mha(path):
 
 
 def write_mha(path, array, header):
-    keys = ("ObjectType", "NDims", "BinaryData", "BinaryDataByteOrderMSB", "CompressedData",
-            "TransformMatrix", "Offset", "CenterOfRotation", "AnatomicalOrientation",
-            "ElementSpacing", "DimSize", "ElementType", "ElementDataFile")
+    keys = (
+        "ObjectType",
+        "NDims",
+        "BinaryData",
+        "BinaryDataByteOrderMSB",
+        "CompressedData",
+        "TransformMatrix",
+        "Offset",
+        "CenterOfRotation",
+        "AnatomicalOrientation",
+        "ElementSpacing",
+        "DimSize",
+        "ElementType",
+        "ElementDataFile",
+    )
     values = dict(header)
     values.update(
-        ObjectType="Image", BinaryData="True", BinaryDataByteOrderMSB="False",
-        CompressedData="False", ElementType="MET_UCHAR", ElementDataFile="LOCAL",
+        ObjectType="Image",
+        BinaryData="True",
+        BinaryDataByteOrderMSB="False",
+        CompressedData="False",
+        ElementType="MET_UCHAR",
+        ElementDataFile="LOCAL",
         DimSize=" ".join(str(n) for n in array.shape[::-1]),
     )
     values.pop("CompressedDataSize", None)

@@ -20,7 +20,9 @@ RADIUS_MM = 6.0
 def ball(shape, centre_zyx, spacing_mm, radius_mm):
     """Boolean mask of the voxels within radius_mm of centre_zyx (spacing-aware)."""
     grid = np.ogrid[tuple(slice(0, n) for n in shape)]
-    distance_sq = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre_zyx, spacing_mm, strict=True))
+    distance_sq = sum(
+        ((g - c) * s) ** 2 for g, c, s in zip(grid, centre_zyx, spacing_mm, strict=True)
+    )
     return distance_sq <= radius_mm**2
 
 
