@@ -7,26 +7,30 @@ Surface metrics (NSD, HD, HD95, ASSD) follow the DeepMind surface-distance metho
 al. 2021, "Clinically applicable segmentation of head and neck anatomy for radiotherapy",
 github.com/google-deepmind/surface-distance), re-implemented here:
 
-* The surface of a mask lives on the grid of 2x2x2 voxel neighbourhoods ("cubes", the dual grid
-  whose points sit at voxel corners). A cube whose 8 voxels are neither all inside nor all
+* The surface of a mask lives on the grid of 2x2x2 voxel neighbourhoods ("cells", the dual grid
+  whose points sit at voxel corners). A cell whose 8 voxels are neither all inside nor all
   outside holds a surface element ("surfel"). Its 8-bit neighbour code selects the area of the
-  piece of marching-cubes surface inside that cube (table built below from first principles,
-  scaled by the voxel spacing).
-* The distance of a surfel to the other surface is the Euclidean distance in mm from its cube
-  to the nearest surfel cube of the other mask. DeepMind reads it from an EDT of the other
-  mask's surfel cubes; we find the same nearest cube with a k-d tree over the surfel cubes
-  (exactly the same quantity, but the cost grows with the surface, not with the bounding box,
-  which matters for lesions scattered over a whole-body volume) and compute the distance as
-  ``sqrt(sum(((i - j) * spacing_mm) ** 2))`` from the integer cube indices, the formula
-  ``scipy.ndimage.distance_transform_edt`` uses; results do not depend on any cropping.
-* Only the bounding box of ``pred | gt`` padded by one voxel can hold surfel cubes; within it,
-  only blocks of cubes next to a mask voxel and not deep inside the mask are visited, so the
+  piece of marching-cubes surface inside that cell: the same triangles as DeepMind's table,
+  generated below by a documented construction and scaled by the voxel spacing.
+* The distance of a surfel to the other surface is the Euclidean distance in mm from its cell
+  to the nearest surfel cell of the other mask, i.e. between cell positions (voxel corners), not
+  between voxel centres or points on the triangles. DeepMind reads it from
+  ``scipy.ndimage.distance_transform_edt`` of the other mask's surfel cells (with
+  ``sampling=spacing_mm``); we find the same nearest cell with a k-d tree over the surfel cells
+  (the same quantity, but the cost grows with the surface, not with the bounding box, which
+  matters for lesions scattered over a whole-body volume) and compute the distance as
+  ``sqrt(sum(((i - j) * spacing_mm) ** 2))`` from the integer cell indices, the formula the EDT
+  uses; results do not depend on any cropping.
+* Only the bounding box of ``pred | gt`` padded by one voxel can hold surfel cells; within it,
+  only blocks of cells next to a mask voxel and not deep inside the mask are visited, so the
   cost follows the surface (score_classes of Dice + NSD@2 mm on a 400x400x352 volume with a few
-  scattered lesions: ~70 ms on 2 cores).
+  scattered lesions: 50-70 ms on 2 cores).
 
-Surfel areas equal DeepMind's table for the planar pieces (corner triangle, edge rectangle, face
-square); for non-planar pieces (e.g. three corners of a face) the triangulation differs, so the
-areas differ by a few per cent there and NSD values can differ from DeepMind's in the last digits.
+NSD, HD, HD95 equal DeepMind's ``compute_surface_dice_at_tolerance`` and
+``compute_robust_hausdorff`` (version 0.1 on PyPI, ``surface-distance``) up to floating-point
+rounding; ASSD is the area-weighted mean of DeepMind's two directed averages
+(``compute_average_surface_distance``), see :func:`average_symmetric_surface_distance_mm`.
+tests/test_metrics.py checks all of this against the package.
 """
 
 from __future__ import annotations
@@ -190,28 +194,65 @@ def _offset_box(inner: Box, outer: Box) -> Box:
 
 
 # --------------------------------------------------------------------------------------------
-# Surfel area table, built from first principles
+# Surfel area table: the marching-cubes surface of every neighbour code, generated here
 #
-# A cell of the dual grid has 2**ndim corners (voxels), corner c = (c_0, ..., c_{n-1}) in array
-# axis order with c_a in {0, 1}; its bit in the neighbour code is sum(c_a * 2**(n-1-a)), so in 3-D
-# the x neighbour is bit 0, the y neighbour bit 1 and the z neighbour bit 2 of the corner index.
-# Marching-cubes construction: a surface vertex sits at the midpoint of every cell edge whose two
-# corners differ. On every face (2-D: the cell itself) the vertices are joined by segments: with
-# two crossed edges they are joined directly; with four (an ambiguous face, inside corners on a
-# diagonal) each inside corner is cut off by its own segment (inside corners stay separate). In
-# 3-D the segments close into polygons, one per surface piece; a polygon's area is the sum of the
-# triangles fanned from its vertex centroid (exact for the planar triangles, rectangles and face
-# squares of smooth surfaces; a symmetric choice for the non-planar ones). Because the choice on
-# a face depends only on that face's 4 voxels, the two cells sharing a face agree and the surface
-# is closed (watertight), unlike the classic 256-case triangle table. In 2-D a contour
-# length is the sum of the segment lengths. Vertices are scaled by spacing_mm before measuring.
+# Source: DeepMind's surface-distance (github.com/google-deepmind/surface-distance,
+# lookup_tables.py) stores, for each of the 256 codes, the area vectors ("normals") of the
+# triangles that the classic marching-cubes table (Lorensen & Cline 1987) puts in the cell, with
+# vertices at the midpoints of the cell edges, and measures a triangle with vector v at spacing
+# (s0, s1, s2) as |(v0 s1 s2, v1 s0 s2, v2 s0 s1)| (the area of the scaled triangle). We do not
+# copy that table; we rebuild the same triangles from these rules:
+#
+# 1. Corner c = (c_0, ..., c_{n-1}) of a cell, c_a in {0, 1}, in array axis order; its bit in
+#    our neighbour code is sum(c_a * 2**(n-1-a)) (3-D: the x neighbour is bit 0, y bit 1, z bit
+#    2). DeepMind numbers the corners the other way round (their code is our code with its bits
+#    reversed, i.e. the cell mirrored through its centre); the areas are the same either way.
+# 2. A code and its complement have the same surface (classic marching cubes); we build the one
+#    with at most 2**(n-1) inside corners. (So, as in the classic table, two cells sharing an
+#    ambiguous face may resolve it differently and the surface can have small holes; only the
+#    areas matter here.)
+# 3. A vertex sits at the midpoint of every edge whose two corners differ. On each face the
+#    vertices are joined in pairs: with two crossed edges directly; with four (an ambiguous face,
+#    inside corners on a diagonal) each inside corner is cut off by its own segment. In 2-D these
+#    segments are the contour; in 3-D they close into polygons (3 to 6 vertices).
+# 4. Each polygon is cut into triangles; of all its triangulations we take the one of largest
+#    total area in the unit cell (planar polygons: all triangulations are equal; non-planar ones
+#    (the pentagon of three corners of a face, the hexagons of four corners) are where the
+#    choice matters: the classic table's choice is the largest one; where several tie, their
+#    areas are equal at every spacing). The classic table's authors state no such rule: it is
+#    the rule that reproduces their triangles, checked against DeepMind's table for all 256
+#    codes at random anisotropic spacings in tests/test_metrics.py.
+#
+# The planar pieces of a smooth surface are the corner triangle (area sqrt(3)/8 = 0.2165 in a
+# unit cell), the edge rectangle (sqrt(2)/2) and the face square (1); three corners of a face
+# give 1/2 + 3 sqrt(3)/8 = 1.1495.
+
+
+def _polygon_triangulations(
+    ring: Sequence[Any],
+) -> list[list[tuple[Any, Any, Any]]]:
+    """All triangulations of a polygon given by its vertices in ring order (Catalan many)."""
+    if len(ring) < 3:
+        return [[]]
+    out = []
+    for k in range(1, len(ring) - 1):  # the triangle on the edge (ring[-1], ring[0]) has apex k
+        for left in _polygon_triangulations(ring[: k + 1]):
+            for right in _polygon_triangulations(ring[k:]):
+                out.append(left + right + [(ring[0], ring[k], ring[-1])])
+    return out
+
+
+def _triangle_vector(points: np.ndarray) -> np.ndarray:
+    """Area vectors 0.5 (q - p) x (r - p) of triangles given as an (m, 3, 3) array."""
+    return 0.5 * np.cross(points[:, 1] - points[:, 0], points[:, 2] - points[:, 0])
 
 
 def _cell_pieces(ndim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-cell geometry of every neighbour code.
+    """Unit-cell geometry of every neighbour code, built by the rules above.
 
-    Returns (pieces, codes): 3-D, pieces[k] is a triangle (3 vertices) of code codes[k]; 2-D,
-    pieces[k] is a segment (2 vertices). Vertex coordinates are in voxel units, axis order.
+    Returns (vectors, codes): in 3-D, vectors[k] is the area vector of a triangle of code
+    codes[k]; in 2-D, the vector from one end of a contour segment to the other. Voxel units,
+    array axis order.
     """
     corners = list(itertools.product((0, 1), repeat=ndim))
 
@@ -236,12 +277,14 @@ def _cell_pieces(ndim: int) -> tuple[np.ndarray, np.ndarray]:
     def midpoint(edge: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[float, ...]:
         return tuple((p + q) / 2 for p, q in zip(edge[0], edge[1], strict=True))
 
-    pieces: list[list[tuple[float, ...]]] = []
+    all_codes = (1 << len(corners)) - 1
+    vectors: list[np.ndarray] = []
     codes: list[int] = []
     for code in range(1 << len(corners)):
-        inside = {c: bool((code >> bit(c)) & 1) for c in corners}
+        built = code if bin(code).count("1") <= len(corners) // 2 else all_codes ^ code  # rule 2
+        inside = {c: bool((built >> bit(c)) & 1) for c in corners}
         segments = []
-        for face in faces:
+        for face in faces:  # rule 3
             crossed = [e for e in face if inside[e[0]] != inside[e[1]]]
             if len(crossed) == 2:
                 segments.append((crossed[0], crossed[1]))
@@ -252,7 +295,7 @@ def _cell_pieces(ndim: int) -> tuple[np.ndarray, np.ndarray]:
                     segments.append((touching[0], touching[1]))
         if ndim == 2:
             for a, b in segments:
-                pieces.append([midpoint(a), midpoint(b)])
+                vectors.append(np.subtract(midpoint(b), midpoint(a)))
                 codes.append(code)
             continue
         neighbours: dict[Any, list[Any]] = {}
@@ -267,19 +310,21 @@ def _cell_pieces(ndim: int) -> tuple[np.ndarray, np.ndarray]:
             unvisited.discard(start)
             previous, current = None, start
             while True:
-                options = [n for n in neighbours[current] if n != previous]
-                following = options[0]
+                following = next(n for n in neighbours[current] if n != previous)
                 if following == start:
                     break
                 ring.append(following)
                 unvisited.discard(following)
                 previous, current = current, following
-            points = np.array([midpoint(e) for e in ring])
-            centre = tuple(points.mean(axis=0))
-            for i in range(len(ring)):
-                pieces.append([centre, tuple(points[i]), tuple(points[(i + 1) % len(ring)])])
-                codes.append(code)
-    return np.array(pieces, dtype=np.float64), np.array(codes, dtype=np.int64)
+            best_area, best = -1.0, np.zeros((0, 3))
+            for triangulation in _polygon_triangulations([midpoint(e) for e in ring]):  # rule 4
+                triangle_vectors = _triangle_vector(np.array(triangulation, dtype=np.float64))
+                area = float(np.linalg.norm(triangle_vectors, axis=1).sum())
+                if area > best_area + 1e-9:  # ties keep the first (equal areas at any spacing)
+                    best_area, best = area, triangle_vectors
+            vectors.extend(best)
+            codes.extend([code] * len(best))
+    return np.array(vectors, dtype=np.float64), np.array(codes, dtype=np.int64)
 
 
 _CELL_PIECES = {ndim: _cell_pieces(ndim) for ndim in (2, 3)}
@@ -289,17 +334,22 @@ def surfel_area_table(spacing_mm: Sequence[float]) -> np.ndarray:
     """Surface area in mm^2 (3-D) or contour length in mm (2-D) of every neighbour code.
 
     Index = neighbour code of a 2x2x2 (2x2) cell, see the construction above; 256 (16) entries.
+    3-D: sum over the code's triangles of |(v0 s1 s2, v1 s0 s2, v2 s0 s1)|, v the triangle's
+    area vector in the unit cell and s = ``spacing_mm`` (DeepMind's formula); 2-D: sum of the
+    segment lengths |(d0 s0, d1 s1)|. Equals DeepMind's
+    ``create_table_neighbour_code_to_surface_area`` (``..._contour_length``) up to rounding,
+    with the code's bits reversed (their corner order).
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     ndim = spacing.size
-    pieces, codes = _CELL_PIECES[ndim]
-    scaled = pieces * spacing
-    if ndim == 2:
-        sizes = np.linalg.norm(scaled[:, 1] - scaled[:, 0], axis=1)
-    else:
-        sizes = 0.5 * np.linalg.norm(
-            np.cross(scaled[:, 1] - scaled[:, 0], scaled[:, 2] - scaled[:, 0]), axis=1
+    vectors, codes = _CELL_PIECES[ndim]
+    if ndim == 3:
+        scale = np.array(
+            [spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]]
         )
+    else:
+        scale = spacing
+    sizes = np.linalg.norm(vectors * scale, axis=1)
     return np.bincount(codes, weights=sizes, minlength=1 << (1 << ndim))
 
 
@@ -527,15 +577,17 @@ def surface_distances(pred: Any, gt: Any, spacing_mm: Sequence[float]) -> Surfac
 def _directed_percentile_mm(distances: np.ndarray, areas: np.ndarray, percentile: float) -> float:
     """Area-weighted percentile of one direction, as DeepMind's ``compute_robust_hausdorff``.
 
-    Sort by distance, cumulate the area fraction, take the first distance whose cumulated
-    fraction reaches ``percentile / 100``; percentile 100 is the maximum.
+    Sort the surfels by (distance, area) as DeepMind does, cumulate the area fraction, take the
+    first distance whose cumulated fraction reaches ``percentile / 100``; percentile 100 is the
+    maximum.
     """
     if distances.size == 0:
         return math.inf
     if percentile >= 100.0:
         return float(distances.max())
-    order = np.argsort(distances, kind="stable")
-    cumulated = np.cumsum(areas[order]) / np.sum(areas)
+    order = np.lexsort((areas, distances))
+    sorted_areas = areas[order]
+    cumulated = np.cumsum(sorted_areas) / np.sum(sorted_areas)
     index = int(np.searchsorted(cumulated, percentile / 100.0))
     return float(distances[order[min(index, distances.size - 1)]])
 
@@ -656,7 +708,15 @@ def average_symmetric_surface_distance_mm(
     pred: Any, gt: Any, spacing_mm: Sequence[float], policy: EmptyMaskPolicy = DEFAULT_POLICY
 ) -> float:
     """ASSD in mm: area-weighted mean of the surfel distances of both surfaces pooled,
-    ``(sum a_p d_p + sum a_g d_g) / (sum a_p + sum a_g)`` (Heimann et al. 2009, with surfels)."""
+    ``(sum a_p d_p + sum a_g d_g) / (sum a_p + sum a_g)`` (Heimann et al. 2009, with surfels
+    weighted by area instead of counted).
+
+    Relation to DeepMind: ``compute_average_surface_distance`` returns the two directed
+    averages ``(ASD_gt->pred, ASD_pred->gt)``; ours is their mean weighted by the surface areas,
+    ``(A_gt ASD_gt->pred + A_pred ASD_pred->gt) / (A_gt + A_pred)`` with A = total surfel area
+    of that mask. It is NOT the plain mean ``(ASD_gt->pred + ASD_pred->gt) / 2`` (as e.g.
+    medpy's ``assd`` computes on voxels); the two agree when both surfaces have the same area.
+    """
     return _surface_metric(pred, gt, spacing_mm, policy, False, _assd_from)
 
 

@@ -180,6 +180,191 @@ def test_sphere_surface_area_is_close_to_four_pi_r_squared():
     assert 1.0 < area / (4 * math.pi * radius**2) < 1.1
 
 
+# --- the surfel area table: construction and DeepMind's table --------------------------------
+
+SQRT2, SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
+
+
+def corner_bit(corner):
+    """Bit of a cell corner (tuple of 0/1 in axis order) in our neighbour code."""
+    return sum(c << (len(corner) - 1 - a) for a, c in enumerate(corner))
+
+
+def code_of(corners):
+    """Our neighbour code of a cell whose inside corners are ``corners``."""
+    return sum(1 << corner_bit(corner) for corner in corners)
+
+
+def reversed_bits(code, bits):
+    """DeepMind's code of the same cell: their corner numbering is ours mirrored (bits reversed)."""
+    return int(format(code, f"0{bits}b")[::-1], 2)
+
+
+def test_surfel_area_table_of_the_marching_cubes_pieces():
+    # unit cell: corner triangle, edge rectangle, face square, two corners on a face diagonal
+    # (cut off separately), three corners of a face (pentagon of the classic triangulation:
+    # 1/2 + sqrt(3)/4 + sqrt(3)/8, the centroid fan would give 1.087), a corner with its three
+    # neighbours (hexagon, 3 sqrt(3)/4), a zigzag of four corners ((sqrt(3) + sqrt(2)) / 2)
+    table = M.surfel_area_table((1.0, 1.0, 1.0))
+    expected = {
+        ((0, 0, 0),): SQRT3 / 8,
+        ((0, 0, 0), (0, 0, 1)): SQRT2 / 2,
+        ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)): 1.0,
+        ((0, 0, 0), (0, 1, 1)): SQRT3 / 4,
+        ((0, 0, 0), (0, 0, 1), (0, 1, 0)): 0.5 + 3 * SQRT3 / 8,
+        ((0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0)): 3 * SQRT3 / 4,
+        ((0, 0, 0), (0, 0, 1), (0, 1, 1), (1, 1, 1)): (SQRT3 + SQRT2) / 2,
+    }
+    for corners, area in expected.items():
+        assert table[code_of(corners)] == pytest.approx(area, rel=1e-14), corners
+    assert table[0] == table[255] == 0.0
+    # a configuration and its complement share their surface
+    np.testing.assert_allclose(table, table[::-1], rtol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_surfel_area_table_follows_the_symmetries_of_the_cell(seed):
+    # permuting (and mirroring) the axes of the cell permutes the spacing the same way
+    rng = np.random.default_rng(500 + seed)
+    spacing = rng.uniform(0.2, 4.0, size=3)
+    table = M.surfel_area_table(spacing)
+    corners = list(np.ndindex(2, 2, 2))
+    for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        flips = rng.integers(0, 2, size=3)
+        moved = M.surfel_area_table(spacing[list(perm)])
+        for code in range(256):
+            inside = [c for c in corners if (code >> corner_bit(c)) & 1]
+            image = [tuple(int(c[perm[a]] ^ flips[a]) for a in range(3)) for c in inside]
+            assert moved[code_of(image)] == pytest.approx(table[code], rel=1e-13)
+
+
+@pytest.fixture(scope="module")
+def deepmind():
+    """DeepMind's ``surface-distance`` package (PyPI, version 0.1; in the ``test`` extra)."""
+    return pytest.importorskip(
+        "surface_distance",
+        reason="DeepMind's surface-distance package is not installed "
+        "(pip install surface-distance, or the project's test extra)",
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+def test_surfel_area_table_equals_deepmind_for_every_code(deepmind):
+    rng = np.random.default_rng(7)
+    spacings = [(1.0, 1.0, 1.0), (3.0, 2.0, 2.0), (0.5, 0.5, 5.0)]
+    spacings += [tuple(rng.uniform(0.1, 6.0, size=3)) for _ in range(20)]
+    for spacing in spacings:
+        ours = M.surfel_area_table(spacing)
+        theirs = deepmind.lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+        theirs = theirs[[reversed_bits(code, 8) for code in range(256)]]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0, err_msg=str(spacing))
+    for spacing in [(1.0, 1.0), (3.0, 2.0)] + [tuple(rng.uniform(0.1, 6.0, 2)) for _ in range(10)]:
+        ours = M.surfel_area_table(spacing)
+        theirs = deepmind.lookup_tables.create_table_neighbour_code_to_contour_length(spacing)
+        theirs = theirs[[reversed_bits(code, 4) for code in range(16)]]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0, err_msg=str(spacing))
+
+
+def sparse_mask(rng, shape, fill):
+    """Scattered voxels and short runs: every kind of 2x2x2 neighbourhood, thin structures."""
+    mask = rng.random(shape) < fill
+    return mask | np.roll(mask & (rng.random(shape) < 0.5), 1, axis=int(rng.integers(len(shape))))
+
+
+def physical_ball(shape, centre_mm, radius_mm, spacing):
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return (
+        sum(((g * s) - c) ** 2 for g, s, c in zip(grids, spacing, centre_mm, strict=True))
+        <= radius_mm**2
+    )
+
+
+def assert_same_as_deepmind(deepmind, pred, gt, spacing, tolerances=(0.5, 1.0, 2.0, 3.0)):
+    """Every surface metric (and the sorted per-surfel arrays) against DeepMind's package."""
+    ref = deepmind.compute_surface_distances(gt, pred, spacing)  # their order: (gt, pred)
+    sd = M.surface_distances(pred, gt, spacing)
+    for ours_d, ours_a, key in (
+        (sd.distances_gt_to_pred_mm, sd.areas_gt_mm2, "gt_to_pred"),
+        (sd.distances_pred_to_gt_mm, sd.areas_pred_mm2, "pred_to_gt"),
+    ):
+        order = np.lexsort((ours_a, ours_d))  # theirs are sorted by (distance, area)
+        np.testing.assert_allclose(ours_d[order], ref[f"distances_{key}"], rtol=1e-12, atol=0)
+        theirs_a = ref[f"surfel_areas_{key.split('_')[0]}"]
+        np.testing.assert_allclose(ours_a[order], theirs_a, rtol=1e-12, atol=0)
+    for tolerance in tolerances:
+        theirs = deepmind.compute_surface_dice_at_tolerance(ref, tolerance)
+        assert M.normalised_surface_dice(pred, gt, spacing, tolerance) == pytest.approx(
+            theirs, rel=1e-12
+        )
+    for percentile in (50, 95, 100):
+        theirs = deepmind.compute_robust_hausdorff(ref, percentile)
+        assert M.hausdorff_distance_mm(pred, gt, spacing, percentile) == pytest.approx(
+            theirs, rel=1e-12
+        )
+    # ASSD: theirs are the two directed averages; ours pools both surfaces, weighted by area
+    asd_gt, asd_pred = deepmind.compute_average_surface_distance(ref)
+    area_gt, area_pred = ref["surfel_areas_gt"].sum(), ref["surfel_areas_pred"].sum()
+    pooled = (area_gt * asd_gt + area_pred * asd_pred) / (area_gt + area_pred)
+    assert M.average_symmetric_surface_distance_mm(pred, gt, spacing) == pytest.approx(
+        pooled, rel=1e-12
+    )
+    # score_classes (NSD alone prunes the search at the tolerance; with HD it does not)
+    label, prediction = gt.astype(np.uint8), pred.astype(np.uint8)
+    names = [f"nsd@{t}" for t in tolerances]
+    for metric_names in (names, [*names, "hd95", "hd"]):
+        scores = M.score_classes(prediction, label, [1], spacing, metric_names)
+        for t, name in zip(tolerances, names, strict=True):
+            theirs = deepmind.compute_surface_dice_at_tolerance(ref, t)
+            assert scores[name]["mean"] == pytest.approx(theirs, rel=1e-12)
+    theirs_hd95 = deepmind.compute_robust_hausdorff(ref, 95)
+    assert scores["hd95"]["mean"] == pytest.approx(theirs_hd95, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+@pytest.mark.parametrize("seed", range(24))
+def test_metrics_equal_deepmind_on_random_masks(deepmind, seed):
+    rng = np.random.default_rng(600 + seed)
+    shape = tuple(int(n) for n in rng.integers(6, 13, size=3))
+    spacing = tuple(float(s) for s in rng.uniform(0.3, 4.0, size=3))
+    if seed % 2:
+        pred = sparse_mask(rng, shape, rng.uniform(0.05, 0.3))
+        gt = sparse_mask(rng, shape, rng.uniform(0.05, 0.3))
+    else:
+        pred = random_mask(rng, shape, rng.uniform(0.05, 0.4))
+        gt = random_mask(rng, shape, rng.uniform(0.05, 0.4))
+    assert pred.any() and gt.any()
+    assert_same_as_deepmind(deepmind, pred, gt, spacing)
+
+
+@pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+@pytest.mark.parametrize(
+    "spacing",
+    [(3.0, 2.0, 2.0), (1.0, 1.0, 1.0), (2.5, 0.8, 1.3), (0.7, 1.9, 0.45)],
+)
+def test_metrics_equal_deepmind_on_spheres(deepmind, spacing):
+    # spheres in mm (ellipsoids in voxels), shifted and resized; spacings (3, 2, 2) and 1 mm
+    # put surfels at exactly the 2 mm and 3 mm tolerances
+    shape = (22, 26, 24)
+    centre_mm = np.array(shape) * np.array(spacing) / 2
+    gt = physical_ball(shape, centre_mm, 9.0 * min(spacing), spacing)
+    pred = physical_ball(shape, centre_mm + spacing[2], 8.0 * min(spacing), spacing)
+    assert gt.any() and pred.any()
+    assert_same_as_deepmind(deepmind, pred, gt, spacing, tolerances=(1.0, 2.0, 3.0, 4.5))
+
+
+@pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+@pytest.mark.parametrize("seed", range(6))
+def test_2d_metrics_equal_deepmind(deepmind, seed):
+    rng = np.random.default_rng(700 + seed)
+    shape = tuple(int(n) for n in rng.integers(8, 20, size=2))
+    spacing = tuple(float(s) for s in rng.uniform(0.3, 4.0, size=2))
+    mask = sparse_mask if seed % 2 else random_mask
+    pred = mask(rng, shape, 0.2)
+    gt = mask(rng, shape, 0.3)
+    assert pred.any() and gt.any()
+    assert_same_as_deepmind(deepmind, pred, gt, spacing)
+
+
 # --- empty masks -------------------------------------------------------------------------
 
 
