@@ -85,8 +85,24 @@ def pending_case_ids(
     """Open (or check) the run folder and list the cases still to run, in case-id order."""
     all_ids = io.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
     store.open_run(run_dir, spec.run_json())
+    remove_stale_temporaries(run_dir)
     done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
     return [case_id for case_id in all_ids if case_id not in done]
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed run left behind.
+
+    ``store.write_json_atomic`` writes ``.<name>.<random>.tmp`` next to its target and renames
+    it; kill -9 between the two leaves the temporary (never a half-written result). Called when
+    a run starts, before any worker: a run folder is used by one run at a time.
+    """
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / store.CASES_DIR):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None = None) -> str:
