@@ -10,7 +10,7 @@ What it measures, side by side, in one run:
   :func:`naive_dice_nsd` (the DeepMind method on the full volume: neighbour codes of every cell,
   scipy EDT of the other surface over the whole volume, no crop);
 * the peak memory of each: in a fresh process, the growth of the peak resident memory
-  (``ru_maxrss``) over the first call, and the peak of the numpy/Python allocations
+  (VmHWM, reset before the call) over the first call, and the peak of the numpy/Python allocations
   (``tracemalloc``), which also counts memory freed before the resident peak moved;
 * the throughput of a full run (cases per minute) with 1 and N local workers (and optionally
   a Dask LocalCluster) on phantoms, and whether their case files are byte-identical.
@@ -240,9 +240,23 @@ def naive_dice_nsd(
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process so far, MiB (Linux VmHWM, else ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _reset_peak_rss() -> None:
+    """Start a new peak at the current resident size (Linux >= 4.0: clear_refs 5), if we can."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # the peak then includes loading and imports: an underestimate of the growth
 
 
 def _probe_operation(kind: str, label: np.ndarray, prediction: np.ndarray, spacing: tuple):
@@ -270,8 +284,9 @@ def _probe_operation(kind: str, label: np.ndarray, prediction: np.ndarray, spaci
 def probe_main(argv: Sequence[str]) -> int:
     """Child process: load one case, run one operation cold, traced, then ``repeats`` times warm.
 
-    Memory: the growth of the peak resident memory over the cold call (``ru_maxrss``:
-    everything the process touched, C++ buffers included) and the peak of the numpy/Python
+    Memory: the growth of the peak resident memory over the cold call (VmHWM after resetting it
+    through /proc/self/clear_refs, else ``ru_maxrss``: everything the process touched, C++
+    buffers included) and the peak of the numpy/Python
     allocations of the traced call (``tracemalloc``). ``times_s``: the cold call, then the warm
     ones (the traced call is not timed).
     """
@@ -280,6 +295,7 @@ def probe_main(argv: Sequence[str]) -> int:
     prediction = np.load(folder / f"prediction_{index}.npy")
     spacing = tuple(json.loads((folder / "spacing.json").read_text()))
     operation = _probe_operation(kind, label, prediction, spacing)
+    _reset_peak_rss()
     before = _peak_rss_mib()
     started = time.perf_counter()
     result = operation()  # cold call
@@ -384,7 +400,7 @@ class BenchOptions:
     cases: int = 3
     repeats: int = 10
     naive_cases: int = 1
-    run_cases: int = 8
+    run_cases: int = 12
     run_shape: tuple[int, int, int] = RUN_SHAPE
     jobs: int = 2
     task: str = "medsegfm"
@@ -633,7 +649,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--naive-cases", type=int, help="cases the slow naive versions run on (default 1)"
     )
     bench.add_argument("--no-naive", action="store_true", help="skip the naive implementations")
-    bench.add_argument("--run-cases", type=int, help="phantom cases per full run (default 8)")
+    bench.add_argument("--run-cases", type=int, help="phantom cases per full run (default 12)")
     bench.add_argument(
         "--run-shape", type=_shape, help="z,y,x voxels of those phantoms (default 176,200,200)"
     )
@@ -662,7 +678,7 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
         cases=pick(args.cases, 3, 1),
         repeats=pick(args.repeats, 10, 3),
         naive_cases=pick(args.naive_cases, 1, 1),
-        run_cases=pick(args.run_cases, 8, 2),
+        run_cases=pick(args.run_cases, 12, 2),
         run_shape=pick(args.run_shape, RUN_SHAPE, QUICK_RUN_SHAPE),
         jobs=max(1, int(args.jobs)),
         task=args.task,
