@@ -504,7 +504,10 @@ def _center_local_cuda(
     if sampling is not None:
         for axis, step in enumerate(sampling):
             offsets[axis] *= step
-    distances = cp.sqrt(cp.add.reduce(offsets * offsets, axis=0))
+    squared = offsets[0] * offsets[0]
+    for axis in range(1, offsets.shape[0]):  # in axis order, as numpy's add.reduce over axis 0
+        squared = squared + offsets[axis] * offsets[axis]
+    distances = cp.sqrt(squared)
     inner = tuple(slice(b, b + n) for (b, _), n in zip(pads, component.mask.shape, strict=True))
     distances = distances[inner]
     first = int(cp.flatnonzero(distances == distances.max())[0])

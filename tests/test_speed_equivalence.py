@@ -343,7 +343,7 @@ def test_gpu_request_falls_back_to_cpu_without_cupy(monkeypatch):
 def stand_in_cupy(calls: list) -> dict[str, types.ModuleType]:
     """numpy/scipy dressed as cupy, to run the GPU code path on this CPU-only machine."""
     cupy = types.ModuleType("cupy")
-    for name in ("asarray", "indices", "float64", "sqrt", "add", "flatnonzero"):
+    for name in ("asarray", "indices", "float64", "sqrt", "flatnonzero"):
         setattr(cupy, name, getattr(np, name))
     cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
     cupyx = types.ModuleType("cupyx")
