@@ -150,7 +150,9 @@ def validate_prediction(
 ) -> np.ndarray:
     """Return ``array`` as uint8/uint16 labels, or raise ModelStepError(invalid_output)."""
     if not isinstance(array, np.ndarray):
-        raise ModelStepError("invalid_output", f"prediction is a {type(array).__name__}, not an array")
+        raise ModelStepError(
+            "invalid_output", f"prediction is a {type(array).__name__}, not an array"
+        )
     if tuple(array.shape) != tuple(shape):
         raise ModelStepError(
             "invalid_output", f"prediction shape {tuple(array.shape)} != image shape {tuple(shape)}"

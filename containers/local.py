@@ -44,7 +44,9 @@ def load_callable(target: str) -> PredictFn:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise SegloopError(f"python model '{target}': cannot import {module_name}: {error}") from None
+        raise SegloopError(
+            f"python model '{target}': cannot import {module_name}: {error}"
+        ) from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise SegloopError(f"python model '{target}': {module_name} has no function {attribute}")
@@ -130,7 +132,9 @@ class SubprocessSession:
                 return_code = process.wait(timeout=step_limit_s)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
-                reason = "timeout" if step_limit_s == self.backend.step_time_limit_s else "case_timeout"
+                reason = (
+                    "timeout" if step_limit_s == self.backend.step_time_limit_s else "case_timeout"
+                )
                 raise ModelStepError(
                     reason, f"killed after {step_limit_s:.1f} s", log_tail(log_path)
                 ) from None

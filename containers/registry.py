@@ -1,8 +1,8 @@
 """Turn a model spec from the command line into a back-end.
 
-    python:package.module:function   in-process call (fast, no isolation, no time limit)
-    cmd:"program --flag {input} {output}"   one process per step, native file contract
-    docker:IMAGE  or  docker:path/to/image.tar[.gz]   a container (see containers.docker_backend)
+python:package.module:function   in-process call (fast, no isolation, no time limit)
+cmd:"program --flag {input} {output}"   one process per step, native file contract
+docker:IMAGE  or  docker:path/to/image.tar[.gz]   a container (see containers.docker_backend)
 """
 
 from __future__ import annotations
