@@ -2,7 +2,10 @@
 
 Per foreground click: take a window of ``window_mm`` around it, find the local maximum near the
 click, keep the voxels above ``fraction`` of that maximum (the 40 % SUVmax rule clinicians use
-on PET) and grow the region connected to the click. A box seeds the same rule from its hottest
+on PET) and grow the region connected to the click. The rule is background-adapted: the
+threshold is ``background + fraction * (peak - background)`` with the window's median as the
+background, so a faint lesion (peak twice the background) does not leak into normal tissue;
+for a hot lesion it is the plain 40 % rule. A box seeds the same rule from its hottest
 voxel, restricted to the box. Background clicks then remove what they hit: the grown component
 under a background click, or only a ball around it when that component also holds a foreground
 click. Everything works on crops, so a step costs milliseconds, not seconds.
@@ -47,7 +50,9 @@ def grow_from_seed(
     peak_search_mm: float = PEAK_SEARCH_MM,
     allowed: tuple[slice, ...] | None = None,
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Region connected to ``seed_zyx`` with intensity >= fraction * local max.
+    """Region connected to ``seed_zyx`` with intensity >= bg + fraction * (local max - bg).
+
+    ``bg`` is the median of the window (background-adapted 40 % rule, see the module docstring).
 
     Returns the crop (slices into ``image``) and the bool region inside it. ``allowed``
     restricts the crop further (a box).
@@ -65,7 +70,9 @@ def grow_from_seed(
         above = _confidence_band(values, seed_local, spacing)
     else:
         near = _window(seed_local, np.ceil(peak_search_mm / spacing).astype(int), values.shape)
-        above = values >= fraction * float(values[near].max())
+        background = float(np.median(values))
+        peak = float(values[near].max())
+        above = values >= background + fraction * max(peak - background, 0.0)
     above[seed_local] = True
     components, _ = ndimage.label(above)
     return crop, components == components[seed_local]
@@ -108,11 +115,7 @@ def segment(
         else:
             lo, hi = interaction.coords[0], interaction.coords[1]
             allowed = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
-            box = image[allowed]
-            seed = tuple(
-                int(v) + s.start
-                for v, s in zip(np.unravel_index(np.argmax(box), box.shape), allowed, strict=True)
-            )
+            seed = _box_seed(image, allowed)
         crop, region = grow_from_seed(image, seed, spacing_mm, allowed=allowed)
         labels[crop][region] = interaction.class_id
         seeds.append(seed)

@@ -56,13 +56,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="generate phantoms, run the baselines through the loop, write a leaderboard",
         description=(
-            "The whole pipeline on built-in data: PET-like phantoms, the autoPET protocol, "
-            "the region-growing baseline and the empty reference, summaries and a leaderboard."
+            "The whole pipeline on built-in data: phantoms for each challenge task (PET for "
+            "autoPET and MedSegFM, a jaw for ToothFairy3, an abdomen for TriALS), the "
+            "region-growing baseline and the empty reference through each task's loop, "
+            "summaries and a leaderboard. Running it again resumes."
         ),
     )
     demo.add_argument("--out", type=Path, default=Path("segloop-demo"), help="output folder")
     demo.add_argument("--cases", type=int, default=4, help="phantom cases (default 4)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--tasks",
+        default="autopet,medsegfm,toothfairy3,trials",
+        help="comma-separated tasks (default: all four challenge tasks)",
+    )
     demo.set_defaults(handler=demo_command)
 
     phantom = subparsers.add_parser(
@@ -217,26 +224,41 @@ def _cell(value: float | None, digits: int = 4) -> str:
     return "null" if value is None else f"{value:.{digits}f}"
 
 
+DEMO_TASKS = (
+    ("autopet", "pet"),
+    ("medsegfm", "pet"),
+    ("toothfairy3", "jaw"),
+    ("trials", "abdomen"),
+)
+DEMO_MODELS = (
+    ("region-growing", "python:baselines.region_growing:predict"),
+    ("empty", "python:baselines.trivial:empty"),
+)
+
+
 def demo_command(args: argparse.Namespace) -> int:
     out: Path = args.out
-    data = out / "data" / "pet"
-    if not (data / "imagesTs").is_dir():
-        phantoms.write_phantom_dataset(data, "pet", args.cases, seed=args.seed)
+    wanted = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - {task for task, _ in DEMO_TASKS})
+    if unknown or not wanted:
+        raise SegloopError(
+            f"--tasks {args.tasks}: unknown {unknown}; choose from {[t for t, _ in DEMO_TASKS]}"
+        )
+    tasks = [(task, kind) for task, kind in DEMO_TASKS if task in wanted]
     run_dirs = []
-    for submission, model in (
-        ("region-growing", "python:baselines.region_growing:predict"),
-        ("empty", "python:baselines.trivial:empty"),
-    ):
-        run_dir = out / "runs" / "autopet" / submission
-        summary = execute_run(data, "autopet", model, run_dir, submission, seed=args.seed)
-        print(format_summary(summary))
-        run_dirs.append(run_dir)
-    site = out / "leaderboard"
+    for task, kind in tasks:
+        data = out / "data" / kind
+        if not (data / "imagesTs").is_dir():
+            phantoms.write_phantom_dataset(data, kind, args.cases, seed=args.seed)
+        for submission, model in DEMO_MODELS:
+            run_dir = out / "runs" / task / submission
+            summary = execute_run(data, task, model, run_dir, submission, seed=args.seed)
+            print(format_summary(summary))
+            run_dirs.append(run_dir)
     from leaderboard import cli as leaderboard_cli
 
-    if hasattr(leaderboard_cli, "write_site"):
-        leaderboard_cli.write_site(run_dirs, site)
-        print(f"leaderboard: {site / 'index.html'}")
+    index = leaderboard_cli.write_site(run_dirs, out / "leaderboard")
+    print(f"leaderboard: {index}")
     print(f"runs: {out / 'runs'}")
     return 0
 

@@ -93,22 +93,35 @@ def test_unknown_metric_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "jaccardish" in result.stderr
 
 
+DEMO_TASKS = ("autopet", "medsegfm", "toothfairy3", "trials")
+
+
 def test_demo_writes_runs_summaries_and_a_leaderboard(tmp_path):
     result = segloop("demo", "--out", str(tmp_path / "demo"), "--cases", "3")
     assert result.returncode == 0, result.stderr
     assert "dice by step" in result.stdout
-    for submission in ("region-growing", "empty"):
-        run = tmp_path / "demo" / "runs" / "autopet" / submission
-        summary = json.loads((run / "summary.json").read_text())
-        assert summary["num_cases"] == 3 and summary["failed_steps"] == 0
-    rg = json.loads((tmp_path / "demo/runs/autopet/region-growing/summary.json").read_text())
-    assert rg["mean_curve"]["dice"][-1] > rg["mean_curve"]["dice"][0]
-    assert (tmp_path / "demo" / "leaderboard" / "index.html").exists()
+    summaries = {}
+    for task in DEMO_TASKS:
+        for submission in ("region-growing", "empty"):
+            run = tmp_path / "demo" / "runs" / task / submission
+            summary = json.loads((run / "summary.json").read_text())
+            assert summary["num_cases"] == 3 and summary["failed_steps"] == 0
+            summaries[task, submission] = summary
+        dice = summaries[task, "region-growing"]["mean_curve"]["dice"]
+        assert dice[-1] > dice[0], (task, dice)
+        assert max(summaries[task, "empty"]["mean_curve"]["dice"]) == 0.0
+    index = (tmp_path / "demo" / "leaderboard" / "index.html").read_text()
+    assert all(task in index for task in DEMO_TASKS)
     again = segloop("demo", "--out", str(tmp_path / "demo"), "--cases", "3")
     assert again.returncode == 0  # resumes: nothing left to run, same summaries
-    assert (
-        json.loads((tmp_path / "demo/runs/autopet/region-growing/summary.json").read_text()) == rg
-    )
+    for (task, submission), summary in summaries.items():
+        run = tmp_path / "demo" / "runs" / task / submission
+        assert json.loads((run / "summary.json").read_text()) == summary
+
+
+def test_demo_rejects_an_unknown_task(tmp_path):
+    result = segloop("demo", "--out", str(tmp_path / "demo"), "--tasks", "autopett")
+    assert result.returncode == 2 and "autopett" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "demo", "phantoms", "score", "tasks", "leaderboard"])
