@@ -115,7 +115,20 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 def limits_from(args: argparse.Namespace):
     from containers.registry import Limits
 
-    gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    for option, value in (
+        ("--step-time-limit", args.step_time_limit),
+        ("--case-time-limit", args.case_time_limit),
+        ("--memory-mb", args.memory_mb),
+        ("--cpus", args.cpus),
+        ("--pids", args.pids),
+        ("--jobs", getattr(args, "jobs", 1)),
+    ):
+        if not value > 0:
+            raise SegloopError(f"{option} {value}: must be > 0")
+    try:
+        gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    except ValueError:
+        raise SegloopError(f"--gpus {args.gpus}: expected device indices like 0,1") from None
     return Limits(
         step_time_limit_s=args.step_time_limit,
         case_time_limit_s=args.case_time_limit,
@@ -187,6 +200,13 @@ def run_command(args: argparse.Namespace) -> int:
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
+    for reason, entry in summary["failures"].items():
+        example = entry["example"]
+        print(
+            f"segloop: warning: {entry['steps']} step(s) failed with {reason}, e.g. case "
+            f"{example['case_id']} step {example['step']}: {example['detail']}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -236,12 +236,30 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
         "task": record.run["task"]["name"],
         "num_cases": len(record.cases),
         "failed_steps": int(table["failed_steps"].sum()),
+        "failures": failure_digest(record.cases),
         "mean": mean_summary(record.cases),
         "mean_curve": mean_curves(record.cases),
         "cases": store.json_safe(table.to_dict(orient="records")),
     }
     store.write_json_atomic(Path(run_dir) / "summary.json", summary)
     return summary
+
+
+def failure_digest(case_results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per failure reason: how many steps, and the first one (by case id, step) as an example."""
+    digest: dict[str, dict[str, Any]] = {}
+    for case_id in sorted(case_results):
+        for step in case_results[case_id]["steps"]:
+            failure = step.get("failure")
+            if not failure:
+                continue
+            entry = digest.setdefault(
+                failure["reason"],
+                {"steps": 0, "example": {"case_id": case_id, "step": step["step"]}},
+            )
+            entry["steps"] += 1
+            entry["example"].setdefault("detail", failure.get("detail", ""))
+    return digest
 
 
 def mean_curves(case_results: dict[str, dict[str, Any]]) -> dict[str, list[float | None]]:

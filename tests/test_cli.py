@@ -155,3 +155,31 @@ def test_run_cli_jobs_and_classes(tmp_path):
         one = (tmp_path / "r1" / "cases" / f"{case_id}.json").read_bytes()
         assert one == (tmp_path / "r2" / "cases" / f"{case_id}.json").read_bytes()
         assert set(json.loads(one)["steps"][0]["metrics"]["dice"]["per_class"]) == {"1", "2"}
+
+
+def test_run_with_a_broken_model_warns_with_the_reason(tmp_path):
+    data = tmp_path / "pet"
+    made = segloop("phantoms", "pet", "--out", str(data), "--cases", "1", "--shape", "24,32,32")
+    assert made.returncode == 0, made.stderr
+    result = segloop(
+        "run", "--data", str(data), "--task", "medsegfm", "--out", str(tmp_path / "run"),
+        "--model", "cmd:/nonexistent/model {input} {output}", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr  # failed steps are results, not a crash
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["failed_steps"] == 6
+    assert summary["failures"]["exit_code"]["steps"] == 6
+    assert "6 step(s) failed with exit_code" in result.stderr
+    assert "/nonexistent/model" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option", [("--jobs", "0"), ("--step-time-limit", "-1"), ("--memory-mb", "0"), ("--gpus", "x")]
+)
+def test_run_refuses_nonsense_limits(tmp_path, option):
+    result = segloop(
+        "run", "--data", str(tmp_path), "--task", "autopet", "--out", str(tmp_path / "run"),
+        "--model", "python:baselines.trivial:empty", *option,
+    )  # fmt: skip
+    assert result.returncode == 2 and option[0] in result.stderr
+    assert "Traceback" not in result.stderr
