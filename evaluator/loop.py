@@ -46,13 +46,20 @@ def failure_of(error: BaseException) -> StepFailure:
 
 
 def check_label_classes(case: Case, task: Task) -> None:
-    """Refuse a label holding classes the task does not define (they would go unscored)."""
+    """Refuse a label holding classes the task does not define (they would go unscored), and
+    an empty label where the task's robot user needs a target."""
     counts = np.bincount(case.label.ravel()) if case.label.size else np.zeros(1, dtype=int)
-    unknown = sorted(set(np.flatnonzero(counts).tolist()) - {0, *task.classes})
+    present = set(np.flatnonzero(counts).tolist()) - {0}
+    unknown = sorted(present - set(task.classes))
     if unknown:
         raise SegloopError(
             f"case {case.case_id}: the label holds classes {unknown[:10]} that task "
             f"{task.name!r} does not define ({sorted(task.classes)}); pass --classes"
+        )
+    if task.requires_foreground and not present:
+        raise SegloopError(
+            f"case {case.case_id}: its label (labelsTs/{case.case_id}.*) has no foreground "
+            f"voxel; task {task.name!r} prompts every class from the ground truth"
         )
 
 

@@ -65,6 +65,9 @@ class Task:
     metrics: metric names understood by ``evaluator.metrics`` (e.g. "dice", "nsd@2", "hd95").
     nsd_zero_below_dice: MedSegFM rule, NSD set to 0 where Dice <= this value (None = off).
     send_previous_prediction: reactive tasks give the model its last output.
+    requires_foreground: refuse a case whose label has no foreground voxel, for protocols that
+      prompt from the ground truth (a MedSegFM box, ToothFairy3 canal clicks) and would
+      otherwise score an untouched case as perfect. autoPET and TriALS keep their negative cases.
     """
 
     name: str
@@ -78,6 +81,7 @@ class Task:
     empty_mask_policy: EmptyMaskPolicy = field(default_factory=EmptyMaskPolicy)
     nsd_zero_below_dice: float | None = None
     send_previous_prediction: bool = False
+    requires_foreground: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

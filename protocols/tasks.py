@@ -138,6 +138,7 @@ def toothfairy3_task(seed: int = 0, classes: Mapping[int, str] | None = None) ->
         metrics=("dice", "hd95"),
         auc_steps=_steps(0, 5),
         auc_x=_x(6),
+        requires_foreground=True,
         seed=seed,
     )
 
@@ -172,6 +173,7 @@ def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Ta
         auc_x=_x(5),
         nsd_zero_below_dice=0.2,
         send_previous_prediction=True,
+        requires_foreground=True,
         seed=seed,
     )
 

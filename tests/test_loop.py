@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from baselines.trivial import OracleBackend
@@ -320,3 +322,19 @@ def test_cli_errors_are_one_line(pet_data, tmp_path):
     )
     assert bad_model.returncode == 2 and "Traceback" not in bad_model.stderr
     assert "no.such.module" in bad_model.stderr
+
+
+@pytest.mark.parametrize("task_name", ["medsegfm", "toothfairy3"])
+def test_an_empty_label_is_refused_where_the_robot_user_needs_a_target(task_name):
+    case = phantoms.pet_phantom(0, 0, shape=(16, 24, 24))
+    empty = replace(case, label=np.zeros_like(case.label))
+    with pytest.raises(SegloopError, match="no foreground voxel"):
+        run_case(empty, get_task(task_name), OracleBackend({empty.case_id: empty.label}))
+
+
+def test_an_empty_label_is_a_negative_case_for_autopet():
+    case = phantoms.pet_phantom(0, 0, shape=(16, 24, 24))
+    empty = replace(case, label=np.zeros_like(case.label))
+    outcome = run_case(empty, get_task("autopet"), OracleBackend({empty.case_id: empty.label}))
+    clicks = [i for step in outcome.steps for i in step.new_interactions]
+    assert clicks and not any(click.positive for click in clicks)
