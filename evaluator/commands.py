@@ -1,4 +1,4 @@
-"""The evaluator's sub-commands: run, demo, phantoms, score."""
+"""The evaluator's sub-commands: run, check, demo, phantoms, score."""
 
 from __future__ import annotations
 
@@ -51,6 +51,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parallel.add_argument("--scheduler", help="run on the Dask scheduler at this address")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=run_command)
+
+    check = subparsers.add_parser(
+        "check",
+        help="check a dataset against a task before running any model",
+        description=(
+            "Read every case of DATASET as `segloop run` would (files, grids, labels, extra "
+            "masks), check its labels against TASK and compute the robot user's first "
+            "interactions. Prints one line per problem case; exit code 2 if there is any."
+        ),
+    )
+    check.add_argument("--data", required=True, type=Path, help="dataset folder")
+    check.add_argument("--task", required=True, help="task name or a .toml file")
+    check.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
+    check.add_argument("--cases", help="comma-separated case ids (default: all)")
+    check.add_argument("--classes", help="as for `segloop run`")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar")
+    check.set_defaults(handler=check_command)
 
     demo = subparsers.add_parser(
         "demo",
@@ -208,6 +225,30 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from containers.registry import Limits
+
+    classes = parse_classes(args.classes) if args.classes else None
+    spec = runs.RunSpec(
+        Path(args.data),
+        args.task,
+        "none",
+        "check",
+        args.seed,
+        Limits(),
+        tuple(sorted(classes.items())) if classes else None,
+    )
+    case_ids = args.cases.split(",") if args.cases else io.list_case_ids(args.data)
+    with tqdm(
+        total=len(case_ids), desc="checking", unit="case", disable=args.no_progress, file=sys.stderr
+    ) as bar:
+        problems = runs.check_dataset(spec, case_ids, progress=lambda _: bar.update())
+    for message in problems.values():
+        print(f"segloop: problem: {message}", file=sys.stderr)
+    print(f"{len(case_ids) - len(problems)} of {len(case_ids)} cases ready for task {args.task}")
+    return 2 if problems else 0
 
 
 def parse_classes(text: str) -> dict[int, str]:

@@ -22,7 +22,13 @@ import pandas as pd
 
 from containers.registry import Limits, open_backend
 from evaluator import io, store
-from evaluator.loop import case_result_json, mean_summary, run_case, timing_json
+from evaluator.loop import (
+    case_result_json,
+    check_label_classes,
+    mean_summary,
+    run_case,
+    timing_json,
+)
 from evaluator.records import Case, SegloopError
 from evaluator.task import Task
 
@@ -77,6 +83,29 @@ def extra_mask_names(dataset_dir: Path) -> tuple[str, ...]:
 
 def load_dataset_case(dataset_dir: Path, case_id: str) -> Case:
     return io.load_case(dataset_dir, case_id, extra_mask_names(dataset_dir))
+
+
+def check_dataset(
+    spec: RunSpec,
+    case_ids: Sequence[str] | None = None,
+    progress: Callable[[str], None] = lambda case_id: None,
+) -> dict[str, str]:
+    """Every problem a run of ``spec`` would stop at, one line per case (empty: all fine).
+
+    Reads each case as a run does (files, grids, labels, extra masks), checks its label against
+    the task, and computes the robot user's first interactions. No model runs.
+    """
+    task = spec.task()
+    problems: dict[str, str] = {}
+    for case_id in io.list_case_ids(spec.dataset_dir) if case_ids is None else case_ids:
+        try:
+            case = load_dataset_case(spec.dataset_dir, case_id)
+            check_label_classes(case, task)
+            task.robot_user.interactions(case, task.classes, 0, None, task.seed)
+        except SegloopError as error:
+            problems[case_id] = str(error)
+        progress(case_id)
+    return problems
 
 
 def pending_case_ids(

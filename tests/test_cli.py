@@ -124,7 +124,9 @@ def test_demo_rejects_an_unknown_task(tmp_path):
     assert result.returncode == 2 and "autopett" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "phantoms", "score", "tasks", "leaderboard"])
+@pytest.mark.parametrize(
+    "command", ["run", "check", "demo", "phantoms", "score", "tasks", "leaderboard"]
+)
 def test_every_command_explains_itself(command):
     result = segloop(command, "--help")
     assert result.returncode == 0 and "usage: segloop" in result.stdout
@@ -183,3 +185,23 @@ def test_run_refuses_nonsense_limits(tmp_path, option):
     )  # fmt: skip
     assert result.returncode == 2 and option[0] in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_reports_every_problem_case_before_any_model_runs(tmp_path):
+    data = tmp_path / "pet"
+    made = segloop("phantoms", "pet", "--out", str(data), "--cases", "3", "--shape", "16,24,24")
+    assert made.returncode == 0, made.stderr
+    corrupt = data / "imagesTs" / "pet_001_0001.nii.gz"
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    label, geometry = io.read_image(data / "labelsTs" / "pet_002.nii.gz")
+    io.write_image(data / "labelsTs" / "pet_002.nii.gz", np.zeros_like(label), geometry)
+
+    result = segloop("check", "--data", str(data), "--task", "medsegfm", "--no-progress")
+    assert result.returncode == 2
+    problems = [line for line in result.stderr.splitlines() if line.startswith("segloop: problem")]
+    assert len(problems) == 2
+    assert "pet_001_0001.nii.gz" in problems[0] and "pet_002" in problems[1]
+    assert "1 of 3 cases ready" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert segloop("check", "--data", str(data), "--task", "autopet", "--cases", "pet_000,pet_002",
+                   "--no-progress").returncode == 0  # fmt: skip
