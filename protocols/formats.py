@@ -1,23 +1,61 @@
-"""Click formats: Grand Challenge "Multiple points" JSON, CVPR 2025 npz, segloop's own JSON.
+"""Click formats: Grand Challenge "Multiple points" JSON, point lists, CVPR 2025 npz, segloop JSON.
 
-Inside segloop every coordinate is an array index in (z, y, x) order (evaluator.records). Each
-format states its own order, and every reader/writer here converts explicitly.
+Inside segloop every coordinate is an array index in (z, y, x) order (evaluator.records: the
+order of SimpleITK's ``GetArrayFromImage``). Every format here states its own order and every
+reader/writer converts explicitly. Axis names in ``axis_order`` are those of our arrays: ``z`` is
+array axis 0, ``x`` array axis 2, so ``("x", "y", "z")`` is SimpleITK's index order (and nibabel's
+array order for the same NIfTI file), ``("z", "y", "x")`` is numpy's order of SimpleITK arrays.
 
-Grand Challenge "Multiple points" (autoPET IV, ToothFairy3)::
+What the 2025 challenges really published (read from their public code; ``CHALLENGE_FORMATS``)
+--------------------------------------------------------------------------------------------
+All three published **voxel indices** (integers), never millimetres, in different axis orders:
+
+- autoPET IV (Grand Challenge "Multiple points", names ``tumor`` / ``background``):
+  ``lab-midas/autoPETCTIV clicks/simulate_clicks.py`` loads the label with
+  ``nib.load(...).get_fdata()`` (nibabel arrays are indexed (i, j, k) = (x, y, z)), appends
+  ``[int(c[0]), int(c[1]), int(c[2])]`` of the EDT argmax and ``clicks_to_gc_format`` copies
+  those lists unchanged into ``"point"``: first all ``tumor`` points, then all ``background``.
+  The participants' template (``Task1/interactive-baseline/process.py``, ``gc_to_swfastedit_format``)
+  copies them back as voxel indices; the repository's README calls them "(x, y, z) coordinates".
+  Example input ``Task1/test/input/<uuid>.json``: ``{"point": [109, 103, 353], "name": "tumor"}``
+  (x, y < 200, z up to ~400 on a whole-body PET). -> ``axis_order=("x", "y", "z")``, voxel.
+- ToothFairy3 (Grand Challenge "Multiple points", names ``Left_IAC`` / ``Right_IAC``, no
+  background): ``AImageLab-zip/ToothFairy ToothFairy3/Interactive-Segmentation/simulate_clicks.py``
+  reads the label with ``sitk.GetArrayFromImage`` (shape "(depth, height, width)"), samples on
+  ``np.argwhere`` of it, asserts ``mask[x, y, z]`` and writes ``[x, y, z]`` -- its names, but
+  they are array indices (axis 0 = z). So the point is ``[z, y, x]`` in our names. Per case it
+  wrote ``<case>/<i>_clicks.json`` for i = 0..5: the first i ``Left_IAC`` points, then the first
+  i ``Right_IAC`` points. -> ``axis_order=("z", "y", "x")``, voxel. (Participants' code, e.g. an
+  nnInteractive submission, passes these points unchanged as indices into the same array.)
+- TriALS 2025 task 2 (not on Grand Challenge; Synapse): ``xmed-lab/TriALS
+  TriALS_2025_Interactive_Task_2/.../simulate_clicks_TriALS.py`` reads the label with nibabel and
+  writes ``<case>_clicks.json`` = ``{"lesion": [[x, y, z], ...], "background": [...]}``: our
+  "point lists" format, ``axis_order=("x", "y", "z")``, voxel (sample file
+  ``TriALS_2025_Task_2/docker/template_interactive/sample-test-data/clicks/venous_0_clicks.json``).
+  autoPET's own training clicks used the same layout with ``tumor`` / ``background``.
+
+Grand Challenge "Multiple points"::
 
     {"version": {"major": 1, "minor": 0}, "type": "Multiple points",
-     "points": [{"point": [x, y, z], "name": "tumor"}, ...]}
+     "points": [{"point": [a, b, c], "name": "tumor"}, ...]}
 
-``point`` is in (x, y, z) order, the reverse of our arrays. autoPET IV's interactive track
-published *voxel indices*: its click script reads the label with nibabel (whose arrays are
-indexed (x, y, z)) and writes ``[int(i), int(j), int(k)]`` of the EDT argmax; its
-``swfast_to_gc_format`` copies those lists unchanged into "point" and names them "tumor" /
-"background". So the default here is ``coordinates="voxel"`` with (x, y, z) = our index reversed.
-``coordinates="world"`` writes physical millimetres (origin + direction @ (index * spacing), in
-SimpleITK's x, y, z) for consumers that expect Grand Challenge's world-space convention.
-Names: a positive click is named by its class (``"tumor"``, ``"Left_IAC"``, ``"Right_IAC"``), a
-negative click ``"background"``. The format has no step: reading assigns the k-th point of each
-name to step k (the autoPET / ToothFairy3 convention: step k reveals the k-th click of each kind).
+A positive click is named by its class (``classes[class_id]``: ``"tumor"``, ``"Left_IAC"``...),
+a negative one ``"background"``. Points are written grouped by name, as the challenges wrote
+them: the task's classes in ascending id order, then background; within a name in step order.
+``coordinates="voxel"`` (default): integer indices in ``axis_order`` (default ("x", "y", "z"),
+autoPET's). ``coordinates="world"``: physical millimetres, SimpleITK's
+``TransformIndexToPhysicalPoint`` = origin + direction @ (index_xyz * spacing_xyz), always in
+physical (x, y, z) order. The format has no step: reading gives the k-th point of each name step
+k (the autoPET / ToothFairy3 convention, step k reveals the k-th click of each kind). Reading
+checks that voxel coordinates are integers and, given the image ``shape``, inside the image (an
+axis-order mistake usually lands outside a non-cubic image).
+
+Point lists (TriALS; autoPET's training clicks)::
+
+    {"lesion": [[a, b, c], ...], "background": [[a, b, c], ...]}
+
+One key per class name of the task (empty list if none) and ``"background"``; the k-th point of
+a list is step k. Same ``axis_order`` / ``coordinates`` options as "Multiple points".
 
 CVPR 2025 MedSegFM npz (CVPR25_iter_eval.py): keys ``imgs`` (z, y, x), ``spacing``, ``boxes``
 (a list, one dict per class: ``z_min, z_max, z_mid, z_mid_y_min, z_mid_y_max, z_mid_x_min,
@@ -40,6 +78,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +96,69 @@ from evaluator.records import (
 GC_TYPE = "Multiple points"
 GC_VERSION = {"major": 1, "minor": 0}
 BACKGROUND_NAME = "background"
+
+
+# --------------------------------------------------------------------------- conventions
+@dataclass(frozen=True)
+class ClickFileFormat:
+    """How a challenge published its clicks: file kind, point axis order, units, names.
+
+    kind: "gc" (Grand Challenge "Multiple points") or "lists" (``{name: [point, ...]}``).
+    axis_order: the order of a voxel point's three numbers, in the names of our array axes.
+    coordinates: "voxel" (integer indices) or "world" (mm, physical x, y, z).
+    source: where the convention was read (repository and file).
+    """
+
+    challenge: str
+    kind: str
+    axis_order: tuple[str, str, str]
+    coordinates: str = "voxel"
+    background_name: str = BACKGROUND_NAME
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "challenge": self.challenge,
+            "kind": self.kind,
+            "axis_order": list(self.axis_order),
+            "coordinates": self.coordinates,
+            "background_name": self.background_name,
+            "source": self.source,
+        }
+
+
+CHALLENGE_FORMATS: dict[str, ClickFileFormat] = {
+    "autopet": ClickFileFormat(
+        "autopet",
+        "gc",
+        ("x", "y", "z"),
+        source="lab-midas/autoPETCTIV clicks/simulate_clicks.py (nibabel arrays; "
+        "clicks_to_gc_format)",
+    ),
+    "toothfairy3": ClickFileFormat(
+        "toothfairy3",
+        "gc",
+        ("z", "y", "x"),
+        source="AImageLab-zip/ToothFairy ToothFairy3/Interactive-Segmentation/simulate_clicks.py "
+        "(sitk.GetArrayFromImage arrays)",
+    ),
+    "trials": ClickFileFormat(
+        "trials",
+        "lists",
+        ("x", "y", "z"),
+        source="xmed-lab/TriALS TriALS_2025_Interactive_Task_2/baseline_interactive_task/"
+        "sw_fastedit_src/sw_fastedit/utils/simulate_clicks_TriALS.py (nibabel arrays)",
+    ),
+}
+# A task built on none of the three protocols: Grand Challenge points as autoPET IV wrote them.
+GENERIC_FORMAT = ClickFileFormat(
+    "generic", "gc", ("x", "y", "z"), source="Grand Challenge, as autoPET IV"
+)
+
+
+def challenge_format(protocol: str) -> ClickFileFormat:
+    """The click file format of a protocol's challenge (``GENERIC_FORMAT`` for any other)."""
+    return CHALLENGE_FORMATS.get(protocol, GENERIC_FORMAT)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -81,6 +183,113 @@ def world_to_index(point_xyz: Sequence[float], geometry: Geometry) -> tuple[int,
     return tuple(int(v) for v in index_xyz[::-1])  # type: ignore[return-value]
 
 
+def encode_point(
+    index_zyx: Sequence[int],
+    coordinates: str = "voxel",
+    axis_order: Sequence[str] = ("x", "y", "z"),
+    geometry: Geometry | None = None,
+) -> list[int] | list[float]:
+    """One array index (z, y, x) as a file point: voxel indices in ``axis_order``, or world mm."""
+    if coordinates == "voxel":
+        permutation = _permutation(axis_order, "axis_order")
+        return [int(index_zyx[p]) for p in permutation]
+    if coordinates == "world":
+        if geometry is None:
+            raise SegloopError("world coordinates need the case geometry")
+        if [str(a).lower() for a in axis_order] != ["x", "y", "z"]:
+            raise SegloopError("world coordinates are physical (x, y, z); axis_order cannot change")
+        return index_to_world(index_zyx, geometry)
+    raise SegloopError(f"coordinates must be voxel or world, not {coordinates!r}")
+
+
+def decode_point(
+    raw: Sequence[Any],
+    coordinates: str = "voxel",
+    axis_order: Sequence[str] = ("x", "y", "z"),
+    geometry: Geometry | None = None,
+    shape: Sequence[int] | None = None,
+    where: str = "point",
+) -> tuple[int, int, int]:
+    """A file point back to an array index (z, y, x); checks integers and bounds (given ``shape``)."""
+    try:
+        values = [float(v) for v in raw]
+    except (TypeError, ValueError):
+        raise SegloopError(f"{where}: {raw!r} is not three numbers") from None
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise SegloopError(f"{where}: {raw!r} is not three finite numbers")
+    if coordinates == "voxel":
+        if any(v != int(v) for v in values):
+            raise SegloopError(
+                f"{where}: voxel coordinates {raw} are not integers (world mm? use coordinates=world)"
+            )
+        permutation = _permutation(axis_order, "axis_order")
+        zyx = [0, 0, 0]
+        for written, position in enumerate(permutation):
+            zyx[position] = int(values[written])
+        index = tuple(zyx)
+    elif coordinates == "world":
+        if geometry is None:
+            raise SegloopError(f"{where}: world coordinates need the case geometry")
+        index = world_to_index(values, geometry)
+    else:
+        raise SegloopError(f"coordinates must be voxel or world, not {coordinates!r}")
+    if shape is not None and not all(0 <= v < n for v, n in zip(index, shape, strict=True)):
+        order = ", ".join(axis_order) if coordinates == "voxel" else "x, y, z mm"
+        raise SegloopError(
+            f"{where}: {list(raw)} read as ({order}) is voxel (z, y, x) = {index}, outside the "
+            f"image of shape {tuple(shape)} (wrong axis order?)"
+        )
+    return index  # type: ignore[return-value]
+
+
+def _name_rank(interaction: Interaction, classes: Mapping[int, str]) -> int:
+    """Where a click's name comes in a file: the classes in ascending id, then background."""
+    if not interaction.positive:
+        return len(classes)
+    return sorted(classes).index(interaction.class_id)
+
+
+def _clicks_only(interactions: Iterable[Interaction], classes: Mapping[int, str]) -> list:
+    out = []
+    for interaction in interactions:
+        if interaction.kind != "click":
+            raise SegloopError(f"click files hold clicks only, not a {interaction.kind}")
+        if interaction.positive and interaction.class_id not in classes:
+            raise SegloopError(f"a click of class {interaction.class_id} not in {sorted(classes)}")
+        out.append(interaction)
+    return sorted(out, key=lambda i: _name_rank(i, classes))  # stable: step order kept
+
+
+def _steps_by_name(
+    named: Iterable[tuple[str, Any]],
+    classes: Mapping[int, str],
+    decode: Any,
+    background_name: str,
+    background_class_id: int | None,
+    source: str,
+) -> tuple[Interaction, ...]:
+    """(name, raw point) in file order -> clicks, the k-th point of each name at step k."""
+    by_name = {name: class_id for class_id, name in classes.items()}
+    negative_class = min(classes) if background_class_id is None else background_class_id
+    rank: dict[str, int] = {}
+    out: list[tuple[int, int, Interaction]] = []
+    for order, (name, raw) in enumerate(named):
+        if name == background_name:
+            class_id, positive = negative_class, False
+        elif name in by_name:
+            class_id, positive = by_name[name], True
+        else:
+            raise SegloopError(
+                f"{source}: point {order} is named {name!r}, expected one of "
+                f"{', '.join(list(by_name) + [background_name])}"
+            )
+        zyx = decode(raw, f"{source}: point {order} ({name})")
+        rank[name] = rank.get(name, 0) + 1
+        step = rank[name]
+        out.append((step, order, Interaction("click", class_id, positive, step, (zyx,))))
+    return tuple(i for _, _, i in sorted(out, key=lambda t: (t[0], t[1])))
+
+
 # --------------------------------------------------------------------------- Grand Challenge
 def to_gc_points(
     interactions: Iterable[Interaction],
@@ -88,26 +297,19 @@ def to_gc_points(
     coordinates: str = "voxel",
     geometry: Geometry | None = None,
     background_name: str = BACKGROUND_NAME,
+    axis_order: Sequence[str] = ("x", "y", "z"),
 ) -> dict[str, Any]:
-    """Clicks as a Grand Challenge "Multiple points" object (other kinds are refused)."""
-    if coordinates not in ("voxel", "world"):
-        raise SegloopError(f"coordinates must be voxel or world, not {coordinates!r}")
-    if coordinates == "world" and geometry is None:
-        raise SegloopError("world coordinates need the case geometry")
-    points = []
-    for interaction in interactions:
-        if interaction.kind != "click":
-            raise SegloopError(
-                f"Grand Challenge 'Multiple points' holds clicks only, not a {interaction.kind}"
-            )
-        zyx = interaction.coords[0]
-        point: list[float] | list[int]
-        if coordinates == "voxel":
-            point = [int(v) for v in zyx[::-1]]
-        else:
-            point = index_to_world(zyx, geometry)  # type: ignore[arg-type]
-        name = classes[interaction.class_id] if interaction.positive else background_name
-        points.append({"point": point, "name": name})
+    """Clicks as a Grand Challenge "Multiple points" object (other kinds are refused).
+
+    Points grouped by name (classes in ascending id, then background), each group in step order.
+    """
+    points = [
+        {
+            "point": encode_point(i.coords[0], coordinates, axis_order, geometry),
+            "name": classes[i.class_id] if i.positive else background_name,
+        }
+        for i in _clicks_only(interactions, classes)
+    ]
     return {"version": dict(GC_VERSION), "type": GC_TYPE, "points": points}
 
 
@@ -119,46 +321,29 @@ def from_gc_points(
     background_name: str = BACKGROUND_NAME,
     background_class_id: int | None = None,
     source: str = "points",
+    axis_order: Sequence[str] = ("x", "y", "z"),
+    shape: Sequence[int] | None = None,
 ) -> tuple[Interaction, ...]:
     """Read "Multiple points" back into clicks; the k-th point of each name becomes step k.
 
     A background point belongs to ``background_class_id`` (default: the smallest class id).
+    ``shape`` (z, y, x): refuse points outside the image.
     """
     if not isinstance(data, Mapping) or data.get("type") != GC_TYPE:
         raise SegloopError(f"{source}: not a Grand Challenge {GC_TYPE!r} object")
-    if coordinates == "world" and geometry is None:
-        raise SegloopError(f"{source}: world coordinates need the case geometry")
-    by_name = {name: class_id for class_id, name in classes.items()}
-    negative_class = min(classes) if background_class_id is None else background_class_id
-    rank: dict[str, int] = {}
-    out: list[tuple[int, int, Interaction]] = []
-    for order, entry in enumerate(data.get("points", [])):
-        try:
-            name = str(entry["name"])
-            raw = [float(v) for v in entry["point"]]
-        except (KeyError, TypeError, ValueError):
-            raise SegloopError(
-                f"{source}: point {order} needs 'point' [x, y, z] and 'name'"
-            ) from None
-        if len(raw) != 3:
-            raise SegloopError(f"{source}: point {order} has {len(raw)} coordinates, not 3")
-        if name == background_name:
-            class_id, positive = negative_class, False
-        elif name in by_name:
-            class_id, positive = by_name[name], True
-        else:
-            raise SegloopError(
-                f"{source}: point {order} is named {name!r}, expected one of "
-                f"{', '.join(list(by_name) + [background_name])}"
-            )
-        if coordinates == "voxel":
-            zyx = tuple(int(round(v)) for v in raw[::-1])
-        else:
-            zyx = world_to_index(raw, geometry)  # type: ignore[arg-type]
-        rank[name] = rank.get(name, 0) + 1
-        step = rank[name]
-        out.append((step, order, Interaction("click", class_id, positive, step, (zyx,))))  # type: ignore[arg-type]
-    return tuple(i for _, _, i in sorted(out, key=lambda t: (t[0], t[1])))
+    entries = data.get("points", [])
+    if not isinstance(entries, list):
+        raise SegloopError(f"{source}: 'points' is not a list")
+    named = []
+    for order, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or "point" not in entry or "name" not in entry:
+            raise SegloopError(f"{source}: point {order} needs 'point' [a, b, c] and 'name'")
+        named.append((str(entry["name"]), entry["point"]))
+
+    def decode(raw: Any, where: str) -> tuple[int, int, int]:
+        return decode_point(raw, coordinates, axis_order, geometry, shape, where)
+
+    return _steps_by_name(named, classes, decode, background_name, background_class_id, source)
 
 
 def write_gc_points(
@@ -172,15 +357,114 @@ def write_gc_points(
     )
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SegloopError(f"{path}: not a readable JSON file ({error})") from None
+
+
 def read_gc_points(
     path: str | Path, classes: Mapping[int, str], **options: Any
 ) -> tuple[Interaction, ...]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise SegloopError(f"{path}: not a readable JSON file ({error})") from None
-    return from_gc_points(data, classes, source=str(path), **options)
+    return from_gc_points(_read_json(path), classes, source=str(path), **options)
+
+
+# --------------------------------------------------------------------------- point lists
+def to_point_lists(
+    interactions: Iterable[Interaction],
+    classes: Mapping[int, str],
+    coordinates: str = "voxel",
+    geometry: Geometry | None = None,
+    background_name: str = BACKGROUND_NAME,
+    axis_order: Sequence[str] = ("x", "y", "z"),
+) -> dict[str, list]:
+    """Clicks as ``{class name: [point, ...], ..., "background": [...]}`` (TriALS, autoPET training)."""
+    out: dict[str, list] = {classes[c]: [] for c in sorted(classes)}
+    out[background_name] = []
+    for i in _clicks_only(interactions, classes):
+        name = classes[i.class_id] if i.positive else background_name
+        out[name].append(encode_point(i.coords[0], coordinates, axis_order, geometry))
+    return out
+
+
+def from_point_lists(
+    data: Mapping[str, Any],
+    classes: Mapping[int, str],
+    coordinates: str = "voxel",
+    geometry: Geometry | None = None,
+    background_name: str = BACKGROUND_NAME,
+    background_class_id: int | None = None,
+    source: str = "points",
+    axis_order: Sequence[str] = ("x", "y", "z"),
+    shape: Sequence[int] | None = None,
+) -> tuple[Interaction, ...]:
+    """Read point lists back into clicks; the k-th point of each list becomes step k."""
+    if not isinstance(data, Mapping) or not all(isinstance(v, list) for v in data.values()):
+        raise SegloopError(f"{source}: not a {{name: [point, ...]}} object")
+    named = [(str(name), raw) for name, points in data.items() for raw in points]
+
+    def decode(raw: Any, where: str) -> tuple[int, int, int]:
+        return decode_point(raw, coordinates, axis_order, geometry, shape, where)
+
+    return _steps_by_name(named, classes, decode, background_name, background_class_id, source)
+
+
+# --------------------------------------------------------------------------- by convention
+def encode_clicks(
+    interactions: Iterable[Interaction],
+    classes: Mapping[int, str],
+    file_format: ClickFileFormat,
+    geometry: Geometry | None = None,
+) -> dict[str, Any]:
+    """Clicks as the JSON object of ``file_format`` (``CHALLENGE_FORMATS[name]``)."""
+    writer = {"gc": to_gc_points, "lists": to_point_lists}.get(file_format.kind)
+    if writer is None:
+        raise SegloopError(f"unknown click file kind {file_format.kind!r}: use gc or lists")
+    return writer(
+        interactions,
+        classes,
+        coordinates=file_format.coordinates,
+        geometry=geometry,
+        background_name=file_format.background_name,
+        axis_order=file_format.axis_order,
+    )
+
+
+def decode_clicks(
+    data: Mapping[str, Any],
+    classes: Mapping[int, str],
+    file_format: ClickFileFormat,
+    geometry: Geometry | None = None,
+    shape: Sequence[int] | None = None,
+    source: str = "clicks",
+) -> tuple[Interaction, ...]:
+    """The inverse of ``encode_clicks``."""
+    reader = {"gc": from_gc_points, "lists": from_point_lists}.get(file_format.kind)
+    if reader is None:
+        raise SegloopError(f"unknown click file kind {file_format.kind!r}: use gc or lists")
+    return reader(
+        data,
+        classes,
+        coordinates=file_format.coordinates,
+        geometry=geometry,
+        background_name=file_format.background_name,
+        source=source,
+        axis_order=file_format.axis_order,
+        shape=shape,
+    )
+
+
+def read_clicks(
+    path: str | Path,
+    classes: Mapping[int, str],
+    file_format: ClickFileFormat,
+    geometry: Geometry | None = None,
+    shape: Sequence[int] | None = None,
+) -> tuple[Interaction, ...]:
+    path = Path(path)
+    return decode_clicks(_read_json(path), classes, file_format, geometry, shape, str(path))
 
 
 # --------------------------------------------------------------------------- CVPR 2025 npz

@@ -11,6 +11,17 @@ step k adds the k-th click of each canal.
 
 The challenge sampled unseeded; here every draw comes from ``rng_for(seed, case, canal, 0,
 ...)``, so the clicks are the same bit for bit on every run.
+
+Differences from the challenge script (AImageLab-zip/ToothFairy,
+ToothFairy3/Interactive-Segmentation/simulate_clicks.py), each deliberate (SPEC and Algorithm 2
+are the definition): the script took the in-plane *median* of the canal's voxels in the slice
+(not the EDT argmax; a median need not lie inside the cross-section) plus a uniform offset in
+[-3, 3] voxels, redrawn up to 10 times to land inside, else a uniform voxel of the slice; its
+slices were ``linspace`` between a start drawn in the first 6 and an end in the last 6
+foreground slices, jittered by +-5 slices. It read the canals as labels 3 and 4 of the full
+ToothFairy3 label map; the evaluation scored them as 1 (left) and 2 (right), the classes used
+here. Its points are array indices (z, y, x) of ``sitk.GetArrayFromImage`` (see
+``protocols.formats``), and its "axial" slices are array axis 0, as here.
 """
 
 from __future__ import annotations

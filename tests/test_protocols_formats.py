@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from evaluator.records import Geometry, Interaction, SegloopError
 from protocols.formats import (
+    CHALLENGE_FORMATS,
+    decode_clicks,
+    encode_clicks,
     from_gc_points,
+    from_point_lists,
     from_segloop_json,
     index_to_world,
+    read_clicks,
     read_cvpr25_request,
     read_cvpr25_response,
     read_gc_points,
     read_segloop_json,
     to_gc_points,
+    to_point_lists,
     to_segloop_json,
     world_to_index,
     write_cvpr25_request,
@@ -37,12 +44,16 @@ AUTOPET = tuple(
 )
 
 
-def test_gc_voxel_points_are_xyz_and_named():
+def test_gc_voxel_points_are_xyz_grouped_by_name_as_autopet_wrote_them():
     data = to_gc_points(AUTOPET, {1: "tumor"})
     assert data["type"] == "Multiple points" and data["version"] == {"major": 1, "minor": 0}
-    assert data["points"][0] == {"point": [21, 11, 1], "name": "tumor"}
-    assert data["points"][1] == {"point": [7, 5, 29], "name": "background"}
+    # clicks_to_gc_format: every tumor point first, then every background point, in step order
+    assert [p["name"] for p in data["points"]] == ["tumor"] * 3 + ["background"] * 3
+    assert data["points"][0] == {"point": [21, 11, 1], "name": "tumor"}  # (z, y, x) = (1, 11, 21)
+    assert data["points"][3] == {"point": [7, 5, 29], "name": "background"}
     assert json.loads(json.dumps(data)) == data
+    assert encode_clicks(AUTOPET, {1: "tumor"}, CHALLENGE_FORMATS["autopet"]) == data
+    assert from_gc_points(data, {1: "tumor"}) == AUTOPET
 
 
 def test_gc_round_trip_voxel_and_world(tmp_path):
@@ -60,16 +71,145 @@ def test_gc_round_trip_voxel_and_world(tmp_path):
     assert z == pytest.approx(5.5 + 2 * 3.0)
     assert x == pytest.approx(-100.0 + np.cos(theta) * 1.2)
     assert world_to_index(index_to_world((4, 9, 13), geometry), geometry) == (4, 9, 13)
+    with pytest.raises(SegloopError, match="physical"):
+        to_gc_points(AUTOPET, {1: "tumor"}, axis_order=("z", "y", "x"), **options)
 
 
-def test_gc_toothfairy_names_and_steps():
+def test_gc_toothfairy3_points_are_array_order_left_then_right():
     clicks = tuple(
         i for k in (1, 2) for i in (click(1, True, k, (k, 2, 3)), click(2, True, k, (k, 4, 5)))
     )
     classes = {1: "Left_IAC", 2: "Right_IAC"}
-    data = to_gc_points(clicks, classes)
-    assert [p["name"] for p in data["points"]] == ["Left_IAC", "Right_IAC"] * 2
-    assert from_gc_points(data, classes) == clicks
+    data = encode_clicks(clicks, classes, CHALLENGE_FORMATS["toothfairy3"])
+    # create_archive_items_0_to_5_clicks: the first k Left_IAC points, then the first k Right_IAC
+    assert data["points"] == [
+        {"point": [1, 2, 3], "name": "Left_IAC"},
+        {"point": [2, 2, 3], "name": "Left_IAC"},
+        {"point": [1, 4, 5], "name": "Right_IAC"},
+        {"point": [2, 4, 5], "name": "Right_IAC"},
+    ]
+    assert decode_clicks(data, classes, CHALLENGE_FORMATS["toothfairy3"]) == clicks
+    # the same file read with autoPET's (x, y, z) convention swaps z and x
+    swapped = from_gc_points(data, classes)
+    assert swapped[0].coords == ((3, 2, 1),)
+
+
+def test_point_lists_as_trials_wrote_them(tmp_path):
+    classes = {1: "lesion"}
+    data = encode_clicks(AUTOPET, classes, CHALLENGE_FORMATS["trials"])
+    assert data == {
+        "lesion": [[21, 11, 1], [22, 12, 2], [23, 13, 3]],
+        "background": [[7, 5, 29], [14, 5, 28], [21, 5, 27]],
+    }
+    assert from_point_lists(data, classes) == AUTOPET
+    # an empty ground truth still has both keys (simulate_clicks_TriALS.py always wrote both)
+    negatives = tuple(i for i in AUTOPET if not i.positive)
+    assert to_point_lists(negatives, classes)["lesion"] == []
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    assert read_clicks(tmp_path / "c.json", classes, CHALLENGE_FORMATS["trials"]) == AUTOPET
+    with pytest.raises(SegloopError, match="named 'tumour'"):
+        from_point_lists({"tumour": [[1, 2, 3]]}, classes)
+
+
+def test_voxel_points_must_be_integers_inside_the_image():
+    data = to_gc_points(AUTOPET, {1: "tumor"})
+    assert from_gc_points(data, {1: "tumor"}, shape=(30, 14, 24)) == AUTOPET
+    with pytest.raises(SegloopError, match="outside the image.*axis order"):
+        from_gc_points(data, {1: "tumor"}, shape=(30, 14, 24), axis_order=("z", "y", "x"))
+    data["points"][0]["point"] = [21.5, 11, 1]
+    with pytest.raises(SegloopError, match="not integers"):
+        from_gc_points(data, {1: "tumor"})
+
+
+def ramp_image(shape) -> np.ndarray:
+    """A float image whose every voxel holds its own flat index: a value names one voxel."""
+    return np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+
+
+# non-cubic, anisotropic, non-zero origin, rotated and flipped axes
+ODD_SHAPE = (7, 11, 13)  # (z, y, x)
+ODD_GEOMETRY = Geometry(
+    (3.0, 0.8, 1.25),
+    (-120.5, 33.0, 7.25),
+    tuple(
+        float(v)
+        for v in (
+            np.array([[np.cos(0.4), -np.sin(0.4), 0], [np.sin(0.4), np.cos(0.4), 0], [0, 0, -1]])
+        ).ravel()
+    ),
+)
+ODD_CLICKS = (
+    click(1, True, 1, (6, 1, 12)),
+    click(1, False, 1, (0, 10, 2)),
+    click(1, True, 2, (3, 7, 0)),
+    click(1, False, 2, (5, 0, 9)),
+)
+
+
+def write_sitk(path, array, geometry):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(geometry.spacing_mm[::-1])
+    image.SetOrigin(geometry.origin_mm)
+    image.SetDirection(geometry.direction)
+    sitk.WriteImage(image, str(path))
+    return image
+
+
+def test_autopet_points_index_nibabel_arrays_as_the_challenge_script(tmp_path):
+    """autoPET IV's simulate_clicks.py indexed ``nib.load(label).get_fdata()`` with the point."""
+    import nibabel as nib
+
+    image = ramp_image(ODD_SHAPE)
+    write_sitk(tmp_path / "pet.nii.gz", image, ODD_GEOMETRY)
+    data = encode_clicks(ODD_CLICKS, {1: "tumor"}, CHALLENGE_FORMATS["autopet"])
+    nib_array = nib.load(str(tmp_path / "pet.nii.gz")).get_fdata()
+    assert nib_array.shape == ODD_SHAPE[::-1]
+    by_name = {"tumor": [], "background": []}
+    for entry in data["points"]:
+        by_name[entry["name"]].append(entry["point"])
+    expected = {"tumor": [], "background": []}
+    for c in ODD_CLICKS:
+        expected["tumor" if c.positive else "background"].append(image[c.coords[0]])
+    for name, points in by_name.items():
+        assert [nib_array[tuple(p)] for p in points] == expected[name]
+    back = decode_clicks(data, {1: "tumor"}, CHALLENGE_FORMATS["autopet"], shape=ODD_SHAPE)
+    assert back == ODD_CLICKS
+
+
+def test_toothfairy3_points_index_simpleitk_arrays_as_the_challenge_script(tmp_path):
+    """ToothFairy3's simulate_clicks.py indexed ``sitk.GetArrayFromImage(label)`` with the point."""
+    import SimpleITK as sitk
+
+    image = ramp_image(ODD_SHAPE)
+    write_sitk(tmp_path / "cbct.mha", image, ODD_GEOMETRY)
+    clicks = tuple(replace(c, class_id=1 if c.positive else 2, positive=True) for c in ODD_CLICKS)
+    classes = {1: "Left_IAC", 2: "Right_IAC"}
+    data = encode_clicks(clicks, classes, CHALLENGE_FORMATS["toothfairy3"])
+    loaded = sitk.ReadImage(str(tmp_path / "cbct.mha"))
+    array = sitk.GetArrayFromImage(loaded)
+    for entry, c in zip(
+        data["points"], sorted(clicks, key=lambda i: (i.class_id, i.step)), strict=True
+    ):
+        assert array[tuple(entry["point"])] == image[c.coords[0]]
+        assert loaded.GetPixel(*[int(v) for v in entry["point"][::-1]]) == image[c.coords[0]]
+    back = decode_clicks(data, classes, CHALLENGE_FORMATS["toothfairy3"], shape=ODD_SHAPE)
+    assert back == clicks
+
+
+def test_world_points_equal_simpleitk_physical_points(tmp_path):
+    loaded = write_sitk(tmp_path / "img.mha", ramp_image(ODD_SHAPE), ODD_GEOMETRY)
+    data = to_gc_points(ODD_CLICKS, {1: "tumor"}, coordinates="world", geometry=ODD_GEOMETRY)
+    ordered = sorted(ODD_CLICKS, key=lambda i: not i.positive)
+    for entry, c in zip(data["points"], ordered, strict=True):
+        index_xyz = [int(v) for v in c.coords[0][::-1]]
+        assert entry["point"] == pytest.approx(loaded.TransformIndexToPhysicalPoint(index_xyz))
+        assert list(loaded.TransformPhysicalPointToIndex(entry["point"])) == index_xyz
+    back = from_gc_points(
+        data, {1: "tumor"}, coordinates="world", geometry=ODD_GEOMETRY, shape=ODD_SHAPE
+    )
+    assert back == ODD_CLICKS
 
 
 def test_gc_errors(tmp_path):
