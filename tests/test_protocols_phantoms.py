@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -95,3 +97,74 @@ def test_r5_on_pet_phantoms_rates():
             moved += sum(a.coords != b.coords for a, b in zip(original, realistic, strict=True))
     expected = 1 - (1 - 0.134) ** 2
     assert abs(moved / total - expected) <= 4.5 * np.sqrt(expected * (1 - expected) / total)
+
+
+@pytest.mark.parametrize("case", ABDOMEN[:2] + PET[:1], ids=lambda c: c.case_id)
+def test_medsegfm_counts_one_box_then_one_click_per_class_and_step(case):
+    task = get_task("medsegfm", classes={1: "lesion", 2: "absent"})
+    steps = run_user(task, case)  # the model predicts nothing, every step
+    present = sorted(int(c) for c in np.unique(case.label) if c in task.classes)
+    assert [(i.kind, i.class_id) for i in steps[0]] == [("box", c) for c in present]
+    for step, interactions in enumerate(steps[1:], start=1):
+        assert [(i.kind, i.class_id, i.step) for i in interactions] == [
+            ("click", c, step) for c in present
+        ]
+        assert all(i.positive for i in interactions)  # an empty prediction only misses
+
+
+def test_trials_and_toothfairy3_empty_ground_truth():
+    case = ABDOMEN[0]
+    empty = replace(case, label=np.zeros_like(case.label))
+    steps = run_user(get_task("trials"), empty)
+    flat = [i for s in steps for i in s]
+    assert len(flat) == 10 and not any(i.positive for i in flat)  # background clicks only
+    assert all(case.extra_masks["liver"][i.coords[0]] for i in flat)
+    jaw = JAW[0]
+    no_canal = replace(jaw, label=np.zeros_like(jaw.label))
+    assert all(s == () for s in run_user(get_task("toothfairy3"), no_canal))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "clicks", "component": "random", "placement": "random"},
+        {"name": "scribble", "style": "contour"},
+        {"name": "scribble", "style": "line"},
+        {"name": "polygon", "reactive": True},
+        {"name": "realistic", "base": {"name": "sakinis"}},
+    ],
+    ids=lambda s: s["name"] + "-" + str(s.get("style", s.get("component", ""))),
+)
+def test_reactive_users_give_nothing_for_a_perfect_prediction(spec):
+    from protocols.tasks import robot_user_from_json
+
+    user = robot_user_from_json(spec)
+    for case in (ABDOMEN[0], JAW[0]):
+        classes = {int(c): f"c{c}" for c in np.unique(case.label) if c}
+        assert user.interactions(case, classes, 1, np.zeros_like(case.label), 0)  # errors: yes
+        assert user.interactions(case, classes, 2, case.label.copy(), 0) == ()  # none: no
+
+
+def test_r5_over_autopet_clicks_leave_the_mask_only_by_a_deliberate_draw():
+    """p_perturb = 0: a click is the autoPET click (in its eligibility mask) or an R5 draw s~."""
+    from protocols.realistic import high_uptake_outside_label
+
+    base = get_task("autopet").robot_user
+    user = RealisticUser(base, p_perturb=0.0, p_system=0.3)
+    drawn = 0
+    for case in PET[:4]:
+        eligible = high_uptake_background(case.channels[1], case.label == 0, 99.75)
+        region = np.zeros(case.label.size, bool)
+        region[high_uptake_outside_label(case.channels[1], case.label, 95.0)] = True
+        region = region.reshape(case.shape)
+        for step in range(1, 11):
+            original = base.interactions(case, {1: "tumor"}, step, None, 0)
+            realistic = user.interactions(case, {1: "tumor"}, step, None, 0)
+            for a, b in zip(original, realistic, strict=True):
+                point = b.coords[0]
+                if a.coords == b.coords:
+                    assert (case.label[point] == 1) if a.positive else eligible[point]
+                else:
+                    drawn += 1
+                    assert region[point] and case.label[point] == 0
+    assert drawn > 0
