@@ -16,7 +16,10 @@ Users:
   clicks per class and step, one per component (largest first, or in random order).
 - ``BoxUser``: perfect (the exact bounding box), careful (every side pushed outwards by
   U[5 %, 10 %] of the extent, the same fraction on both sides of an axis) or sloppy (every side
-  moved independently by U[5 %, 10 %] of the extent, inwards or outwards at random); step 0 only.
+  moved independently by U[5 %, 10 %] of the extent, inwards or outwards at random); at step 0
+  around the class's ground truth; with ``reactive=True`` also at later steps, around the
+  largest component of the larger error type (a positive box on missed foreground, a negative
+  box on a false positive), none for a perfect prediction.
 - ``ScribbleUser`` (ScribblePrompt): line (a straight line between two random points of M, kept
   where it lies in M), centerline (the Zhang-Suen skeleton of M) and contour (the boundary of
   {min(M, G_k * M) >= h}, h random) in the axial slice where M is largest; centerline and
@@ -44,6 +47,7 @@ from protocols.base import (
     bounding_box,
     center_point,
     connected_components,
+    largest_component,
     random_point,
     rng_for,
 )
@@ -160,9 +164,10 @@ def styled_box(
 
 @dataclass(frozen=True)
 class BoxUser:
-    """One box per class present in the ground truth, at step 0."""
+    """One box per class present in the ground truth at step 0 (and per error, if reactive)."""
 
     style: str = "perfect"
+    reactive: bool = False
     name: str = "box"
 
     def __post_init__(self) -> None:
@@ -179,14 +184,25 @@ class BoxUser:
         previous_prediction: np.ndarray | None,
         seed: int,
     ) -> tuple[Interaction, ...]:
-        if step != 0:
+        reactive = self.reactive and step > 0
+        if step != 0 and not reactive:
             return ()
+        prediction = _prediction(case, previous_prediction) if reactive else None
         out = []
         for class_id in sorted(classes):
-            rng = rng_for(seed, case.case_id, class_id, 0, f"box/{self.style}")
-            box = styled_box(case.label == class_id, self.style, rng)
+            truth = case.label == class_id
+            if reactive:
+                region, positive = _reactive_region(truth, prediction == class_id)
+                component = largest_component(region)
+                mask = None if component is None else component.full_mask()
+            else:
+                mask, positive = truth, True
+            if mask is None:
+                continue
+            rng = rng_for(seed, case.case_id, class_id, step, f"box/{self.style}")
+            box = styled_box(mask, self.style, rng)
             if box is not None:
-                out.append(Interaction("box", int(class_id), True, 0, box))  # type: ignore[arg-type]
+                out.append(Interaction("box", int(class_id), positive, step, box))  # type: ignore[arg-type]
         return tuple(out)
 
 

@@ -58,6 +58,7 @@ USERS: dict[str, tuple[dict, str, int]] = {
     **{f"scribble-{style}": ({"name": "scribble", "style": style}, "jaw", 3) for style in (
         "line", "centerline", "contour"
     )},
+    "box-reactive": ({"name": "box", "style": "careful", "reactive": True}, "jaw", 3),
     "polygon": ({"name": "polygon", "num_vertices": 9, "reactive": True}, "abdomen", 3),
     "sequence": (
         {

@@ -299,3 +299,19 @@ def test_segloop_json_needs_axis_order():
         from_segloop_json(data)
     with pytest.raises(SegloopError, match="permutation"):
         to_segloop_json(AUTOPET, ("z", "z", "x"))
+
+
+def test_native_segloop_request_reads_back(tmp_path):
+    from containers.contract import request_json
+    from evaluator.records import StepRequest
+
+    interactions = (
+        *AUTOPET,
+        Interaction("box", 2, True, 0, ((1, 2, 3), (4, 5, 6))),
+        Interaction("polygon", 1, False, 2, ((1, 2, 3), (1, 2, 9), (1, 8, 9))),
+    )
+    request = StepRequest("case_7", 3, interactions, None)
+    payload = request_json(request, send_previous_prediction=False)
+    assert payload["axis_order"] == ["z", "y", "x"]
+    (tmp_path / "request.json").write_text(json.dumps(payload))
+    assert read_segloop_json(tmp_path / "request.json") == interactions

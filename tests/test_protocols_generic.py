@@ -175,3 +175,21 @@ def test_sequence_box_then_clicks_and_json():
         EligibilityClickUser("random", "boundary"),
     ):
         assert robot_user_from_json(built.to_json()) == built
+
+
+def test_reactive_boxes_frame_the_largest_error():
+    case = three_blobs_case()
+    user = BoxUser("perfect", reactive=True)
+    assert [b.step for b in user.interactions(case, {1: "a"}, 0, None, 0)] == [0]
+    missed = case.label.copy()
+    missed[ball(case.shape, (8, 10, 10), 5)] = 0  # the big blob of class 1 is missed
+    (box,) = user.interactions(case, {1: "a"}, 1, missed, 0)
+    assert box.kind == "box" and box.positive and box.step == 1
+    assert box.coords == ((3, 5, 5), (13, 15, 15))  # exactly the missed ball of radius 5
+    extra = case.label.copy()
+    extra[0:2, 30:40, 0:6] = 1  # a false-positive slab
+    (box,) = user.interactions(case, {1: "a"}, 2, extra, 0)
+    assert not box.positive and box.coords == ((0, 30, 0), (1, 39, 5))
+    assert user.interactions(case, {1: "a", 2: "b"}, 3, case.label, 0) == ()
+    assert BoxUser("sloppy").interactions(case, {1: "a"}, 1, missed, 0) == ()
+    assert robot_user_from_json(user.to_json()) == user

@@ -131,9 +131,10 @@ def test_trials_and_toothfairy3_empty_ground_truth():
         {"name": "scribble", "style": "contour"},
         {"name": "scribble", "style": "line"},
         {"name": "polygon", "reactive": True},
+        {"name": "box", "style": "sloppy", "reactive": True},
         {"name": "realistic", "base": {"name": "sakinis"}},
     ],
-    ids=lambda s: s["name"] + "-" + str(s.get("style", s.get("component", ""))),
+    ids=["clicks", "scribble-contour", "scribble-line", "polygon", "box", "r5-sakinis"],
 )
 def test_reactive_users_give_nothing_for_a_perfect_prediction(spec):
     from protocols.tasks import robot_user_from_json
