@@ -7,6 +7,7 @@
 - ``realistic``: the R5 user (thesis §5.2) wrapping any click protocol;
 - ``generic``: eligibility-mask clicks, boxes, scribbles and polygons (thesis §8.2.3.2);
 - ``tasks``: the task presets, TOML tasks and the protocol registry;
-- ``formats``: Grand Challenge "Multiple points" JSON, CVPR25 npz, segloop JSON;
+- ``formats``: the challenges' click files (GC "Multiple points", point lists; voxel indices in
+  each challenge's axis order, ``CHALLENGE_FORMATS``), CVPR25 npz, segloop JSON;
 - ``cli``: ``segloop tasks`` and ``segloop clicks``.
 """

@@ -492,6 +492,9 @@ def cvpr25_request(
 ) -> dict[str, Any]:
     """The arrays of one CVPR25 request npz (pass to ``np.savez_compressed``).
 
+    List position i holds the i-th of ``class_ids`` in ascending order; the challenge listed the
+    classes present in the case's ground truth, so pass those to reproduce its positions.
+
     ``box_mid_slices``: the z_mid of each class's box (``protocols.sakinis.box_mid_slice``);
     our box interactions hold two corners only, so without it z_mid = (z_min + z_max) // 2.
     A class without a box gets ``None`` in ``boxes``; no box at all -> no ``boxes`` key (as the

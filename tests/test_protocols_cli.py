@@ -200,3 +200,32 @@ def test_clicks_format_overrides(tmp_path):
     assert np.allclose(points("mm"), world, atol=1e-5)  # the file's geometry: float32 header
     seg = json.loads((tmp_path / "seg" / "jaw_001" / "jaw_001_step_05.json").read_text())
     assert seg["axis_order"] == ["z", "y", "x"] and len(seg["interactions"]) == 10
+
+
+def test_clicks_of_toml_tasks_follow_their_protocol(tmp_path):
+    write_case(tmp_path / "data", jaw("jaw_001"))
+    r5 = tmp_path / "r5.toml"
+    r5.write_text(
+        'base = "toothfairy3"\n[protocol]\nname = "realistic"\np_system = 0.5\n'
+        '[protocol.base]\nname = "toothfairy3"\n',
+        encoding="utf-8",
+    )
+    generic = tmp_path / "generic.toml"
+    generic.write_text(
+        'num_steps = 3\nmetrics = ["dice"]\n[classes]\n1 = "L"\n2 = "R"\n'
+        '[protocol]\nname = "clicks"\nplacement = "random"\nreactive = false\n',
+        encoding="utf-8",
+    )
+    orders = {}
+    for path in (r5, generic):
+        out = tmp_path / path.stem
+        assert clicks("--task", str(path), "--data", str(tmp_path / "data"), "--out", str(out)) == 0
+        manifest = json.loads((out / "clicks_format.json").read_text())
+        orders[path.stem] = (
+            manifest["point_format"]["challenge"],
+            manifest["point_format"]["axis_order"],
+        )
+    assert orders == {
+        "r5": ("toothfairy3", ["z", "y", "x"]),
+        "generic": ("generic", ["x", "y", "z"]),
+    }
