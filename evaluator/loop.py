@@ -98,6 +98,8 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
                 task.metrics,
                 policy=task.empty_mask_policy,
                 nsd_zero_below_dice=task.nsd_zero_below_dice,
+                nsd_zero_scope=task.nsd_zero_scope,
+                present_classes_only=task.present_classes_only,
             )
             steps.append(StepResult(step, new, scores, failure, wall_time_s))
             previous = prediction

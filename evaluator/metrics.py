@@ -788,8 +788,9 @@ def _score_class(
     specs: Sequence[MetricSpec],
     policy: EmptyMaskPolicy,
     nsd_zero_below_dice: float | None,
-) -> dict[str, float | None]:
-    """All metrics of one class on the crop (p, g) whose first voxel is ``origin``."""
+) -> tuple[dict[str, float | None], float]:
+    """All metrics of one class on the crop (p, g) whose first voxel is ``origin``, and its
+    Dice (computed whether asked for or not: the MedSegFM NSD rule reads it)."""
     pred_count = int(np.count_nonzero(p))
     gt_count = int(np.count_nonzero(g))
     state = _empty_state(pred_count, gt_count)
@@ -831,7 +832,7 @@ def _score_class(
         else:  # fnv
             value = _volume_ml(_untouched_voxels(g, p), spacing)
         out[spec.name] = _finite_or_none(value)
-    return out
+    return out, dice_value
 
 
 def score_classes(
@@ -842,20 +843,31 @@ def score_classes(
     metric_names: Sequence[str],
     policy: EmptyMaskPolicy = DEFAULT_POLICY,
     nsd_zero_below_dice: float | None = None,
+    nsd_zero_scope: str = "case",
+    present_classes_only: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Score a label map against the ground truth: per class (binary ``prediction == c`` vs
     ``label == c``) and the mean over classes (SPEC Metrics).
 
     Returns ``{metric: {"mean": float | None, "per_class": {"1": float | None, ...}}}``; values
     that are not finite are None, and the mean is None when any class value is None or there are
-    no classes. ``nsd_zero_below_dice``: NSD of a class is 0 where its Dice <= this value
-    (MedSegFM rule). A class's surface distances are computed once for all surface metrics.
+    no classes. A class's surface distances are computed once for all surface metrics.
+
+    ``nsd_zero_below_dice`` (MedSegFM rule, SPEC table): NSD is 0 where Dice <= this value.
+    ``nsd_zero_scope="case"`` compares the case's Dice (mean over the scored classes) and zeroes
+    the NSD of every class, as CVPR25_iter_eval.py does; ``"class"`` compares each class's own
+    Dice. ``present_classes_only``: score only the classes present in ``label`` (CVPR25 scores
+    the GT's labels); by default every class in ``classes`` is scored, absent ones by ``policy``.
     """
+    if nsd_zero_scope not in ("case", "class"):
+        raise ValueError(f"nsd_zero_scope must be 'case' or 'class', not {nsd_zero_scope!r}")
     pred_array, label_array = _check_pair(prediction, label)
     spacing = _check_spacing(spacing_mm, pred_array.ndim)
     specs = [parse_metric_name(name) for name in metric_names]
     shape = pred_array.shape
     per_class: dict[str, dict[str, float | None]] = {spec.name: {} for spec in specs}
+    dice_by_class: list[float] = []
+    class_rule = nsd_zero_below_dice if nsd_zero_scope == "class" else None
     # Every class lives inside the box of the non-zero voxels of either map (classes are
     # label values > 0); classes <= 0 are scored on the whole array.
     foreground = _union_box(_nonzero_box(pred_array), _nonzero_box(label_array))
@@ -866,7 +878,12 @@ def score_classes(
         if outer is not None:
             p_outer = pred_array[outer] == class_value
             g_outer = label_array[outer] == class_value
-            inner = _union_box(_nonzero_box(p_outer), _nonzero_box(g_outer))
+            g_box = _nonzero_box(g_outer)
+            if present_classes_only and g_box is None:
+                continue
+            inner = _union_box(_nonzero_box(p_outer), g_box)
+        elif present_classes_only:
+            continue
         if inner is None:
             p = np.zeros((0,) * len(shape), dtype=bool)
             g = p
@@ -874,9 +891,16 @@ def score_classes(
         else:
             p, g = p_outer[inner], g_outer[inner]
             origin = [s.start for s in _offset_box(inner, outer)]
-        values = _score_class(p, g, origin, shape, spacing, specs, policy, nsd_zero_below_dice)
+        values, dice_value = _score_class(p, g, origin, shape, spacing, specs, policy, class_rule)
+        dice_by_class.append(dice_value)
         for name, value in values.items():
             per_class[name][str(class_value)] = value
+    case_dice = sum(dice_by_class) / len(dice_by_class) if dice_by_class else None
+    if nsd_zero_scope == "case" and nsd_zero_below_dice is not None and case_dice is not None:
+        if case_dice <= nsd_zero_below_dice:
+            for spec in specs:
+                if spec.kind == "nsd":
+                    per_class[spec.name] = dict.fromkeys(per_class[spec.name], 0.0)
     result: dict[str, dict[str, Any]] = {}
     for spec in specs:
         values_by_class = per_class[spec.name]

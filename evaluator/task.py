@@ -64,6 +64,10 @@ class Task:
       the normalised AUC divides the raw one by ``auc_x[-1] - auc_x[0]``.
     metrics: metric names understood by ``evaluator.metrics`` (e.g. "dice", "nsd@2", "hd95").
     nsd_zero_below_dice: MedSegFM rule, NSD set to 0 where Dice <= this value (None = off).
+    nsd_zero_scope: "case" compares the case's Dice (mean over classes) and zeroes every class's
+      NSD, as CVPR25_iter_eval.py does; "class" compares each class's own Dice.
+    present_classes_only: score only the classes present in the case's ground truth (CVPR25);
+      otherwise every task class is scored, absent ones by the empty-mask policy.
     send_previous_prediction: reactive tasks give the model its last output.
     requires_foreground: refuse a case whose label has no foreground voxel, for protocols that
       prompt from the ground truth (a MedSegFM box, ToothFairy3 canal clicks) and would
@@ -80,6 +84,8 @@ class Task:
     auc_x: tuple[float, ...]
     empty_mask_policy: EmptyMaskPolicy = field(default_factory=EmptyMaskPolicy)
     nsd_zero_below_dice: float | None = None
+    nsd_zero_scope: str = "case"
+    present_classes_only: bool = False
     send_previous_prediction: bool = False
     requires_foreground: bool = False
     seed: int = 0
@@ -89,6 +95,10 @@ class Task:
             raise ValueError("auc_steps and auc_x must have the same length")
         if any(s < 0 or s >= self.num_steps for s in self.auc_steps):
             raise ValueError("auc_steps must lie in 0..num_steps-1")
+        if self.nsd_zero_scope not in ("case", "class"):
+            raise ValueError(
+                f"nsd_zero_scope must be 'case' or 'class', not {self.nsd_zero_scope!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +112,9 @@ class Task:
             "auc_x": list(self.auc_x),
             "empty_mask_policy": self.empty_mask_policy.to_json(),
             "nsd_zero_below_dice": self.nsd_zero_below_dice,
+            "nsd_zero_scope": self.nsd_zero_scope,
+            "present_classes_only": self.present_classes_only,
             "send_previous_prediction": self.send_previous_prediction,
+            "requires_foreground": self.requires_foreground,
             "seed": self.seed,
         }

@@ -36,6 +36,8 @@ class ScoringSpec:
     auc_x: tuple[float, ...] | None
     policy: EmptyMaskPolicy = EmptyMaskPolicy()
     nsd_zero_below_dice: float | None = None
+    nsd_zero_scope: str = "case"
+    present_classes_only: bool = False
 
     def curve_axis(self, num_steps: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
         if self.auc_steps is not None and self.auc_x is not None:
@@ -64,6 +66,8 @@ def scoring_spec(
         auc_x=tuple(task.auc_x),
         policy=task.empty_mask_policy,
         nsd_zero_below_dice=task.nsd_zero_below_dice,
+        nsd_zero_scope=task.nsd_zero_scope,
+        present_classes_only=task.present_classes_only,
     )
 
 
@@ -143,6 +147,8 @@ def score_case(
             spec.metrics,
             policy=spec.policy,
             nsd_zero_below_dice=spec.nsd_zero_below_dice,
+            nsd_zero_scope=spec.nsd_zero_scope,
+            present_classes_only=spec.present_classes_only,
         )
         records.append(
             {"step": index, **dict(step.extra or {}), "metrics": scores, "failure": failure}

@@ -14,6 +14,8 @@ A user-defined task (TOML)::
     auc_steps = [1, 2, 3, 4, 5]  # default: every step
     auc_x = [0, 1, 2, 3, 4]      # default: 0, 1, ... (one per AUC step)
     nsd_zero_below_dice = 0.2    # optional
+    nsd_zero_scope = "case"      # "case" (CVPR25: the case's mean Dice) or "class"
+    present_classes_only = true  # score only the classes in the ground truth (CVPR25)
     send_previous_prediction = true
     seed = 0
 
@@ -172,6 +174,7 @@ def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Ta
         auc_steps=_steps(1, 5),
         auc_x=_x(5),
         nsd_zero_below_dice=0.2,
+        present_classes_only=True,
         send_previous_prediction=True,
         requires_foreground=True,
         seed=seed,
@@ -250,6 +253,8 @@ def load_task_toml(
         "auc_steps",
         "auc_x",
         "nsd_zero_below_dice",
+        "nsd_zero_scope",
+        "present_classes_only",
         "send_previous_prediction",
         "seed",
         "classes",
@@ -291,7 +296,12 @@ def load_task_toml(
             values["empty_mask_policy"] = EmptyMaskPolicy.from_json(
                 _table(data, "empty_mask_policy", path)
             )
-        for key, cast in (("nsd_zero_below_dice", float), ("send_previous_prediction", bool)):
+        for key, cast in (
+            ("nsd_zero_below_dice", float),
+            ("nsd_zero_scope", str),
+            ("present_classes_only", bool),
+            ("send_previous_prediction", bool),
+        ):
             if key in data:
                 values[key] = cast(data[key])
         values.setdefault("nsd_zero_below_dice", None)

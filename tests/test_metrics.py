@@ -673,6 +673,50 @@ def test_nsd_is_zeroed_where_dice_is_at_most_the_threshold():
     assert lenient["nsd@2"]["mean"] == plain["nsd@2"]["mean"]
 
 
+def two_class_case() -> tuple[np.ndarray, np.ndarray]:
+    """Class 1 predicted perfectly (Dice 1), class 2 at Dice 0.1: case mean Dice 0.55."""
+    shape = (20, 20, 40)
+    label = box_mask(shape, (5, 5, 2), (15, 15, 12)).astype(np.uint8)
+    label[box_mask(shape, (5, 5, 20), (15, 15, 30))] = 2
+    prediction = box_mask(shape, (5, 5, 2), (15, 15, 12)).astype(np.uint8)
+    prediction[box_mask(shape, (5, 5, 29), (15, 15, 39))] = 2  # 1 of 10 columns overlaps
+    return prediction, label
+
+
+def test_nsd_rule_on_the_case_dice_as_cvpr25_or_per_class():
+    prediction, label = two_class_case()
+    spacing = (1.0, 1.0, 1.0)
+    names = ["dice", "nsd@2"]
+    plain = M.score_classes(prediction, label, [1, 2], spacing, names)
+    assert plain["dice"]["per_class"]["2"] == pytest.approx(0.1)
+    assert plain["nsd@2"]["per_class"]["2"] > 0
+    # CVPR25_iter_eval.py: the case's Dice (0.55) is above 0.2, so no NSD is zeroed
+    case = M.score_classes(prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.2)
+    assert case["nsd@2"] == plain["nsd@2"]
+    per_class = M.score_classes(
+        prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.2, nsd_zero_scope="class"
+    )
+    assert per_class["nsd@2"]["per_class"] == {"1": 1.0, "2": 0.0}
+    # a case Dice at or below the threshold zeroes every class's NSD, the perfect one too
+    strict = M.score_classes(prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.55)
+    assert strict["nsd@2"] == {"mean": 0.0, "per_class": {"1": 0.0, "2": 0.0}}
+
+
+def test_present_classes_only_skips_classes_absent_from_the_ground_truth():
+    prediction, label = two_class_case()
+    spacing = (1.0, 1.0, 1.0)
+    every = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"])
+    assert every["dice"]["per_class"]["3"] == 1.0  # both empty: the policy's 1
+    present = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
+                              present_classes_only=True)  # fmt: skip
+    assert set(present["dice"]["per_class"]) == {"1", "2"}
+    assert present["dice"]["mean"] == pytest.approx(0.55)
+    prediction[0, 0, 0] = 3  # a class the GT lacks, predicted anyway: still not scored
+    again = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
+                            present_classes_only=True)  # fmt: skip
+    assert again["dice"] == present["dice"]
+
+
 def test_non_finite_values_become_none():
     policy = EmptyMaskPolicy(one_empty_distance_mm=float("nan"))
     label = box_mask((8, 8, 8), (2, 2, 2), (5, 5, 5)).astype(np.uint8)
