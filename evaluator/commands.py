@@ -311,9 +311,10 @@ def demo_command(args: argparse.Namespace) -> int:
         data = out / "data" / kind
         if not (data / "imagesTs").is_dir():
             phantoms.write_phantom_dataset(data, kind, args.cases, seed=args.seed)
+        ready = _demo_cases(data, task, args.seed)
         for submission, model in DEMO_MODELS:
             run_dir = out / "runs" / task / submission
-            summary = execute_run(data, task, model, run_dir, submission, seed=args.seed)
+            summary = execute_run(data, task, model, run_dir, submission, args.seed, ready)
             print(format_summary(summary))
             run_dirs.append(run_dir)
     from leaderboard import cli as leaderboard_cli
@@ -322,6 +323,18 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"leaderboard: {index}")
     print(f"runs: {out / 'runs'}")
     return 0
+
+
+def _demo_cases(data: Path, task: str, seed: int) -> list[str]:
+    """The phantom cases the task can run; e.g. MedSegFM skips the lesion-free PET cases
+    that autoPET keeps as negative cases."""
+    from containers.registry import Limits
+
+    spec = runs.RunSpec(data, task, "none", "demo", seed, Limits())
+    problems = runs.check_dataset(spec)
+    for case_id, message in problems.items():
+        print(f"demo: {task} skips {case_id}: {message}")
+    return [case_id for case_id in io.list_case_ids(data) if case_id not in problems]
 
 
 def phantoms_command(args: argparse.Namespace) -> int:

@@ -205,3 +205,12 @@ def test_check_reports_every_problem_case_before_any_model_runs(tmp_path):
     assert "Traceback" not in result.stderr
     assert segloop("check", "--data", str(data), "--task", "autopet", "--cases", "pet_000,pet_002",
                    "--no-progress").returncode == 0  # fmt: skip
+
+
+def test_demo_skips_the_cases_a_task_cannot_run(tmp_path):
+    # PET phantom 4 has no lesion: a negative case for autoPET, nothing to prompt for MedSegFM
+    result = segloop("demo", "--out", str(tmp_path), "--cases", "5", "--tasks", "medsegfm")
+    assert result.returncode == 0, result.stderr
+    assert "medsegfm skips pet_004" in result.stdout
+    summary = json.loads((tmp_path / "runs/medsegfm/region-growing/summary.json").read_text())
+    assert [case["case_id"] for case in summary["cases"]] == [f"pet_00{i}" for i in range(4)]
