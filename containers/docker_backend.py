@@ -29,8 +29,10 @@ kernel killed it for memory; "exit_code" for any other non-zero exit; "invalid_o
 output fails validation; "model_error" when predict raised in session mode.
 
 Containers carry labels (``segloop=1``, ``segloop.run``, ``segloop.owner=host:pid:start``) and
-are removed after use, on errors and on Ctrl-C; if the harness itself was killed, the next
-back-end created on this host removes what its dead owners left (``cleanup_leftovers``).
+are removed after use, on errors, on Ctrl-C and on SIGTERM (``terminate_backends``: the
+containers go at once, the case in flight ends with ``Terminated``); if the harness itself was
+killed, the next back-end created on this host removes what its dead owners left
+(``cleanup_leftovers``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from containers.contract import (
     request_json,
     write_case_files,
 )
-from containers.registry import Limits
+from containers.registry import Limits, Terminated
 from evaluator.records import CaseInput, SegloopError, StepRequest
 
 LOG_TAIL_CHARS = 2000
@@ -395,6 +397,8 @@ class DockerBackend:
         _, pid_text, start = self.owner.rsplit(":", 2)
         self.work_dir = work_root() / f"{pid_text}.{start}.{self.run_id}"
         self.closed = False
+        self.terminated = False
+        self.shared = False  # session-submission: serves every case of this process
         self.container_count = 0
         self._shared_server: SessionServer | None = None
         _LIVE_BACKENDS.add(self)
@@ -421,6 +425,7 @@ class DockerBackend:
                 backend = cls(
                     image, limits, send_previous_prediction, options, client, f"docker:{target}"
                 )
+                backend.shared = True
                 _SHARED_BACKENDS[key] = backend
             return backend
         return cls(image, limits, send_previous_prediction, options, client, f"docker:{target}")
@@ -445,6 +450,7 @@ class DockerBackend:
         role: str,
         case_id: str,
     ) -> ContainerRun:
+        self.check_terminated()
         # A known name: if Ctrl-C lands while the engine creates it, it can still be removed.
         self.container_count += 1
         name = f"segloop-{self.run_id}-{self.container_count}"
@@ -499,6 +505,21 @@ class DockerBackend:
         finally:
             run.remove()
 
+    def check_terminated(self) -> None:
+        """Raise Terminated once :meth:`terminate` was called (from a signal or another thread)."""
+        if self.terminated:
+            raise Terminated(f"{self.name}: the harness is terminating")
+
+    def guarded_step(self, step: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run one step; after :meth:`terminate` it raises Terminated, never a step failure
+        (a container removed under a running step must not be scored as the model's fault)."""
+        self.check_terminated()
+        try:
+            return step()
+        except Exception:
+            self.check_terminated()
+            raise
+
     def step_budget(self, case_deadline: float) -> tuple[float, str]:
         """(seconds this step may take, the reason to record if it takes longer)."""
         time_left_s = case_deadline - time.monotonic()
@@ -541,6 +562,27 @@ class DockerBackend:
         remove_all_containers(self.client, self.run_id)
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def terminate(self, remove_files: bool = False) -> None:
+        """Emergency stop, callable from a signal handler or another thread: remove every
+        container of this back-end now (no grace period); a step in flight, or the next one,
+        raises Terminated in the thread running the case. ``remove_files``: also delete the
+        work folders (only when the process is about to exit: a case may still be using them).
+        """
+        self.terminated = True
+        self.closed = True
+        try:
+            import docker
+
+            client = docker.from_env(timeout=30)  # our own: the case's thread may be using
+            try:  # self.client right now
+                remove_all_containers(client, self.run_id)
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - no engine: nothing we can remove
+            pass
+        if remove_files:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
     def __enter__(self) -> DockerBackend:
         return self
 
@@ -552,18 +594,35 @@ _LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 _SHARED_BACKENDS: dict[tuple, DockerBackend] = {}
 
 
-def close_shared_backends() -> int:
-    """Close the session-submission back-ends of this process (stops their containers).
+def close_shared_backends(model_spec: str | None = None) -> int:
+    """Close the session-submission back-ends of this process (stops their containers); only
+    those of ``model_spec`` (``docker:...``) if given. Returns how many were open.
 
-    A run calls it when its cases are done; at interpreter exit it runs anyway.
+    A run calls it when its cases are done (evaluator.runs.execute, in every worker process
+    too); at interpreter exit it runs anyway.
     """
     closed = 0
-    while _SHARED_BACKENDS:
-        _, backend = _SHARED_BACKENDS.popitem()
+    for key, backend in list(_SHARED_BACKENDS.items()):
+        if model_spec is not None and backend.name != model_spec:
+            continue
+        del _SHARED_BACKENDS[key]
         if not backend.closed:
             backend.close()
             closed += 1
     return closed
+
+
+def terminate_backends(model_spec: str | None = None, remove_files: bool = False) -> int:
+    """:meth:`DockerBackend.terminate` every live back-end of this process (of ``model_spec``
+    only, if given). Returns how many were stopped."""
+    stopped = 0
+    for backend in list(_LIVE_BACKENDS):
+        if model_spec is not None and backend.name != model_spec:
+            continue
+        if not backend.terminated:
+            backend.terminate(remove_files)
+            stopped += 1
+    return stopped
 
 
 @atexit.register
@@ -654,6 +713,9 @@ class DockerStepSession:
         write_case_files(self.case_folder, case_input)
 
     def predict(self, request: StepRequest) -> np.ndarray:
+        return self.backend.guarded_step(lambda: self._predict(request))
+
+    def _predict(self, request: StepRequest) -> np.ndarray:
         time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
         step_folder = self.work_dir / f"step_{request.step:03d}"
         shutil.rmtree(step_folder, ignore_errors=True)
@@ -748,6 +810,7 @@ class SessionServer:
         self.exited = threading.Event()
         self.sequence = 0
         self.started_count = 0
+        self.busy = False  # a request is out and unanswered: stop() kills without a grace
 
     def ensure_running(self, case_id: str) -> ContainerRun:
         if self.run is not None and not self.exited.is_set():
@@ -797,6 +860,7 @@ class SessionServer:
         name = f"{self.sequence:06d}"
         request_dir = self.requests_dir / name
         response_dir = self.responses_dir / name
+        self.busy = True
         try:
             request_dir.mkdir()
             payload = request_json(request, self.backend.send_previous_prediction)
@@ -806,6 +870,7 @@ class SessionServer:
             (request_dir / REQUEST_FILE).write_text(json.dumps(payload, indent=1))
             (request_dir / READY_MARKER).touch()  # last: the request is complete
             self._wait_for_answer(run, response_dir / DONE_MARKER, time_limit_s, timeout_reason)
+            self.busy = False
             require_real_folder(response_dir)
             error_file = response_dir / ERROR_FILE
             if error_file.exists() and not error_file.is_symlink():
@@ -826,6 +891,7 @@ class SessionServer:
         deadline = time.monotonic() + time_limit_s
         interval = POLL_START_S
         while True:
+            self.backend.check_terminated()
             if done.exists():
                 return
             if self.exited.is_set():
@@ -847,11 +913,12 @@ class SessionServer:
             interval = min(interval * 1.5, POLL_MAX_S)
 
     def stop(self) -> None:
-        """Ask the server to exit, give it a moment, then remove the container."""
+        """Ask the server to exit, give it a moment if it is idle, then remove the container
+        (at once when a step was interrupted: it would not look at the stop marker)."""
         if self.run is None:
             return
         run, self.run = self.run, None
-        if not self.exited.is_set():
+        if not self.exited.is_set() and not self.busy:
             try:
                 (self.requests_dir / STOP_MARKER).touch()
             except OSError:
@@ -908,10 +975,13 @@ class DockerSessionCase:
             pass  # recorded at the first step, which retries the start
 
     def predict(self, request: StepRequest) -> np.ndarray:
-        time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
-        return self.server.ask(
-            self.case_input, self.case_folder, request, time_limit_s, timeout_reason
-        )
+        def step() -> np.ndarray:
+            time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
+            return self.server.ask(
+                self.case_input, self.case_folder, request, time_limit_s, timeout_reason
+            )
+
+        return self.backend.guarded_step(step)
 
     def close(self) -> None:
         if self.owns_server:
@@ -925,6 +995,7 @@ __all__ = [
     "DockerOptions",
     "cleanup_leftovers",
     "close_shared_backends",
+    "terminate_backends",
     "parse_target",
     "sandbox_kwargs",
     "PREDICTION_FILE",

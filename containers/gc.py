@@ -115,28 +115,28 @@ def gc_interface(preset: str) -> GcInterface:
 
 
 def multiple_points(interactions: Iterable[Interaction], interface: GcInterface) -> dict[str, Any]:
-    """The clicks as a GC "Multiple points" object in the challenge's point order and names."""
-    points = []
+    """The clicks as a GC "Multiple points" object in the challenge's point order and names,
+    written as the challenge's own simulate_clicks.py did (``protocols.formats.to_gc_points``:
+    grouped by name, classes in ascending id, then background, each group in step order)."""
+    from protocols.formats import BACKGROUND_NAME, to_gc_points
+
+    interactions = tuple(interactions)
     for interaction in interactions:
         if interaction.kind != "click":
             raise SegloopError(
                 f"{interface.name}: Grand Challenge 'Multiple points' holds clicks only, "
                 f"not a {interaction.kind}"
             )
-        if interaction.positive:
-            name = interface.point_names.get(interaction.class_id)
-            if name is None:
-                raise SegloopError(
-                    f"{interface.name}: no point name for class {interaction.class_id}"
-                )
-        elif interface.background_name is None:
+        if interaction.positive and interaction.class_id not in interface.point_names:
+            raise SegloopError(f"{interface.name}: no point name for class {interaction.class_id}")
+        if not interaction.positive and interface.background_name is None:
             raise SegloopError(f"{interface.name}: the challenge has no background clicks")
-        else:
-            name = interface.background_name
-        zyx = [int(v) for v in interaction.coords[0]]
-        point = zyx[::-1] if interface.point_order == "xyz" else zyx
-        points.append({"point": point, "name": name})
-    return {"version": {"major": 1, "minor": 0}, "type": "Multiple points", "points": points}
+    return to_gc_points(
+        interactions,
+        interface.point_names,
+        background_name=interface.background_name or BACKGROUND_NAME,
+        axis_order=tuple(interface.point_order),
+    )
 
 
 def image_uuid(case_id: str, slug: str) -> str:
@@ -322,6 +322,9 @@ class GcStepSession:
         write_case_images(self.case_folder, case_input, interface)
 
     def predict(self, request: StepRequest) -> np.ndarray:
+        return self.backend.guarded_step(lambda: self._predict(request))
+
+    def _predict(self, request: StepRequest) -> np.ndarray:
         from containers.docker_backend import _remove_tree
 
         time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)

@@ -13,7 +13,12 @@ What it measures, side by side, in one run:
   (VmHWM, reset before the call) over the first call, and the peak of the numpy/Python allocations
   (``tracemalloc``), which also counts memory freed before the resident peak moved;
 * the throughput of a full run (cases per minute) with 1 and N local workers (and optionally
-  a Dask LocalCluster) on phantoms, and whether their case files are byte-identical.
+  a Dask LocalCluster) on phantoms, and whether their case files are byte-identical;
+* the Docker harness overhead per step (``containers.bench.bench_docker_overhead``): a trivial
+  model image (``segloop/trivial``, predicts background) on a 256^3 case in per-step mode (one
+  container per step) and in session mode (one container per case), against the same model
+  called in-process, with the ratio. Skipped, with the reason, when no Docker engine is
+  reachable or the image is not built; ``--no-docker`` skips it.
 
 The autoPET-sized cases come from :func:`autopet_like_case`: 400 x 400 x 352 voxels of
 2 x 2 x 3 mm (array shape (352, 400, 400), spacing (3, 2, 2) mm in (z, y, x) order), lesions of
@@ -56,6 +61,10 @@ METRICS_TARGET_MS = 150.0
 QUICK_SHAPE = (48, 64, 64)
 RUN_SHAPE = (176, 200, 200)
 QUICK_RUN_SHAPE = (24, 32, 32)
+DOCKER_SHAPE = (256, 256, 256)
+QUICK_DOCKER_SHAPE = (32, 32, 32)
+DOCKER_STEPS = 10
+DOCKER_IMAGE = "segloop/trivial:latest"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -407,6 +416,9 @@ class BenchOptions:
     model: str = "python:baselines.region_growing:predict"
     dask: bool = False
     naive: bool = True
+    docker: bool = True
+    docker_shape: tuple[int, int, int] = DOCKER_SHAPE
+    docker_steps: int = DOCKER_STEPS
 
 
 def machine_info() -> dict[str, Any]:
@@ -516,7 +528,44 @@ def run_bench(options: BenchOptions, progress=lambda text: None) -> dict[str, An
             options.jobs,
             options.dask,
         )
+    if options.docker:
+        progress(
+            f"Docker harness overhead: {DOCKER_IMAGE}, {options.docker_shape}, "
+            f"{options.docker_steps} steps per mode"
+        )
+        figures["docker"] = docker_overhead(options.docker_shape, options.docker_steps)
+    else:
+        figures["docker"] = {"skipped": "--no-docker"}
     return figures
+
+
+def docker_overhead(
+    shape: Sequence[int] = DOCKER_SHAPE, steps: int = DOCKER_STEPS, image: str = DOCKER_IMAGE
+) -> dict[str, Any]:
+    """Per-step vs session-mode harness overhead (``containers.bench.bench_docker_overhead``).
+
+    Returns its figures (seconds) plus ``image``, ``shape`` and ``steps``, and
+    ``step_ratio`` = median per-step-mode step / median session-mode step; or ``{"skipped":
+    reason}`` when no engine is reachable or ``image`` is not in it (nothing is pulled).
+    """
+    try:
+        from containers.images import docker_client, image_exists
+
+        client = docker_client()
+    except SegloopError as error:
+        return {"skipped": str(error)}
+    try:
+        if not image_exists(client, image):
+            return {"skipped": f"{image} is not built: run `segloop images build`"}
+    finally:
+        client.close()
+    from containers.bench import bench_docker_overhead
+
+    figures: dict[str, Any] = dict(
+        bench_docker_overhead(image, tuple(shape), steps, print_fn=lambda text: None)
+    )
+    figures["step_ratio"] = figures["per_step_step_median_s"] / figures["session_step_median_s"]
+    return {"image": image, "shape": [int(n) for n in shape], "steps": int(steps), **figures}
 
 
 def _memory(entry: dict[str, Any]) -> str:
@@ -594,7 +643,33 @@ def format_report(figures: dict[str, Any]) -> str:
             f", x{row['cases_per_minute'] / first:.2f}); case files identical to 1 worker: "
             f"{'yes' if row['identical_to_first'] else 'NO'}"
         )
+    lines += ["", *format_docker(figures.get("docker", {"skipped": "not measured"}))]
     return "\n".join(lines)
+
+
+def format_docker(docker: dict[str, Any]) -> list[str]:
+    """The Docker harness overhead section of the report."""
+    if "skipped" in docker:
+        return [f"Docker harness overhead: skipped ({docker['skipped']})"]
+    z, y, x = docker["shape"]
+    floor_ms = 1000.0 * docker["in_process_step_s"]
+    lines = [
+        f"Docker harness overhead ({docker['image']}: predicts background; a {x} x {y} x {z} "
+        f"float32 case, {docker['steps']} steps per mode, medians)",
+        f"  in-process call (floor, validation included): {floor_ms:.1f} ms/step",
+    ]
+    for key, label in (("per_step", "per-step mode:"), ("session", "session mode:")):
+        lines.append(
+            f"  {label:<14} {1000.0 * docker[f'{key}_step_median_s']:.1f} ms/step (mean "
+            f"{1000.0 * docker[f'{key}_step_mean_s']:.1f}), overhead over the floor "
+            f"{1000.0 * docker[f'{key}_overhead_s']:.1f} ms/step, open_case "
+            f"{1000.0 * docker[f'{key}_open_case_s']:.0f} ms"
+        )
+    lines.append(
+        f"  ratio per-step / session: {docker['step_ratio']:.1f}x per step, "
+        f"{docker['overhead_ratio']:.1f}x in overhead"
+    )
+    return lines
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -627,8 +702,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Speed of the harness's own work on autoPET-sized cases (400 x 400 x 352 voxels, "
             "2 x 2 x 3 mm): one Sakinis click and one step's Dice + NSD@2mm, fast vs. naive "
-            "full-volume implementations (times, ratio, identical results, peak memory), and "
-            "the throughput of full runs on phantoms with 1 and N workers."
+            "full-volume implementations (times, ratio, identical results, peak memory), "
+            "the throughput of full runs on phantoms with 1 and N workers, and the Docker "
+            "harness overhead per step of per-step vs session mode (trivial model, 256^3)."
         ),
     )
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test for CI")
@@ -662,6 +738,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="model of the full runs (default the region-growing baseline)",
     )
     bench.add_argument("--dask", action="store_true", help="also time a Dask LocalCluster run")
+    bench.add_argument(
+        "--no-docker",
+        action="store_true",
+        help="skip the Docker harness overhead (per-step vs session mode)",
+    )
+    bench.add_argument(
+        "--docker-shape",
+        type=_shape,
+        help="z,y,x voxels of the Docker overhead case (default 256,256,256)",
+    )
+    bench.add_argument(
+        "--docker-steps", type=int, help="steps per mode of the Docker overhead (default 10)"
+    )
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.set_defaults(handler=bench_command)
 
@@ -685,9 +774,12 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
         model=args.model,
         dask=bool(args.dask),
         naive=not args.no_naive,
+        docker=not args.no_docker,
+        docker_shape=pick(args.docker_shape, DOCKER_SHAPE, QUICK_DOCKER_SHAPE),
+        docker_steps=pick(args.docker_steps, DOCKER_STEPS, 2),
     )
-    if options.cases < 1 or options.repeats < 1 or options.run_cases < 1:
-        raise SegloopError("bench: --cases, --repeats and --run-cases must be >= 1")
+    if min(options.cases, options.repeats, options.run_cases, options.docker_steps) < 1:
+        raise SegloopError("bench: --cases, --repeats, --run-cases and --docker-steps must be >= 1")
     return options
 
 

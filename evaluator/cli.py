@@ -2,7 +2,9 @@
 
 Each package registers its own sub-commands through ``add_commands(subparsers)`` in its
 ``cli`` module; every handler takes the parsed arguments and returns an exit code. A
-``SegloopError`` becomes one line on stderr and exit code 2, never a traceback.
+``SegloopError`` becomes one line on stderr and exit code 2, never a traceback. Ctrl-C and
+SIGTERM (a batch scheduler's stop) end a command cleanly (containers removed, finished cases
+kept) with one line and exit code 130 or 143.
 """
 
 from __future__ import annotations
@@ -43,11 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
+    from containers.registry import Terminated
+    from evaluator.runs import termination_handler
+
     try:
-        return int(args.handler(args) or 0)
+        with termination_handler():
+            return int(args.handler(args) or 0)
     except SegloopError as error:
         print(f"segloop: error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            "segloop: terminated (SIGTERM); finished cases are kept, run again to resume",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         print("segloop: interrupted; finished cases are kept, run again to resume", file=sys.stderr)
         return 130

@@ -173,7 +173,7 @@ def execute_run(
     classes: dict[int, str] | None = None,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
-    from containers.registry import Limits
+    from containers.registry import Limits, model_identity
 
     spec = runs.RunSpec(
         Path(data),
@@ -183,6 +183,7 @@ def execute_run(
         seed,
         limits or Limits(),
         tuple(sorted(classes.items())) if classes else None,
+        model_identity(model_spec),
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
     pending = runs.pending_case_ids(spec, Path(out), case_ids)

@@ -7,20 +7,38 @@ Cases run one after another, in local worker processes (``jobs``) or on a Dask c
 case is one job that loads its case, runs it and stores it, so results do not depend on where
 or in which order cases run. Every random draw of a robot user is seeded per (seed, case, class,
 step), never by run order.
+
+Model back-ends are released after each case and shared ones (Docker session containers per
+submission) closed when a process's part of the run ends, in worker processes too, so no
+container outlives a run. SIGTERM (a batch scheduler's stop) raises ``Terminated`` in the CLI
+process (:func:`termination_handler`), which stops the workers' cases the same way; their
+containers are removed and the cases in flight are not stored, so the next run resumes them.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+import multiprocessing.util
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from containers.registry import Limits, open_backend
+from containers.registry import (
+    Limits,
+    Terminated,
+    close_shared_backends,
+    open_backend,
+    release_backend,
+    terminate_backends,
+)
 from evaluator import io, store
 from evaluator.loop import (
     case_result_json,
@@ -49,6 +67,7 @@ class RunSpec:
     seed: int = 0
     limits: Limits = Limits()
     classes: tuple[tuple[int, str], ...] | None = None  # overrides the task's classes
+    model_identity: str = ""  # a docker model's image id (containers.registry.model_identity)
 
     def task(self) -> Task:
         from protocols.tasks import get_task
@@ -58,11 +77,10 @@ class RunSpec:
 
     def config(self) -> dict[str, Any]:
         """What defines the results; limits do not (a resumed run may change them)."""
-        return {
-            "submission": self.submission,
-            "model": self.model_spec,
-            "task": self.task().to_json(),
-        }
+        config = {"submission": self.submission, "model": self.model_spec}
+        if self.model_identity:
+            config["model_identity"] = self.model_identity
+        return {**config, "task": self.task().to_json()}
 
     def run_json(self) -> dict[str, Any]:
         return {
@@ -139,7 +157,10 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
-    outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+    try:
+        outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+    finally:
+        release_backend(backend)
     result = case_result_json(outcome, task, spec.submission, store.config_hash(spec.config()))
     store.write_case_result(run_dir, result, timing_json(outcome))
     return case_id
@@ -156,16 +177,61 @@ def execute(
 ) -> None:
     """Run ``case_ids`` serially, in ``jobs`` local processes, or on Dask.
 
-    GPUs (``spec.limits.gpus``) become slots: each worker owns one device index.
+    GPUs (``spec.limits.gpus``) become slots: each worker owns one device index. Shared
+    back-ends are closed at the end, here and in every worker.
     """
-    if use_dask or scheduler:
-        _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress)
-    elif jobs <= 1:
-        gpu = spec.limits.gpus[0] if spec.limits.gpus else None
-        for case_id in case_ids:
-            progress(run_and_store_case(spec, run_dir, case_id, gpu))
-    else:
-        _execute_processes(spec, run_dir, case_ids, jobs, progress)
+    try:
+        if use_dask or scheduler:
+            _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress)
+        elif jobs <= 1:
+            gpu = spec.limits.gpus[0] if spec.limits.gpus else None
+            for case_id in case_ids:
+                progress(run_and_store_case(spec, run_dir, case_id, gpu))
+        else:
+            _execute_processes(spec, run_dir, case_ids, jobs, progress)
+    finally:
+        close_shared_backends(spec.model_spec)
+
+
+# --------------------------------------------------------------------------------------------
+# SIGTERM: stop like Ctrl-C (containers removed, the case in flight not stored), once
+
+
+class _Signals:
+    """This process's signal state (signal handlers are per process by nature)."""
+
+    stop: type[BaseException] | None = None  # the first stop signal received, as an exception
+    worker = False  # a --jobs worker: raise only inside a case, else stop at the next one
+    in_case = False
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    if _Signals.stop is not None:
+        return  # once: a second signal must not interrupt the clean-up of the first
+    _Signals.stop = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    if not _Signals.worker or _Signals.in_case:
+        raise _Signals.stop(f"signal {signum}")
+
+
+def _raise_if_stopped() -> None:
+    if _Signals.stop is not None:
+        raise _Signals.stop("stopped before the case started")
+
+
+@contextlib.contextmanager
+def termination_handler() -> Iterator[None]:
+    """While inside: SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread,
+    once; the previous handler comes back afterwards. The CLI wraps every command in it."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_stop_signal)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    _Signals.stop = None
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _gpu_of_worker(spec: RunSpec, worker_index: int) -> int | None:
@@ -173,12 +239,25 @@ def _gpu_of_worker(spec: RunSpec, worker_index: int) -> int | None:
     return gpus[worker_index % len(gpus)] if gpus else None
 
 
+def _init_process_worker() -> None:
+    """A --jobs worker: SIGTERM/SIGINT stop its case (or the next one) like Ctrl-C, and its
+    shared back-ends are closed when the pool shuts it down."""
+    _Signals.worker = True
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    multiprocessing.util.Finalize(None, close_shared_backends, exitpriority=10)
+
+
 def _process_worker_job(spec: RunSpec, run_dir: Path, case_id: str, slots) -> str:
     """Borrow a worker slot (a GPU index when there are GPUs) for the duration of one case."""
+    _raise_if_stopped()
     slot = slots.get()
+    _Signals.in_case = True
     try:
+        _raise_if_stopped()
         return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, slot))
     finally:
+        _Signals.in_case = False
         slots.put(slot)
 
 
@@ -189,13 +268,24 @@ def _execute_processes(spec, run_dir, case_ids, jobs, progress) -> None:
         slots = manager.Queue()
         for slot in range(jobs):
             slots.put(slot)
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [
-                pool.submit(_process_worker_job, spec, run_dir, case_id, slots)
-                for case_id in case_ids
-            ]
+        pool = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_init_process_worker
+        )
+        futures: list[concurrent.futures.Future] = []
+        try:
+            for case_id in case_ids:
+                futures.append(pool.submit(_process_worker_job, spec, run_dir, case_id, slots))
             for future in concurrent.futures.as_completed(futures):
                 progress(future.result())
+        except KeyboardInterrupt:  # Ctrl-C or Terminated: stop the workers' cases too
+            for future in futures:
+                future.cancel()  # those not started yet
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+            raise
+        finally:
+            pool.shutdown(wait=True)  # the workers finish removing their containers
 
 
 def _dask_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
@@ -206,12 +296,44 @@ def _dask_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
         index = int(worker.name)
     except (TypeError, ValueError):
         index = 0
-    return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, index))
+    try:
+        return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, index))
+    except KeyboardInterrupt as stop:  # Terminated: the case is not stored; an Exception, as
+        # Dask takes a BaseException in a task for a dying worker (it would restart and rerun)
+        raise SegloopError(f"case {case_id} stopped: {stop}") from None
+
+
+def _dask_worker_close(model_spec: str) -> int:
+    return close_shared_backends(model_spec)
+
+
+def _dask_worker_terminate(model_spec: str | None, quiet: bool) -> int:
+    if quiet:  # our own LocalCluster, about to close: no "Compute Failed" for stopped cases
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+    return terminate_backends(model_spec)
+
+
+def _dask_worker_on_sigterm(signum: int, frame: object) -> None:
+    """A LocalCluster worker told to stop (SIGTERM to the process group): remove its
+    containers and stop its cases (not stored); the worker itself stays up for the client to
+    close, as a dead worker would be restarted by its nanny and its cases rerun."""
+    _dask_worker_terminate(None, quiet=True)
+
+
+def _dask_worker_init() -> None:
+    """Runs in each LocalCluster worker's main thread (``client.run``)."""
+    signal.signal(signal.SIGTERM, _dask_worker_on_sigterm)
+
+
+def _run_on_workers(client, function: Callable, *args: object) -> None:
+    """``client.run`` on every worker, best effort (a worker may be gone already)."""
+    with contextlib.suppress(Exception):
+        client.run(function, *args)
 
 
 def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster, as_completed, wait
     except ImportError:
         raise SegloopError("Dask runs need the dask extra: pip install 'segloop[dask]'") from None
     cluster = None
@@ -222,14 +344,24 @@ def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
             n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None
         )
         client = Client(cluster)
+    futures = []
     try:
+        if cluster is not None:  # our own workers: SIGTERM removes their containers first
+            client.run(_dask_worker_init)
         # pure=False: a case must run even if an identical task ran before on this cluster.
         futures = client.map(
             _dask_job, [spec] * len(case_ids), [run_dir] * len(case_ids), case_ids, pure=False
         )
         for future in as_completed(futures):
             progress(future.result())
+    except KeyboardInterrupt:  # Ctrl-C or Terminated: stop the cases running on the workers
+        _run_on_workers(client, _dask_worker_terminate, spec.model_spec, cluster is not None)
+        with contextlib.suppress(Exception):  # let them end (Terminated) before closing
+            wait(futures, timeout=30)
+            client.cancel(futures)
+        raise
     finally:
+        _run_on_workers(client, _dask_worker_close, spec.model_spec)
         client.close()
         if cluster is not None:
             cluster.close()

@@ -82,7 +82,7 @@ def open_run(run_dir: Path, run_info: Mapping[str, Any]) -> None:
         if existing.get("config_hash") != run_info["config_hash"]:
             raise SegloopError(
                 f"{path}: this run folder holds another configuration "
-                f"(submission, model, task or seed differ); choose another --out"
+                f"(submission, model or its image, task or seed differ); choose another --out"
             )
         return
     write_json_atomic(path, run_info)

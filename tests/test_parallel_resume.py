@@ -52,7 +52,7 @@ def run_command(data: Path, out: Path, *options: str) -> list[str]:
         "--data",
         str(data),
         "--task",
-        "medsegfm",
+        "autopet",  # keeps lesion-free cases (pet_004), which MedSegFM refuses
         "--model",
         MODEL,
         "--name",
