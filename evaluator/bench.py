@@ -412,7 +412,7 @@ class BenchOptions:
     run_cases: int = 12
     run_shape: tuple[int, int, int] = RUN_SHAPE
     jobs: int = 2
-    task: str = "medsegfm"
+    task: str = "autopet"
     model: str = "python:baselines.region_growing:predict"
     dask: bool = False
     naive: bool = True
@@ -730,7 +730,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--run-shape", type=_shape, help="z,y,x voxels of those phantoms (default 176,200,200)"
     )
     bench.add_argument(
-        "--task", default="medsegfm", help="task of the full runs (default medsegfm)"
+        "--task", default="autopet", help="task of the full runs on PET phantoms (default autopet)"
     )
     bench.add_argument(
         "--model",
