@@ -302,7 +302,7 @@ def line_chart(
     y_label: str,
     series: Sequence[tuple[str, Sequence[tuple[float, float | None]]]],
     y_range: tuple[float, float] | None = None,
-    width: int = 640,
+    width: int = 560,  # two charts side by side on a 1280-pixel screen
     height: int = 320,
 ) -> dict[str, Any]:
     """Geometry of an SVG line chart: one polyline per series (a gap where y is missing),
