@@ -186,7 +186,12 @@ def execute_run(
         model_identity(model_spec),
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
-    pending = runs.pending_case_ids(spec, Path(out), case_ids)
+    pending = runs.pending_case_ids(
+        spec,
+        Path(out),
+        case_ids,
+        notify=lambda line: print(f"segloop: note: {line}", file=sys.stderr),
+    )
     with tqdm(
         total=len(pending),
         desc=f"{spec.submission} on {task.name}",

@@ -20,11 +20,13 @@ whose channel exists under two extensions is an error). Every problem a user can
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -554,6 +556,59 @@ def _finite_channel(path: Path, values: np.ndarray) -> np.ndarray:
     return channel
 
 
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files one case is read from."""
+
+    channels: tuple[Path, ...]
+    label: Path
+    masks: Mapping[str, Path]
+
+    def all_files(self) -> list[Path]:
+        """Every file read, a MetaImage's data file included (``.mhd`` + its ``.raw``)."""
+        files = [*self.channels, self.label, *self.masks.values()]
+        return [data for path in files for data in (path, *_metaimage_data_files(path))]
+
+
+def _metaimage_data_files(path: Path) -> list[Path]:
+    """The separate data file named by a ``.mhd`` header (none for other formats)."""
+    if split_extension(path)[1] != ".mhd":
+        return []
+    try:
+        header = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in header:
+        key, _, value = line.partition("=")
+        if key.strip() == "ElementDataFile" and value.strip() not in ("", "LOCAL"):
+            return [path.parent / value.strip()]
+    return []
+
+
+def case_files(
+    dataset_dir: PathLike, case_id: str, extra_mask_names: Sequence[str] = ()
+) -> CaseFiles:
+    """Find one case's files (no image is read): channels 0..n-1, the label, each extra mask
+    named in ``extra_mask_names`` (all required)."""
+    root = _dataset_folder(dataset_dir)
+    channels = _case_channel_files(root, case_id)
+    label = _find_single(root / LABELS_DIR, case_id, "label")
+    if label is None:
+        raise SegloopError(
+            f"{root / LABELS_DIR / case_id}.*: label missing for image {channels[0].name}"
+        )
+    masks: dict[str, Path] = {}
+    for name in extra_mask_names:
+        mask = _find_single(root / MASKS_DIR / name, case_id, f"mask {name!r}")
+        if mask is None:
+            raise SegloopError(
+                f"{root / MASKS_DIR / name / case_id}.*: required extra mask {name!r} "
+                f"missing for case {case_id}"
+            )
+        masks[name] = mask
+    return CaseFiles(tuple(channels), label, masks)
+
+
 def load_case(dataset_dir: PathLike, case_id: str, extra_mask_names: Sequence[str] = ()) -> Case:
     """Read one case: channels (float32), label (see :func:`read_label`), extra masks (bool).
 
@@ -561,29 +616,19 @@ def load_case(dataset_dir: PathLike, case_id: str, extra_mask_names: Sequence[st
     origin, direction); the case's geometry is channel 0's. An extra mask is true where the
     stored value is non-zero; each name in ``extra_mask_names`` is required.
     """
-    root = _dataset_folder(dataset_dir)
-    files = _case_channel_files(root, case_id)
+    found = case_files(dataset_dir, case_id, extra_mask_names)
+    files = found.channels
     first, geometry = read_image(files[0])
     channels = [_finite_channel(files[0], first)]
     for path in files[1:]:
         values, channel_geometry = read_image(path)
         check_same_grid(path, values.shape, channel_geometry, files[0], first.shape, geometry)
         channels.append(_finite_channel(path, values))
-    label_path = _find_single(root / LABELS_DIR, case_id, "label")
-    if label_path is None:
-        raise SegloopError(
-            f"{root / LABELS_DIR / case_id}.*: label missing for image {files[0].name}"
-        )
-    label = read_label(label_path, geometry, files[0], first.shape)
-    masks: dict[str, np.ndarray] = {}
-    for name in extra_mask_names:
-        mask_path = _find_single(root / MASKS_DIR / name, case_id, f"mask {name!r}")
-        if mask_path is None:
-            raise SegloopError(
-                f"{root / MASKS_DIR / name / case_id}.*: required extra mask {name!r} "
-                f"missing for case {case_id}"
-            )
-        masks[name] = read_label(mask_path, geometry, files[0], first.shape) != 0
+    label = read_label(found.label, geometry, files[0], first.shape)
+    masks = {
+        name: read_label(mask_path, geometry, files[0], first.shape) != 0
+        for name, mask_path in found.masks.items()
+    }
     return Case(
         case_id=case_id,
         channels=tuple(channels),
@@ -591,6 +636,50 @@ def load_case(dataset_dir: PathLike, case_id: str, extra_mask_names: Sequence[st
         geometry=geometry,
         extra_masks=masks,
     )
+
+
+# --------------------------------------------------------------------------- input stamps
+def file_sha256(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict[str, object]]:
+    """``{path relative to the dataset: {size, mtime_ns, sha256}}`` of a case's input files,
+    so a resumed run can tell that a case's inputs changed since it was scored."""
+    root = Path(dataset_dir)
+    stamps: dict[str, dict[str, object]] = {}
+    for path in files:
+        info = path.stat()
+        stamps[path.relative_to(root).as_posix()] = {
+            "size": info.st_size,
+            "mtime_ns": info.st_mtime_ns,
+            "sha256": file_sha256(path),
+        }
+    return stamps
+
+
+def changed_inputs(dataset_dir: PathLike, stamps: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """The stamped files that are gone or hold other bytes now. Size and modification time
+    equal to the stamp count as unchanged; otherwise the content hash decides (a copied
+    dataset with new times is not a change)."""
+    root = Path(dataset_dir)
+    changed = []
+    for relative, stamp in stamps.items():
+        path = root / relative
+        try:
+            info = path.stat()
+        except OSError:
+            changed.append(relative)
+            continue
+        if info.st_size != stamp.get("size"):
+            changed.append(relative)
+        elif info.st_mtime_ns != stamp.get("mtime_ns") and file_sha256(path) != stamp.get("sha256"):
+            changed.append(relative)
+    return changed
 
 
 def load_dataset(dataset_dir: PathLike, extra_mask_names: Sequence[str] = ()) -> Iterator[Case]:

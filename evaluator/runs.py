@@ -127,14 +127,41 @@ def check_dataset(
 
 
 def pending_case_ids(
-    spec: RunSpec, run_dir: Path, case_ids: Sequence[str] | None = None
+    spec: RunSpec,
+    run_dir: Path,
+    case_ids: Sequence[str] | None = None,
+    notify: Callable[[str], None] = lambda message: None,
 ) -> list[str]:
-    """Open (or check) the run folder and list the cases still to run, in case-id order."""
+    """Open (or check) the run folder and list the cases still to run, in case-id order.
+
+    A finished case whose input files changed since it was scored (gone, or other bytes; see
+    :func:`evaluator.io.changed_inputs`) is removed and runs again, with a ``notify`` line.
+    """
     all_ids = io.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
     done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
+    for case_id in sorted(done.intersection(all_ids)):
+        changed = changed_case_inputs(spec.dataset_dir, run_dir, case_id)
+        if changed:
+            store.forget_case(run_dir, case_id)
+            done.discard(case_id)
+            notify(
+                f"case {case_id}: {', '.join(changed)} changed since the case was scored; "
+                "running it again"
+            )
     return [case_id for case_id in all_ids if case_id not in done]
+
+
+def changed_case_inputs(dataset_dir: Path, run_dir: Path, case_id: str) -> list[str]:
+    """The input files of a finished case that changed since it was scored (relative paths);
+    none when its timing file holds no stamps (older runs)."""
+    timing_path = store.case_timing_path(run_dir, case_id)
+    try:
+        stamps = store.read_json(timing_path).get("inputs") or {}
+    except SegloopError:
+        return []  # no timing file: nothing to compare with
+    return io.changed_inputs(dataset_dir, stamps)
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -156,13 +183,16 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
     """The unit of work everywhere: load one case, run it, store it atomically."""
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
+    # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
+    found = io.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
+    inputs = io.input_stamps(spec.dataset_dir, found.all_files())
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     try:
         outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
     finally:
         release_backend(backend)
     result = case_result_json(outcome, task, spec.submission, store.config_hash(spec.config()))
-    store.write_case_result(run_dir, result, timing_json(outcome))
+    store.write_case_result(run_dir, result, {**timing_json(outcome), "inputs": inputs})
     return case_id
 
 

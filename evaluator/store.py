@@ -106,11 +106,20 @@ def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
     return done
 
 
+def case_timing_path(run_dir: Path, case_id: str) -> Path:
+    return Path(run_dir) / CASES_DIR / f"{case_id}{TIMING_SUFFIX}"
+
+
 def write_case_result(run_dir: Path, result: Mapping[str, Any], timing: Mapping[str, Any]) -> None:
     """Timing first, result last: the result's presence marks the case finished."""
-    path = case_result_path(run_dir, result["case_id"])
-    write_json_atomic(path.with_name(path.stem + TIMING_SUFFIX), timing)
-    write_json_atomic(path, result)
+    write_json_atomic(case_timing_path(run_dir, result["case_id"]), timing)
+    write_json_atomic(case_result_path(run_dir, result["case_id"]), result)
+
+
+def forget_case(run_dir: Path, case_id: str) -> None:
+    """Remove a finished case (result first: from then on it counts as not run)."""
+    case_result_path(run_dir, case_id).unlink(missing_ok=True)
+    case_timing_path(run_dir, case_id).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -581,3 +581,32 @@ def test_extra_mask_on_other_grid(tmp_path):
     io.write_image(root / "masksTs" / "liver" / "a.nii.gz", np.ones((5, 6, 8), bool), GEOM)
     message = error_of(io.load_case, root, "a", ("liver",))
     assert "masksTs" in message and "liver" in message and "shape" in message
+
+
+def test_case_files_and_input_stamps(tmp_path):
+    root = make_dataset(tmp_path / "d", case_ids=("a",), channels=2, masks=("liver",))
+    image = sitk.GetImageFromArray(ramp())
+    image.SetSpacing(GEOM.spacing_mm[::-1])
+    sitk.WriteImage(image, str(root / "imagesTs" / "a_0001.mhd"))  # MetaImage: .mhd + .raw
+    (root / "imagesTs" / "a_0001.nii.gz").unlink()
+    found = io.case_files(root, "a", ("liver",))
+    names = [p.relative_to(root).as_posix() for p in found.all_files()]
+    assert names == [
+        "imagesTs/a_0000.nii.gz",
+        "imagesTs/a_0001.mhd",
+        "imagesTs/a_0001.raw",
+        "labelsTs/a.nii.gz",
+        "masksTs/liver/a.nii.gz",
+    ]
+    stamps = io.input_stamps(root, found.all_files())
+    assert io.changed_inputs(root, stamps) == []
+    os.utime(root / "labelsTs" / "a.nii.gz", ns=(1, 1))  # new time, same bytes
+    assert io.changed_inputs(root, stamps) == []
+    raw = root / "imagesTs" / "a_0001.raw"
+    data = bytearray(raw.read_bytes())
+    data[0] ^= 0xFF  # same size, other bytes
+    raw.write_bytes(bytes(data))
+    os.utime(raw, ns=(2, 2))  # file times are coarse (a clock tick): make the rewrite visible
+    (root / "masksTs" / "liver" / "a.nii.gz").unlink()
+    assert io.changed_inputs(root, stamps) == ["imagesTs/a_0001.raw", "masksTs/liver/a.nii.gz"]
+    assert "required extra mask 'liver'" in error_of(io.case_files, root, "a", ("liver",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -265,6 +266,43 @@ def test_run_folder_refuses_another_configuration(pet_data, tmp_path):
             case_ids=["pet_000"],
             show_progress=False,
         )
+
+
+def test_a_case_whose_inputs_changed_runs_again(pet_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(pet_data, data)
+    out = tmp_path / "run"
+
+    def run_and_times() -> dict[str, int]:
+        execute_run(
+            data, "autopet", "python:baselines.region_growing:predict", out, show_progress=False
+        )
+        return {p.name: p.stat().st_mtime_ns for p in (out / "cases").glob("*.json")}
+
+    first_times = run_and_times()
+    first = case_files(out)
+    for path in data.rglob("*.nii.gz"):  # same bytes, other times: a copied dataset
+        os.utime(path, ns=(10**9, 10**9))
+    assert run_and_times() == first_times
+    assert "changed" not in capsys.readouterr().err
+
+    case_id = lesion_case_id(data)
+    label_path = data / "labelsTs" / f"{case_id}.nii.gz"
+    label, geometry = runs.io.read_image(label_path)
+    runs.io.write_image(label_path, np.zeros_like(label), geometry)  # the lesions are gone
+    times = run_and_times()
+    assert f"case {case_id}: labelsTs/{case_id}.nii.gz changed" in capsys.readouterr().err
+    again = case_files(out)
+    name = f"{case_id}.json"
+    assert again[name] != first[name] and times[name] != first_times[name]
+    assert {k: v for k, v in again.items() if k != name} == {
+        k: v for k, v in first.items() if k != name
+    }
+    assert all(times[k] == t for k, t in first_times.items() if not k.startswith(case_id))
+    assert (
+        json.loads(again[name])["steps"][-1]["metrics"]
+        != json.loads(first[name])["steps"][-1]["metrics"]
+    )
 
 
 def test_json_has_no_nan(pet_data, tmp_path):
