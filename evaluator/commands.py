@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from containers.registry import Limits, model_identity
 from evaluator import io, metrics, phantoms, runs, store
 from evaluator.records import SegloopError
 
@@ -114,12 +117,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    limits = parser.add_argument_group("limits (cmd: and docker: models)")
-    limits.add_argument("--step-time-limit", type=float, default=300.0, help="seconds per step")
-    limits.add_argument("--case-time-limit", type=float, default=3600.0, help="seconds per case")
-    limits.add_argument("--memory-mb", type=int, default=8192, help="docker memory (= memory+swap)")
-    limits.add_argument("--cpus", type=float, default=2.0, help="docker CPU limit")
-    limits.add_argument("--pids", type=int, default=256, help="docker pids limit")
+    defaults = Limits()
+    limits = parser.add_argument_group(
+        "limits (cmd: and docker: models; default: the task's [limits], else the value shown)"
+    )
+    for option, kind, default, text in (
+        ("--step-time-limit", float, defaults.step_time_limit_s, "seconds per step"),
+        ("--case-time-limit", float, defaults.case_time_limit_s, "seconds per case"),
+        ("--memory-mb", int, defaults.memory_mb, "docker memory (= memory+swap)"),
+        ("--cpus", float, defaults.cpus, "docker CPU limit"),
+        ("--pids", int, defaults.pids, "docker pids limit"),
+        ("--shm-mb", int, defaults.shm_mb, "docker /dev/shm size"),
+    ):
+        limits.add_argument(option, type=kind, help=f"{text} ({default:g})")
     limits.add_argument("--gpus", default="", help="docker GPU indices, e.g. 0,1 (default none)")
     limits.add_argument(
         "--session-mode",
@@ -129,32 +139,25 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def limits_from(args: argparse.Namespace):
-    from containers.registry import Limits
-
-    for option, value in (
-        ("--step-time-limit", args.step_time_limit),
-        ("--case-time-limit", args.case_time_limit),
-        ("--memory-mb", args.memory_mb),
-        ("--cpus", args.cpus),
-        ("--pids", args.pids),
-        ("--jobs", getattr(args, "jobs", 1)),
-    ):
-        if not value > 0:
+def limits_from(args: argparse.Namespace, task_limits: Mapping[str, float]) -> Limits:
+    """The run's limits: the defaults, then the task's ``[limits]``, then the options given."""
+    given = {
+        "step_time_limit_s": ("--step-time-limit", args.step_time_limit),
+        "case_time_limit_s": ("--case-time-limit", args.case_time_limit),
+        "memory_mb": ("--memory-mb", args.memory_mb),
+        "cpus": ("--cpus", args.cpus),
+        "pids": ("--pids", args.pids),
+        "shm_mb": ("--shm-mb", args.shm_mb),
+    }
+    for option, value in (*given.values(), ("--jobs", getattr(args, "jobs", 1))):
+        if value is not None and not value > 0:
             raise SegloopError(f"{option} {value}: must be > 0")
     try:
         gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
     except ValueError:
         raise SegloopError(f"--gpus {args.gpus}: expected device indices like 0,1") from None
-    return Limits(
-        step_time_limit_s=args.step_time_limit,
-        case_time_limit_s=args.case_time_limit,
-        memory_mb=args.memory_mb,
-        cpus=args.cpus,
-        pids=args.pids,
-        gpus=gpus,
-        session_mode=args.session_mode,
-    )
+    chosen = {**task_limits, **{k: v for k, (_, v) in given.items() if v is not None}}
+    return replace(Limits(), **chosen, gpus=gpus, session_mode=args.session_mode)
 
 
 def execute_run(
@@ -173,19 +176,21 @@ def execute_run(
     classes: dict[int, str] | None = None,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
-    from containers.registry import Limits, model_identity
-
     spec = runs.RunSpec(
         Path(data),
         task_ref,
         model_spec,
         submission or model_spec,
         seed,
-        limits or Limits(),
+        Limits(),
         tuple(sorted(classes.items())) if classes else None,
-        model_identity(model_spec),
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
+    spec = replace(
+        spec,
+        limits=limits if limits is not None else replace(Limits(), **task.limits),
+        model_identity=model_identity(model_spec),
+    )
     pending = runs.pending_case_ids(
         spec,
         Path(out),
@@ -206,6 +211,8 @@ def execute_run(
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from protocols.tasks import get_task
+
     summary = execute_run(
         args.data,
         args.task,
@@ -214,7 +221,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.name,
         args.seed,
         args.cases.split(",") if args.cases else None,
-        limits_from(args),
+        limits_from(args, get_task(args.task, seed=args.seed).limits),
         not args.no_progress,
         args.jobs,
         args.dask,
@@ -234,8 +241,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from containers.registry import Limits
-
     classes = parse_classes(args.classes) if args.classes else None
     spec = runs.RunSpec(
         Path(args.data),
@@ -334,8 +339,6 @@ def demo_command(args: argparse.Namespace) -> int:
 def _demo_cases(data: Path, task: str, seed: int) -> list[str]:
     """The phantom cases the task can run; e.g. MedSegFM skips the lesion-free PET cases
     that autoPET keeps as negative cases."""
-    from containers.registry import Limits
-
     spec = runs.RunSpec(data, task, "none", "demo", seed, Limits())
     problems = runs.check_dataset(spec)
     for case_id, message in problems.items():

@@ -55,6 +55,10 @@ class ModelBackend(Protocol):
     def open_case(self, case_input: CaseInput) -> CaseSession: ...
 
 
+#: Resource limits a task may set (seconds, MiB, CPUs, processes); ``containers.registry.Limits``.
+LIMIT_KEYS = ("step_time_limit_s", "case_time_limit_s", "memory_mb", "cpus", "pids", "shm_mb")
+
+
 @dataclass(frozen=True)
 class Task:
     """Everything that defines how a case is run and scored.
@@ -72,6 +76,9 @@ class Task:
     requires_foreground: refuse a case whose label has no foreground voxel, for protocols that
       prompt from the ground truth (a MedSegFM box, ToothFairy3 canal clicks) and would
       otherwise score an untouched case as perfect. autoPET and TriALS keep their negative cases.
+    limits: the task's defaults for a run's resource limits (keys in ``LIMIT_KEYS``, the fields
+      of ``containers.registry.Limits``); a run's own options override them. Not in
+      :meth:`to_json`: limits do not define results, so a resumed run may change them.
     """
 
     name: str
@@ -89,12 +96,20 @@ class Task:
     send_previous_prediction: bool = False
     requires_foreground: bool = False
     seed: int = 0
+    limits: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.auc_steps) != len(self.auc_x):
             raise ValueError("auc_steps and auc_x must have the same length")
         if any(s < 0 or s >= self.num_steps for s in self.auc_steps):
             raise ValueError("auc_steps must lie in 0..num_steps-1")
+        unknown = sorted(set(self.limits) - set(LIMIT_KEYS))
+        if unknown:
+            raise ValueError(
+                f"limits: unknown {', '.join(unknown)}; expected {', '.join(LIMIT_KEYS)}"
+            )
+        if any(not value > 0 for value in self.limits.values()):
+            raise ValueError(f"limits must be > 0: {dict(self.limits)}")
         if self.nsd_zero_scope not in ("case", "class"):
             raise ValueError(
                 f"nsd_zero_scope must be 'case' or 'class', not {self.nsd_zero_scope!r}"

@@ -93,7 +93,8 @@ def run_tasks(args: argparse.Namespace) -> int:
     from protocols.tasks import TASKS, get_task
 
     if args.task:
-        print(json.dumps(get_task(args.task, seed=args.seed).to_json(), indent=2))
+        task = get_task(args.task, seed=args.seed)
+        print(json.dumps({**task.to_json(), "limits": dict(task.limits)}, indent=2))
         return 0
     width = max(len(name) for name in TASKS)
     for name, preset in TASKS.items():

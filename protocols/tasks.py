@@ -29,6 +29,10 @@ A user-defined task (TOML)::
     [empty_mask_policy]          # optional, evaluator.records.EmptyMaskPolicy fields
     one_empty_distance_mm = 100.0
 
+    [limits]                     # optional defaults for runs of this task (run options win)
+    step_time_limit_s = 90       # also case_time_limit_s, memory_mb, cpus, pids, shm_mb
+    memory_mb = 16000
+
 Wrappers take their inner protocols as sub-tables: ``[protocol] name = "realistic"`` with
 ``[protocol.base] name = "autopet"``; ``name = "sequence"`` with ``[protocol.initial]`` and
 ``[protocol.then]``.
@@ -226,6 +230,9 @@ TASKS: dict[str, TaskPreset] = {
 }
 
 
+INTEGER_LIMITS = ("memory_mb", "pids", "shm_mb")
+
+
 def _table(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, Mapping):
@@ -260,6 +267,7 @@ def load_task_toml(
         "classes",
         "protocol",
         "empty_mask_policy",
+        "limits",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -296,6 +304,11 @@ def load_task_toml(
             values["empty_mask_policy"] = EmptyMaskPolicy.from_json(
                 _table(data, "empty_mask_policy", path)
             )
+        if "limits" in data:
+            values["limits"] = {
+                key: (int(value) if key in INTEGER_LIMITS else float(value))
+                for key, value in _table(data, "limits", path).items()
+            }
         for key, cast in (
             ("nsd_zero_below_dice", float),
             ("nsd_zero_scope", str),

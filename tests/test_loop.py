@@ -376,3 +376,48 @@ def test_an_empty_label_is_a_negative_case_for_autopet():
     outcome = run_case(empty, get_task("autopet"), OracleBackend({empty.case_id: empty.label}))
     clicks = [i for step in outcome.steps for i in step.new_interactions]
     assert clicks and not any(click.positive for click in clicks)
+
+
+def test_task_limits_apply_and_run_options_override_them(pet_data, tmp_path):
+    """A TOML task's [limits] are the run's defaults: its 1 s step limit stops a sleeping
+    program; --step-time-limit given on the command line wins over it."""
+    task_file = tmp_path / "quick.toml"
+    task_file.write_text(
+        "base = 'autopet'\nnum_steps = 2\n[limits]\nstep_time_limit_s = 1\nmemory_mb = 2048\n"
+    )
+    model = f'cmd:"{sys.executable}" "{CMD_MODEL}" sleep {{input}} {{output}}'
+    case_id = lesion_case_id(pet_data)
+
+    def run(out: Path, *options: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "evaluator.cli", "run", "--data", str(pet_data)]
+        command += ["--task", str(task_file), "--model", model, "--out", str(out)]
+        command += ["--cases", case_id, "--no-progress", *options]
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run(tmp_path / "task-limit")
+    assert result.returncode == 0, result.stderr
+    assert "2 step(s) failed with timeout" in result.stderr
+    timing = json.loads((tmp_path / "task-limit" / "cases" / f"{case_id}.timing.json").read_text())
+    assert all(seconds < 10 for seconds in timing["model_wall_time_s"])
+
+    result = run(tmp_path / "option-wins", "--step-time-limit", "0.5", "--case-time-limit", "0.8")
+    assert result.returncode == 0, result.stderr
+    steps = steps_of(tmp_path / "option-wins", case_id)
+    assert [s["failure"]["reason"] for s in steps] == ["timeout", "case_timeout"]
+
+    from evaluator.cli import build_parser
+    from evaluator.commands import limits_from
+
+    args = build_parser().parse_args(
+        ["run", "--data", "d", "--task", "t", "--model", "m", "--out", "o", "--cpus", "3"]
+    )
+    chosen = limits_from(args, get_task(task_file).limits)
+    assert (chosen.step_time_limit_s, chosen.memory_mb, chosen.cpus) == (1.0, 2048, 3.0)
+    assert chosen.pids == runs.Limits().pids  # neither the task nor the run set it

@@ -97,6 +97,9 @@ def test_toml_task_from_base(tmp_path):
         ("base = 'nope'", "not a preset"),
         ("base = 'medsegfm'\nnum_steps = 3\nauc_steps = [5]\nauc_x = [0]", "invalid task"),
         ("base = 'medsegfm'\n[protocol]\nname = 'sakinis'\ninitial = 'lasso'", "lasso"),
+        ("base = 'autopet'\n[limits]\nwall_time = 5", "limits: unknown wall_time"),
+        ("base = 'autopet'\n[limits]\nmemory_mb = 0", "limits must be > 0"),
+        ("base = 'autopet'\nlimits = 5", r"\[limits\] must be a table"),
     ],
 )
 def test_bad_toml_names_the_file(tmp_path, text, message):
