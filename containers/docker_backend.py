@@ -650,7 +650,7 @@ def _archive_cache_path() -> Path:
 
 def resolve_image(client: Any, reference: str) -> str:
     """The image id of ``reference``: a local image, or an archive loaded once (cached by
-    path, size and mtime). Never pulls."""
+    path, size, modification and change time: a rewritten archive is loaded again). Never pulls."""
     import docker.errors
 
     if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
@@ -658,7 +658,7 @@ def resolve_image(client: Any, reference: str) -> str:
         if not path.is_file():
             raise SegloopError(f"docker model: image archive {path} does not exist")
         info = path.stat()
-        key = f"{path}:{info.st_size}:{info.st_mtime_ns}"
+        key = f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
         cache_path = _archive_cache_path()
         try:
             cache = json.loads(cache_path.read_text())

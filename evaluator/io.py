@@ -648,8 +648,8 @@ def file_sha256(path: PathLike) -> str:
 
 
 def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict[str, object]]:
-    """``{path relative to the dataset: {size, mtime_ns, sha256}}`` of a case's input files,
-    so a resumed run can tell that a case's inputs changed since it was scored."""
+    """``{path relative to the dataset: {size, mtime_ns, ctime_ns, sha256}}`` of a case's input
+    files, so a resumed run can tell that a case's inputs changed since it was scored."""
     root = Path(dataset_dir)
     stamps: dict[str, dict[str, object]] = {}
     for path in files:
@@ -657,15 +657,18 @@ def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict
         stamps[path.relative_to(root).as_posix()] = {
             "size": info.st_size,
             "mtime_ns": info.st_mtime_ns,
+            "ctime_ns": info.st_ctime_ns,
             "sha256": file_sha256(path),
         }
     return stamps
 
 
 def changed_inputs(dataset_dir: PathLike, stamps: Mapping[str, Mapping[str, object]]) -> list[str]:
-    """The stamped files that are gone or hold other bytes now. Size and modification time
-    equal to the stamp count as unchanged; otherwise the content hash decides (a copied
-    dataset with new times is not a change)."""
+    """The stamped files that are gone or hold other bytes now. Size, modification time and
+    change time all equal to the stamp count as unchanged; otherwise the content hash decides
+    (a copied dataset with new times is not a change). The change time is set by the kernel on
+    every write and cannot be set back, so a rewrite that restores the old modification time
+    is still hashed."""
     root = Path(dataset_dir)
     changed = []
     for relative, stamp in stamps.items():
@@ -677,9 +680,14 @@ def changed_inputs(dataset_dir: PathLike, stamps: Mapping[str, Mapping[str, obje
             continue
         if info.st_size != stamp.get("size"):
             changed.append(relative)
-        elif info.st_mtime_ns != stamp.get("mtime_ns") and file_sha256(path) != stamp.get("sha256"):
+        elif _times_differ(info, stamp) and file_sha256(path) != stamp.get("sha256"):
             changed.append(relative)
     return changed
+
+
+def _times_differ(info: os.stat_result, stamp: Mapping[str, object]) -> bool:
+    # A stamp written before change times were recorded has none: hash it.
+    return info.st_mtime_ns != stamp.get("mtime_ns") or info.st_ctime_ns != stamp.get("ctime_ns")
 
 
 def load_dataset(dataset_dir: PathLike, extra_mask_names: Sequence[str] = ()) -> Iterator[Case]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -603,10 +604,13 @@ def test_case_files_and_input_stamps(tmp_path):
     os.utime(root / "labelsTs" / "a.nii.gz", ns=(1, 1))  # new time, same bytes
     assert io.changed_inputs(root, stamps) == []
     raw = root / "imagesTs" / "a_0001.raw"
+    stamped = raw.stat()
     data = bytearray(raw.read_bytes())
     data[0] ^= 0xFF  # same size, other bytes
+    time.sleep(0.05)  # file times are coarse (a clock tick): let the rewrite's change time move
     raw.write_bytes(bytes(data))
-    os.utime(raw, ns=(2, 2))  # file times are coarse (a clock tick): make the rewrite visible
+    os.utime(raw, ns=(stamped.st_atime_ns, stamped.st_mtime_ns))  # the old time put back
+    assert raw.stat().st_mtime_ns == stamps["imagesTs/a_0001.raw"]["mtime_ns"]
     (root / "masksTs" / "liver" / "a.nii.gz").unlink()
     assert io.changed_inputs(root, stamps) == ["imagesTs/a_0001.raw", "masksTs/liver/a.nii.gz"]
     assert "required extra mask 'liver'" in error_of(io.case_files, root, "a", ("liver",))
