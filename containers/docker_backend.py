@@ -65,6 +65,7 @@ from containers.contract import (
     write_case_files,
 )
 from containers.registry import Limits, Terminated
+from evaluator.io import file_signature
 from evaluator.records import CaseInput, SegloopError, StepRequest
 
 LOG_TAIL_CHARS = 2000
@@ -650,15 +651,15 @@ def _archive_cache_path() -> Path:
 
 def resolve_image(client: Any, reference: str) -> str:
     """The image id of ``reference``: a local image, or an archive loaded once (cached by
-    path, size, modification and change time: a rewritten archive is loaded again). Never pulls."""
+    path and :func:`evaluator.io.file_signature`: a rewritten archive is loaded again). Never
+    pulls."""
     import docker.errors
 
     if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
         path = Path(reference).resolve()
         if not path.is_file():
             raise SegloopError(f"docker model: image archive {path} does not exist")
-        info = path.stat()
-        key = f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+        key = ":".join([str(path), *map(str, file_signature(path.stat()).values())])
         cache_path = _archive_cache_path()
         try:
             cache = json.loads(cache_path.read_text())

@@ -647,6 +647,13 @@ def file_sha256(path: PathLike) -> str:
     return digest.hexdigest()
 
 
+def file_signature(info: os.stat_result) -> dict[str, int]:
+    """``{size, mtime_ns, ctime_ns}`` of a file: what tells, without reading it, that it is the
+    version seen before. The kernel sets the change time on every write and no user can set it
+    back, so a rewrite that restores the old modification time still shows."""
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns}
+
+
 def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict[str, object]]:
     """``{path relative to the dataset: {size, mtime_ns, ctime_ns, sha256}}`` of a case's input
     files, so a resumed run can tell that a case's inputs changed since it was scored."""
@@ -655,20 +662,16 @@ def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict
     for path in files:
         info = path.stat()
         stamps[path.relative_to(root).as_posix()] = {
-            "size": info.st_size,
-            "mtime_ns": info.st_mtime_ns,
-            "ctime_ns": info.st_ctime_ns,
+            **file_signature(info),
             "sha256": file_sha256(path),
         }
     return stamps
 
 
 def changed_inputs(dataset_dir: PathLike, stamps: Mapping[str, Mapping[str, object]]) -> list[str]:
-    """The stamped files that are gone or hold other bytes now. Size, modification time and
-    change time all equal to the stamp count as unchanged; otherwise the content hash decides
-    (a copied dataset with new times is not a change). The change time is set by the kernel on
-    every write and cannot be set back, so a rewrite that restores the old modification time
-    is still hashed."""
+    """The stamped files that are gone or hold other bytes now. A file whose
+    :func:`file_signature` equals its stamp counts as unchanged; otherwise another size, or else
+    the content hash, decides (a copied dataset with new times is not a change)."""
     root = Path(dataset_dir)
     changed = []
     for relative, stamp in stamps.items():
@@ -678,16 +681,11 @@ def changed_inputs(dataset_dir: PathLike, stamps: Mapping[str, Mapping[str, obje
         except OSError:
             changed.append(relative)
             continue
-        if info.st_size != stamp.get("size"):
-            changed.append(relative)
-        elif _times_differ(info, stamp) and file_sha256(path) != stamp.get("sha256"):
+        if all(stamp.get(name) == value for name, value in file_signature(info).items()):
+            continue  # a stamp from before change times were recorded has none: it is hashed
+        if info.st_size != stamp.get("size") or file_sha256(path) != stamp.get("sha256"):
             changed.append(relative)
     return changed
-
-
-def _times_differ(info: os.stat_result, stamp: Mapping[str, object]) -> bool:
-    # A stamp written before change times were recorded has none: hash it.
-    return info.st_mtime_ns != stamp.get("mtime_ns") or info.st_ctime_ns != stamp.get("ctime_ns")
 
 
 def load_dataset(dataset_dir: PathLike, extra_mask_names: Sequence[str] = ()) -> Iterator[Case]:
