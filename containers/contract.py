@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 
+from evaluator import untrusted, untrusted_images
 from evaluator.records import AXIS_ORDER, CaseInput, StepRequest
+from evaluator.untrusted import RefusedFile
 
 CASE_FILE = "case.json"
 REQUEST_FILE = "request.json"
 PREVIOUS_PREDICTION_FILE = "previous_prediction.npy"
 PREDICTION_FILE = "prediction.npy"
 CONTRACT_VERSION = 1
-# A label map of the largest int64 volume we accept is shape * 8 bytes; anything past that plus
-# the .npy header is not a prediction but an attack on the harness's memory.
-NPY_HEADER_ALLOWANCE_BYTES = 64 * 1024
 
 
 class ModelStepError(Exception):
@@ -88,17 +86,17 @@ def write_case_files(folder: Path, case_input: CaseInput) -> None:
     _write_json(folder / CASE_FILE, case_json(case_input))
 
 
-def prepare_step_folders(
+def prepare_step_input(
     case_folder: Path, step_folder: Path, request: StepRequest, send_previous_prediction: bool
-) -> tuple[Path, Path]:
-    """Make ``step_folder/input`` (case files hard-linked, request, previous) and an empty output.
+) -> Path:
+    """Make ``step_folder/input``: the case files hard-linked, the request, the previous
+    prediction; files 0444, the folder 0555 (the model's output folder is made elsewhere).
 
     Hard links cost no copy; the input is mounted read-only for containers, so a model cannot
     change the shared files through them.
     """
-    input_dir, output_dir = step_folder / "input", step_folder / "output"
+    input_dir = step_folder / "input"
     input_dir.mkdir(parents=True)
-    output_dir.mkdir(parents=True)
     for source in sorted(case_folder.iterdir()):
         try:
             os.link(source, input_dir / source.name)
@@ -111,37 +109,34 @@ def prepare_step_folders(
     for path in input_dir.iterdir():
         path.chmod(0o444)
     input_dir.chmod(0o555)
-    # The output folder must be writable by whatever uid the model runs as.
-    output_dir.chmod(0o777)
-    return input_dir, output_dir
+    return input_dir
 
 
 def read_prediction(
-    output_dir: Path, shape: tuple[int, ...], class_ids: set[int] | frozenset[int]
+    output: Path | int,
+    shape: tuple[int, ...],
+    class_ids: set[int] | frozenset[int],
+    where: str = "",
 ) -> np.ndarray:
-    """Load and validate ``output_dir/prediction.npy``; raise ModelStepError(invalid_output).
+    """Load and validate ``prediction.npy`` from the model's output folder (a path the harness
+    made, or a descriptor of it); raise ModelStepError(invalid_output).
 
-    Checks: a regular file (no symlink, no device), a sane size, a plain numeric .npy (no
-    pickle), the image's shape, integer or integral values, finite, labels within the classes.
+    The file is untrusted bytes (:mod:`evaluator.untrusted`): opened under the folder's
+    descriptor without following links, a regular file no larger than ``shape`` as int64 plus
+    a header, a plain numeric .npy (no pickle) of ``shape``; then the labels are checked
+    (integral, finite, within the classes).
     """
-    path = output_dir / PREDICTION_FILE
+    folder_fd = untrusted.open_dir(None, output) if not isinstance(output, int) else output
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        raise ModelStepError("invalid_output", f"no {PREDICTION_FILE} written") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise ModelStepError("invalid_output", f"{PREDICTION_FILE} is a symlink")
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelStepError("invalid_output", f"{PREDICTION_FILE} is not a regular file")
-    max_bytes = int(np.prod(shape)) * 8 + NPY_HEADER_ALLOWANCE_BYTES
-    if info.st_size > max_bytes:
-        raise ModelStepError(
-            "invalid_output", f"{PREDICTION_FILE} is {info.st_size} bytes, more than {max_bytes}"
-        )
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as error:  # noqa: BLE001 - any parse failure is the model's fault
-        raise ModelStepError("invalid_output", f"{PREDICTION_FILE} unreadable: {error}") from None
+        array = untrusted_images.read_npy(folder_fd, PREDICTION_FILE, shape, where)
+    except RefusedFile as error:
+        detail = str(error)
+        if "no such file" in detail:
+            detail = f"no {PREDICTION_FILE} written"
+        raise ModelStepError("invalid_output", detail) from None
+    finally:
+        if not isinstance(output, int):
+            os.close(folder_fd)
     return validate_prediction(array, shape, class_ids)
 
 

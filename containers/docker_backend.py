@@ -40,9 +40,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import shutil
-import socket
-import stat
 import tempfile
 import threading
 import time
@@ -55,18 +52,22 @@ from typing import Any
 
 import numpy as np
 
+from containers import archives, workspace
 from containers.contract import (
     PREDICTION_FILE,
     REQUEST_FILE,
     ModelStepError,
-    prepare_step_folders,
+    prepare_step_input,
     read_prediction,
     request_json,
     write_case_files,
 )
 from containers.registry import Limits, Terminated
+from containers.workspace import owner_alive, owner_token
+from evaluator import untrusted
 from evaluator.io import file_signature
 from evaluator.records import CaseInput, SegloopError, StepRequest
+from evaluator.untrusted import RefusedFile
 
 LOG_TAIL_CHARS = 2000
 LOG_TAIL_LINES = 200
@@ -77,7 +78,7 @@ SESSION_MODES = ("per-step", "case", "submission")
 SESSION_STOP_GRACE_S = 5.0
 POLL_START_S = 0.001
 POLL_MAX_S = 0.02
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+ARCHIVE_SUFFIXES = archives.ARCHIVE_SUFFIXES
 
 # Session protocol (docs/containers.md, containers/sdk/segloop_sdk.py).
 SESSION_MOUNT = "/session"
@@ -94,38 +95,7 @@ LABEL_CASE = "segloop.case"
 
 
 # --------------------------------------------------------------------------------------------
-# Ownership of containers and work folders (leftover cleanup after a harness was killed)
-
-
-def _process_start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/pid/stat), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[19]
-
-
-def owner_token(pid: int | None = None) -> str:
-    """``host:pid:start`` of this process: unique even when pids are reused."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or 0}"
-
-
-def owner_alive(token: str) -> bool:
-    """False only when ``token``'s process is known dead (same host, pid gone or reused)."""
-    parts = token.rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return True  # not a token of ours: leave it alone
-    host, pid_text, start = parts
-    if host != socket.gethostname():
-        return True  # another machine's harness on a shared engine: not ours to judge
-    return _process_start_ticks(int(pid_text)) == start
-
-
-def work_root() -> Path:
-    """Where step folders live (``$SEGLOOP_WORK_DIR`` or the temp dir); the engine must see it."""
-    return Path(os.environ.get("SEGLOOP_WORK_DIR") or tempfile.gettempdir()) / "segloop-docker"
+# Leftovers of a killed harness
 
 
 def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = None) -> int:
@@ -150,14 +120,7 @@ def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = No
                 log(f"removed leftover container {container.short_id} (owner {token} is gone)")
         except Exception:  # noqa: BLE001 - already gone, or being removed by someone else
             pass
-    root = work_root()
-    if root.is_dir():
-        for folder in root.iterdir():
-            pid_text, _, rest = folder.name.partition(".")
-            start = rest.partition(".")[0]
-            token = f"{socket.gethostname()}:{pid_text}:{start}"
-            if folder.is_dir() and pid_text.isdigit() and not owner_alive(token):
-                shutil.rmtree(folder, ignore_errors=True)
+    workspace.cleanup_dead_work_dirs(log)
     return removed
 
 
@@ -221,8 +184,14 @@ def sandbox_kwargs(limits: Limits, labels: Mapping[str, str], user: str | None) 
     import docker.types
 
     memory = f"{int(limits.memory_mb)}m"
+    nofile = int(limits.nofile)
     kwargs: dict[str, Any] = {
         "network_mode": "none",
+        # Nothing lands on the host disk but /output: the image's filesystem is read-only and
+        # /tmp a tmpfs (its pages count against the memory limit too).
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={int(limits.tmp_mb)}m,mode=1777"},
+        "ulimits": [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)],
         "mem_limit": memory,
         "memswap_limit": memory,  # no swap beyond the memory limit
         "pids_limit": int(limits.pids),
@@ -391,12 +360,14 @@ class DockerBackend:
             if options.user is None
             else (None if options.user == "image" else options.user)
         )
+        self.container_ids = workspace.container_ids(self.user)
         self.name = name or f"docker:{image}"
         self.run_id = uuid.uuid4().hex[:12]
         self.owner = owner_token()
         # <pid>.<start>.<run id>: cleanup_leftovers can tell when its owner is gone
         _, pid_text, start = self.owner.rsplit(":", 2)
-        self.work_dir = work_root() / f"{pid_text}.{start}.{self.run_id}"
+        self.work_dir = workspace.work_root() / f"{pid_text}.{start}.{self.run_id}"
+        self._outputs: workspace.OutputArea | None = None
         self.closed = False
         self.terminated = False
         self.shared = False  # session-submission: serves every case of this process
@@ -531,8 +502,30 @@ class DockerBackend:
         return self.limits.step_time_limit_s, "timeout"
 
     def new_work_dir(self, what: str) -> Path:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        """A fresh private folder for what the harness writes (inputs, requests)."""
+        workspace.private_dir(self.work_dir)
         return Path(tempfile.mkdtemp(prefix=f"{_safe_name(what)}-", dir=self.work_dir))
+
+    def new_output_dir(self, what: str) -> Path:
+        """A fresh, empty folder in the output area for a container to write into."""
+        if self._outputs is None:
+            workspace.private_dir(self.work_dir)
+            self._outputs = workspace.OutputArea(
+                self.work_dir / workspace.OUTPUT_FOLDER, self.limits.output_mb
+            )
+        return self._outputs.new_folder(
+            f"{_safe_name(what)}-{uuid.uuid4().hex[:8]}", self.container_ids
+        )
+
+    def share_inputs(self, folder: Path) -> None:
+        """Make a harness-written input folder readable by the container's user only."""
+        workspace.share_with_container(folder, self.container_ids, writable=False)
+
+    def _remove_work_dir(self) -> None:
+        if self._outputs is not None:
+            self._outputs.close()
+            self._outputs = None
+        workspace.remove_work_dir(self.work_dir)
 
     # -- ModelBackend ------------------------------------------------------------------------
 
@@ -561,7 +554,7 @@ class DockerBackend:
             self._shared_server.stop()
             self._shared_server = None
         remove_all_containers(self.client, self.run_id)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._remove_work_dir()
 
     def terminate(self, remove_files: bool = False) -> None:
         """Emergency stop, callable from a signal handler or another thread: remove every
@@ -582,7 +575,7 @@ class DockerBackend:
         except Exception:  # noqa: BLE001 - no engine: nothing we can remove
             pass
         if remove_files:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self._remove_work_dir()
 
     def __enter__(self) -> DockerBackend:
         return self
@@ -650,9 +643,9 @@ def _archive_cache_path() -> Path:
 
 
 def resolve_image(client: Any, reference: str) -> str:
-    """The image id of ``reference``: a local image, or an archive loaded once (cached by
-    path and :func:`evaluator.io.file_signature`: a rewritten archive is loaded again). Never
-    pulls."""
+    """The image id of ``reference``: a local image, or an archive loaded once by content
+    (:func:`containers.archives.load_archive`: its tags are never applied), cached by path and
+    :func:`evaluator.io.file_signature` (a rewritten archive is loaded again). Never pulls."""
     import docker.errors
 
     if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
@@ -671,21 +664,13 @@ def resolve_image(client: Any, reference: str) -> str:
                 return client.images.get(image_id).id
             except docker.errors.ImageNotFound:
                 pass
-        try:
-            with open(path, "rb") as handle:
-                images = client.images.load(handle)
-        except docker.errors.APIError as error:
-            raise SegloopError(
-                f"{path}: not a loadable image archive: {error.explanation}"
-            ) from None
-        if not images:
-            raise SegloopError(f"{path}: the archive holds no image")
-        cache[key] = images[0].id
+        image_id = archives.load_archive(client, path)  # by content: no tag moves
+        cache[key] = image_id
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_path.with_suffix(f".{os.getpid()}.partial")
         partial.write_text(json.dumps(cache, indent=1))
         os.replace(partial, cache_path)
-        return images[0].id
+        return image_id
     try:
         return client.images.get(reference).id
     except docker.errors.ImageNotFound:
@@ -700,6 +685,10 @@ def resolve_image(client: Any, reference: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Per-step mode
+
+
+def _with_tail(error: ModelStepError, tail: str) -> ModelStepError:
+    return ModelStepError(error.reason, error.detail, error.log_tail or tail)
 
 
 class DockerStepSession:
@@ -719,10 +708,12 @@ class DockerStepSession:
     def _predict(self, request: StepRequest) -> np.ndarray:
         time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
         step_folder = self.work_dir / f"step_{request.step:03d}"
-        shutil.rmtree(step_folder, ignore_errors=True)
-        input_dir, output_dir = prepare_step_folders(
+        untrusted.remove_tree(step_folder)
+        input_dir = prepare_step_input(
             self.case_folder, step_folder, request, self.backend.send_previous_prediction
         )
+        self.backend.share_inputs(input_dir)
+        output_dir = self.backend.new_output_dir(f"{self.case_input.case_id}-{request.step}")
         try:
             tail = self.backend.run_to_end(
                 {
@@ -743,40 +734,13 @@ class DockerStepSession:
                     output_dir, self.case_input.shape, set(self.case_input.classes)
                 )
             except ModelStepError as error:
-                raise ModelStepError(error.reason, error.detail, tail) from None
+                raise _with_tail(error, tail) from None
         finally:
-            _remove_tree(step_folder)
+            untrusted.remove_tree(step_folder)
+            untrusted.remove_tree(output_dir)
 
     def close(self) -> None:
-        _remove_tree(self.work_dir)
-
-
-def require_real_folder(path: Path) -> None:
-    """Raise invalid_output unless ``path`` is a real folder (not a symlink out of the mount)."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise ModelStepError("invalid_output", f"no output folder {path.name}") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise ModelStepError("invalid_output", f"{path.name} is not a folder (a symlink?)")
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that also copes with read-only folders (the input folders are 0555) and
-    removes a symlink itself, never what it points to."""
-    if path.is_symlink():
-        path.unlink()
-        return
-
-    def make_writable_and_retry(function, failed_path, _exc_info):
-        try:
-            os.chmod(os.path.dirname(failed_path), 0o755)
-            function(failed_path)
-        except OSError:
-            pass
-
-    if path.exists():
-        shutil.rmtree(path, onerror=make_writable_and_retry)
+        untrusted.remove_tree(self.work_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,15 +748,19 @@ def _remove_tree(path: Path) -> None:
 
 
 class SessionServer:
-    """A long-lived container answering step requests through a mounted folder.
+    """A long-lived container answering step requests through mounted folders.
 
     Host layout (mounted under /session in the container)::
 
         root/cases/<case_id>/        read-only: case.json, image_0000.npy, ...
         root/requests/<name>/        read-only: request.json (+ case_dir, previous prediction),
                                      then an empty ``ready``; root/requests/stop ends the server
-        root/responses/<name>/       written by the container: prediction.npy + ``done``,
+        <output area>/responses-*/<name>/   written by the container: prediction.npy + ``done``,
                                      or error.txt + ``done``
+
+    Everything under responses is the container's: it is read through a descriptor of the
+    responses folder (the mount point, which the container cannot replace), one name at a
+    time, links never followed (:mod:`evaluator.untrusted`).
     """
 
     def __init__(self, backend: DockerBackend, root: Path, scope: str) -> None:
@@ -801,12 +769,11 @@ class SessionServer:
         self.scope = scope
         self.cases_dir = root / "cases"
         self.requests_dir = root / "requests"
-        self.responses_dir = root / "responses"
-        for folder in (self.cases_dir, self.requests_dir, self.responses_dir):
+        for folder in (self.cases_dir, self.requests_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.responses_dir.chmod(0o777)  # the container's user writes here
-        for folder in (root, self.cases_dir, self.requests_dir):
-            folder.chmod(0o755)
+            backend.share_inputs(folder)
+        self.responses_dir = backend.new_output_dir(f"responses-{scope}")
+        self.responses_fd = untrusted.open_dir(None, self.responses_dir)
         self.run: ContainerRun | None = None
         self.exited = threading.Event()
         self.sequence = 0
@@ -838,15 +805,13 @@ class SessionServer:
 
     def add_case(self, case_input: CaseInput) -> Path:
         folder = self.cases_dir / _safe_name(case_input.case_id)
-        _remove_tree(folder)
+        untrusted.remove_tree(folder)
         write_case_files(folder, case_input)
-        for path in folder.iterdir():
-            path.chmod(0o444)
-        folder.chmod(0o555)
+        self.backend.share_inputs(folder)
         return folder
 
     def remove_case(self, folder: Path) -> None:
-        _remove_tree(folder)
+        untrusted.remove_tree(folder)
 
     def ask(
         self,
@@ -860,7 +825,6 @@ class SessionServer:
         self.sequence += 1
         name = f"{self.sequence:06d}"
         request_dir = self.requests_dir / name
-        response_dir = self.responses_dir / name
         self.busy = True
         try:
             request_dir.mkdir()
@@ -869,35 +833,64 @@ class SessionServer:
             if payload["previous_prediction"]:
                 np.save(request_dir / payload["previous_prediction"], request.previous_prediction)
             (request_dir / REQUEST_FILE).write_text(json.dumps(payload, indent=1))
+            self.backend.share_inputs(request_dir)
             (request_dir / READY_MARKER).touch()  # last: the request is complete
-            self._wait_for_answer(run, response_dir / DONE_MARKER, time_limit_s, timeout_reason)
+            response_fd = self._wait_for_answer(run, name, time_limit_s, timeout_reason)
             self.busy = False
-            require_real_folder(response_dir)
-            error_file = response_dir / ERROR_FILE
-            if error_file.exists() and not error_file.is_symlink():
-                text = _read_text_tail(error_file)
-                last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
-                raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
             try:
-                return read_prediction(response_dir, case_input.shape, set(case_input.classes))
-            except ModelStepError as error:
-                raise ModelStepError(error.reason, error.detail, run.log_tail()) from None
+                return self._read_answer(response_fd, name, case_input, run)
+            finally:
+                os.close(response_fd)
         finally:
-            _remove_tree(request_dir)
-            _remove_tree(response_dir)
+            untrusted.remove_tree(request_dir)
+            untrusted.remove_tree_at(self.responses_fd, name)
+
+    def _read_answer(
+        self, response_fd: int, name: str, case_input: CaseInput, run: ContainerRun
+    ) -> np.ndarray:
+        where = f"responses/{name}/"
+        if untrusted.exists(response_fd, ERROR_FILE):
+            try:
+                text = untrusted.read_text_tail(response_fd, ERROR_FILE, LOG_TAIL_CHARS * 10)
+            except RefusedFile as error:
+                raise ModelStepError("invalid_output", str(error), run.log_tail()) from None
+            last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
+            raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
+        try:
+            return read_prediction(
+                response_fd, case_input.shape, set(case_input.classes), where=where
+            )
+        except ModelStepError as error:
+            raise _with_tail(error, run.log_tail()) from None
+
+    def _answer_fd(self, name: str) -> int | None:
+        """A descriptor of ``responses/<name>/`` once it holds ``done``, else None. A symlink
+        in its place (or any non-folder) is the model's invalid output."""
+        try:
+            folder_fd = untrusted.open_dir(self.responses_fd, name, "responses/")
+        except RefusedFile as error:
+            if "no such folder" in str(error):
+                return None
+            raise ModelStepError("invalid_output", str(error)) from None
+        if untrusted.exists(folder_fd, DONE_MARKER):
+            return folder_fd
+        os.close(folder_fd)
+        return None
 
     def _wait_for_answer(
-        self, run: ContainerRun, done: Path, time_limit_s: float, timeout_reason: str
-    ) -> None:
+        self, run: ContainerRun, name: str, time_limit_s: float, timeout_reason: str
+    ) -> int:
         deadline = time.monotonic() + time_limit_s
         interval = POLL_START_S
         while True:
             self.backend.check_terminated()
-            if done.exists():
-                return
+            answer = self._answer_fd(name)
+            if answer is not None:
+                return answer
             if self.exited.is_set():
-                if done.exists():
-                    return
+                answer = self._answer_fd(name)
+                if answer is not None:
+                    return answer
                 tail = run.log_tail()
                 failure = failure_of_exit(run.state(), tail) or ModelStepError(
                     "exit_code", "the session container exited without answering", tail
@@ -916,17 +909,20 @@ class SessionServer:
     def stop(self) -> None:
         """Ask the server to exit, give it a moment if it is idle, then remove the container
         (at once when a step was interrupted: it would not look at the stop marker)."""
-        if self.run is None:
-            return
-        run, self.run = self.run, None
-        if not self.exited.is_set() and not self.busy:
-            try:
-                (self.requests_dir / STOP_MARKER).touch()
-            except OSError:
-                pass
-            self.exited.wait(SESSION_STOP_GRACE_S)
-        run.remove()
-        _remove_tree(self.root)
+        if self.run is not None:
+            run, self.run = self.run, None
+            if not self.exited.is_set() and not self.busy:
+                try:
+                    (self.requests_dir / STOP_MARKER).touch()
+                except OSError:
+                    pass
+                self.exited.wait(SESSION_STOP_GRACE_S)
+            run.remove()
+        if self.responses_fd >= 0:
+            os.close(self.responses_fd)
+            self.responses_fd = -1
+        untrusted.remove_tree(self.responses_dir)
+        untrusted.remove_tree(self.root)
 
 
 def _watch_exit(container_id: str, exited: threading.Event) -> None:
@@ -945,13 +941,6 @@ def _watch_exit(container_id: str, exited: threading.Event) -> None:
     except Exception:  # noqa: BLE001
         pass
     exited.set()
-
-
-def _read_text_tail(path: Path, chars: int = 20000) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - chars))
-        return handle.read().decode("utf-8", "replace")
 
 
 class DockerSessionCase:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,13 +49,13 @@ from typing import Any
 import numpy as np
 
 from containers.contract import ModelStepError, validate_prediction
+from evaluator import untrusted, untrusted_images
 from evaluator.records import CaseInput, Interaction, SegloopError, StepRequest
+from evaluator.untrusted import RefusedFile
 
 INPUTS_JSON = "inputs.json"
-IMAGE_SUFFIXES = (".mha", ".tif", ".tiff", ".nii.gz", ".nii")
-# A compressed label image is smaller than the raw volume; allow the raw volume as int64 plus
-# headroom for a verbose header. Anything bigger is refused before it is read.
-OUTPUT_HEADER_ALLOWANCE_BYTES = 1 << 20
+# Self-contained label images only (evaluator.untrusted_images); detached headers are refused.
+IMAGE_SUFFIXES = untrusted_images.IMAGE_EXTENSIONS + untrusted_images.DETACHED_EXTENSIONS
 UUID_NAMESPACE = uuid.UUID("5e6100b0-6c00-4e00-8a00-000000000001")
 GEOMETRY_TOLERANCE_MM = 1e-3
 
@@ -215,24 +214,18 @@ def prepare_gc_step(
     case_input: CaseInput,
     request: StepRequest,
     interface: GcInterface,
-) -> tuple[Path, Path]:
-    """``step_folder/input`` (images hard-linked from ``case_folder``) and an empty output."""
-    input_dir, output_dir = step_folder / "input", step_folder / "output"
-    output_dir.mkdir(parents=True)
+) -> Path:
+    """``step_folder/input``: the images hard-linked from ``case_folder``, the clicks and
+    inputs.json (the container's output folder is made in the back-end's output area)."""
+    input_dir = step_folder / "input"
+    step_folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(case_folder, input_dir, copy_function=_link_or_copy)
     points = multiple_points(request.interactions, interface)
     (input_dir / f"{interface.clicks_slug}.json").write_text(json.dumps(points, indent=1))
     (input_dir / INPUTS_JSON).write_text(
         json.dumps(inputs_json(case_input, interface, points), indent=1)
     )
-    for root, dirs, files in os.walk(input_dir):
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o444)
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o555)
-    input_dir.chmod(0o555)
-    output_dir.chmod(0o777)
-    return input_dir, output_dir
+    return input_dir
 
 
 def _link_or_copy(source: str, destination: str) -> None:
@@ -242,70 +235,48 @@ def _link_or_copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination)
 
 
-def _lstat_real(path: Path, what: str, want_dir: bool) -> os.stat_result:
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise ModelStepError("invalid_output", f"no {what}") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise ModelStepError("invalid_output", f"{what} is a symlink")
-    if want_dir and not stat.S_ISDIR(info.st_mode):
-        raise ModelStepError("invalid_output", f"{what} is not a folder")
-    if not want_dir and not stat.S_ISREG(info.st_mode):
-        raise ModelStepError("invalid_output", f"{what} is not a regular file")
-    return info
-
-
 def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterface) -> np.ndarray:
-    """The label map in ``/output/images/<slug>/``, checked like a native prediction plus
-    the image's size, spacing, origin and direction. Raises ModelStepError(invalid_output)."""
-    import SimpleITK as sitk
-
+    """The label map in ``/output/images/<slug>/``: exactly one self-contained image file
+    (:mod:`evaluator.untrusted_images`: read through descriptors, links never followed, header
+    checked against the case's shape before any data), on the input's size, spacing, origin
+    and direction, labels as a native prediction's. Raises ModelStepError(invalid_output)."""
     relative = f"images/{interface.output_slug}"
-    _lstat_real(output_dir / "images", "output folder images/", want_dir=True)
-    folder = output_dir / relative
-    _lstat_real(folder, f"output folder {relative}/", want_dir=True)
-    candidates = sorted(p for p in folder.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
-    if len(candidates) != 1:
-        raise ModelStepError(
-            "invalid_output",
-            f"expected one image in {relative}/, found {len(candidates)}: "
-            f"{[p.name for p in candidates][:5]}",
-        )
-    path = candidates[0]
-    info = _lstat_real(path, f"{relative}/{path.name}", want_dir=False)
-    max_bytes = int(np.prod(case_input.shape)) * 8 + OUTPUT_HEADER_ALLOWANCE_BYTES
-    if info.st_size > max_bytes:
-        raise ModelStepError(
-            "invalid_output",
-            f"{relative}/{path.name} is {info.st_size} bytes, more than {max_bytes}",
-        )
+    root_fd = untrusted.open_dir(None, output_dir)
     try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        raise ModelStepError("invalid_output", f"{relative}/{path.name}: {first[:200]}") from None
-    expected_size = tuple(int(v) for v in case_input.shape[::-1])
-    if tuple(image.GetSize()) != expected_size:
-        raise ModelStepError(
-            "invalid_output",
-            f"output image size (x, y, z) {tuple(image.GetSize())} != input {expected_size}",
-        )
-    geometry = case_input.geometry
+        try:
+            folder_fd = untrusted.open_relative_dir(root_fd, relative, "output ")
+        except RefusedFile as error:
+            raise ModelStepError("invalid_output", str(error)) from None
+        try:
+            entries = untrusted.list_dir(folder_fd, f"output {relative}/")
+            images = [e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)]
+            if len(images) != 1:
+                raise ModelStepError(
+                    "invalid_output",
+                    f"expected one image in {relative}/, found {len(images)}: "
+                    f"{[e.name for e in images][:5]}",
+                )
+            array, geometry = untrusted_images.read_image(
+                folder_fd, images[0].name, case_input.shape, f"{relative}/"
+            )
+        except RefusedFile as error:
+            raise ModelStepError("invalid_output", str(error)) from None
+        finally:
+            os.close(folder_fd)
+    finally:
+        os.close(root_fd)
+    expected = case_input.geometry
     for what, got, want in (
-        ("spacing", image.GetSpacing(), geometry.spacing_mm[::-1]),
-        ("origin", image.GetOrigin(), geometry.origin_mm),
-        ("direction", image.GetDirection(), geometry.direction),
+        ("spacing (z, y, x)", geometry.spacing_mm, expected.spacing_mm),
+        ("origin", geometry.origin_mm, expected.origin_mm),
+        ("direction", geometry.direction, expected.direction),
     ):
         if not np.allclose(got, want, atol=GEOMETRY_TOLERANCE_MM):
             raise ModelStepError(
                 "invalid_output",
-                f"output {what} {tuple(round(v, 4) for v in got)} != input "
+                f"output {what} {tuple(round(float(v), 4) for v in got)} != input "
                 f"{tuple(round(float(v), 4) for v in want)}",
             )
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ModelStepError("invalid_output", "output image has more than one component")
-    array = sitk.GetArrayFromImage(image)
     return validate_prediction(array, case_input.shape, set(case_input.classes))
 
 
@@ -325,14 +296,14 @@ class GcStepSession:
         return self.backend.guarded_step(lambda: self._predict(request))
 
     def _predict(self, request: StepRequest) -> np.ndarray:
-        from containers.docker_backend import _remove_tree
-
         time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
         step_folder = self.work_dir / f"step_{request.step:03d}"
-        _remove_tree(step_folder)
-        input_dir, output_dir = prepare_gc_step(
+        untrusted.remove_tree(step_folder)
+        input_dir = prepare_gc_step(
             self.case_folder, step_folder, self.case_input, request, self.interface
         )
+        self.backend.share_inputs(input_dir)
+        output_dir = self.backend.new_output_dir(f"gc-{self.case_input.case_id}-{request.step}")
         try:
             tail = self.backend.run_to_end(
                 {
@@ -347,14 +318,13 @@ class GcStepSession:
             try:
                 return read_gc_output(output_dir, self.case_input, self.interface)
             except ModelStepError as error:
-                raise ModelStepError(error.reason, error.detail, tail) from None
+                raise ModelStepError(error.reason, error.detail, error.log_tail or tail) from None
         finally:
-            _remove_tree(step_folder)
+            untrusted.remove_tree(step_folder)
+            untrusted.remove_tree(output_dir)
 
     def close(self) -> None:
-        from containers.docker_backend import _remove_tree
-
-        _remove_tree(self.work_dir)
+        untrusted.remove_tree(self.work_dir)
 
 
 __all__ = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,11 +24,12 @@ import numpy as np
 
 from containers.contract import (
     ModelStepError,
-    prepare_step_folders,
+    prepare_step_input,
     read_prediction,
     validate_prediction,
     write_case_files,
 )
+from evaluator import untrusted
 from evaluator.records import CaseInput, SegloopError, StepRequest
 
 PredictFn = Callable[[CaseInput, StepRequest], np.ndarray]
@@ -106,9 +106,11 @@ class SubprocessSession:
             raise ModelStepError("case_timeout", "the case's wall-clock limit is used up")
         step_limit_s = min(self.backend.step_time_limit_s, time_left_s)
         step_folder = self.work_dir / f"step_{request.step:03d}"
-        input_dir, output_dir = prepare_step_folders(
+        input_dir = prepare_step_input(
             self.case_folder, step_folder, request, self.backend.send_previous_prediction
         )
+        output_dir = step_folder / "output"
+        output_dir.mkdir()
         log_path = step_folder / "log.txt"
         command = [
             part.replace("{input}", str(input_dir)).replace("{output}", str(output_dir))
@@ -148,7 +150,7 @@ class SubprocessSession:
             raise ModelStepError(error.reason, error.detail, log_tail(log_path)) from None
 
     def close(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        untrusted.remove_tree(self.work_dir)
 
 
 def _kill_group(process: subprocess.Popen) -> None:

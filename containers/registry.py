@@ -32,6 +32,9 @@ class Limits:
     cpus: float = 2.0
     pids: int = 256
     shm_mb: int = 512
+    tmp_mb: int = 1024  # the container's /tmp (a tmpfs; its root filesystem is read-only)
+    output_mb: int = 4096  # what its outputs may hold (a tmpfs when the harness can mount one)
+    nofile: int = 4096  # open files per process
     gpus: tuple[int, ...] = ()
     session_mode: str = "per-step"  # "per-step", "case" or "submission" (Docker only)
 

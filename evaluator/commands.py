@@ -128,6 +128,9 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         ("--cpus", float, defaults.cpus, "docker CPU limit"),
         ("--pids", int, defaults.pids, "docker pids limit"),
         ("--shm-mb", int, defaults.shm_mb, "docker /dev/shm size"),
+        ("--tmp-mb", int, defaults.tmp_mb, "docker /tmp size (the image itself is read-only)"),
+        ("--output-mb", int, defaults.output_mb, "docker output space per back-end"),
+        ("--nofile", int, defaults.nofile, "docker open files per process"),
     ):
         limits.add_argument(option, type=kind, help=f"{text} ({default:g})")
     limits.add_argument("--gpus", default="", help="docker GPU indices, e.g. 0,1 (default none)")
@@ -148,6 +151,9 @@ def limits_from(args: argparse.Namespace, task_limits: Mapping[str, float]) -> L
         "cpus": ("--cpus", args.cpus),
         "pids": ("--pids", args.pids),
         "shm_mb": ("--shm-mb", args.shm_mb),
+        "tmp_mb": ("--tmp-mb", args.tmp_mb),
+        "output_mb": ("--output-mb", args.output_mb),
+        "nofile": ("--nofile", args.nofile),
     }
     for option, value in (*given.values(), ("--jobs", getattr(args, "jobs", 1))):
         if value is not None and not value > 0:

@@ -56,7 +56,17 @@ class ModelBackend(Protocol):
 
 
 #: Resource limits a task may set (seconds, MiB, CPUs, processes); ``containers.registry.Limits``.
-LIMIT_KEYS = ("step_time_limit_s", "case_time_limit_s", "memory_mb", "cpus", "pids", "shm_mb")
+LIMIT_KEYS = (
+    "step_time_limit_s",
+    "case_time_limit_s",
+    "memory_mb",
+    "cpus",
+    "pids",
+    "shm_mb",
+    "tmp_mb",
+    "output_mb",
+    "nofile",
+)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluator import store
+from evaluator import store, untrusted
 from evaluator.records import SegloopError
+from evaluator.untrusted import RefusedFile, UntrustedPath
 from leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
 from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
@@ -81,31 +82,37 @@ def reference_cases(ref_dir: Path) -> dict[str, Path]:
 
 def submission_files(
     res_dir: Path, case_ids: Sequence[str]
-) -> tuple[dict[tuple[str, int], Path], list[str]]:
-    """(case, step) -> prediction file, and the names of files that are not predictions."""
+) -> tuple[dict[tuple[str, int], UntrustedPath], list[str]]:
+    """(case, step) -> prediction file, and the files that are not predictions (links and
+    special files among them, with why: the submission is walked without following links)."""
     res_dir = Path(res_dir)
     if not res_dir.is_dir():
         raise SegloopError(f"{res_dir}: no submission folder")
     known = set(case_ids)
-    found: dict[tuple[str, int], Path] = {}
-    ignored = []
-    for path in sorted(p for p in res_dir.rglob("*") if p.is_file()):
+    found: dict[tuple[str, int], UntrustedPath] = {}
+    try:
+        files, skipped = untrusted.walk_files(res_dir)
+    except RefusedFile as error:
+        raise SegloopError(f"{res_dir}: {error}") from None
+    ignored = [f"{name} ({why})" for name, why in skipped]
+    for path in files:
         match = PREDICTION_NAME.match(path.name)
         if match is None:
-            ignored.append(str(path.relative_to(res_dir)))
+            ignored.append(str(path))
             continue
         key = (match["case"], int(match["step"]))
         if key[0] not in known:
             raise SegloopError(
-                f"{path}: case {key[0]!r} is not in the reference data "
+                f"{res_dir / str(path)}: case {key[0]!r} is not in the reference data "
                 f"(name predictions <case>_step<k>.nii.gz)"
             )
         if key in found:
             raise SegloopError(
-                f"{path}: a second prediction for {key[0]} step {key[1]} ({found[key]})"
+                f"{res_dir / str(path)}: a second prediction for {key[0]} step {key[1]} "
+                f"({found[key]})"
             )
         found[key] = path
-    return found, ignored
+    return found, sorted(ignored)
 
 
 def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from typing import Any
 
 from evaluator import store
 from evaluator.records import SegloopError
+from evaluator.untrusted import RefusedFile, UntrustedPath
 from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
 FORMAT = "segloop-gc-metrics"
@@ -178,28 +179,37 @@ def clicks_of(value: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
     return list(points)
 
 
-class _AmbiguousOutput(Exception):
-    def __init__(self, folder: Path, names: list[str]) -> None:
-        super().__init__(f"{folder}: {len(names)} images ({', '.join(names[:5])}), expected one")
+def output_file(input_dir: Path, job_pk: str, value: Mapping[str, Any]) -> UntrustedPath | None:
+    """``/input/<pk>/output/<relative path>``: the file, or the one image inside the folder.
 
-
-def output_file(input_dir: Path, job_pk: str, value: Mapping[str, Any]) -> Path | None:
-    """``/input/<pk>/output/<relative path>``: the file, or the one image inside the folder."""
+    The pk and the relative path come from predictions.json, the files from the participant's
+    container: the path stays inside ``input_dir`` (no '..', no absolute path) and is walked
+    without following links. RefusedFile when it escapes, is a link or is ambiguous."""
     relative = str(socket_of(value).get("relative_path", ""))
-    location = Path(input_dir) / str(job_pk) / "output" / relative
-    if location.is_file():
-        return location
-    if location.is_dir():
-        images = sorted(
-            p
-            for p in location.iterdir()
-            if p.is_file() and p.name.lower().endswith(OUTPUT_EXTENSIONS)
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if relative.startswith("/") or ".." in parts or not parts:
+        raise RefusedFile(
+            f"relative_path {relative!r} of job {job_pk}: not a path inside the job's output"
         )
+    location = UntrustedPath.below(input_dir, [str(job_pk), "output", *parts], "predictions.json: ")
+    try:
+        kind = location.kind()
+    except RefusedFile:
+        return None  # a folder on the way is missing
+    if kind == "file":
+        return location
+    if kind == "dir":
+        images = [e.name for e in location.list_dir() if e.name.lower().endswith(OUTPUT_EXTENSIONS)]
         if len(images) == 1:
-            return images[0]
+            return location.child(images[0])
         if len(images) > 1:
-            raise _AmbiguousOutput(location, [p.name for p in images])
-    return None
+            raise RefusedFile(
+                f"{location}: {len(images)} images ({', '.join(images[:5])}), expected one"
+            )
+        return None
+    if kind is None:
+        return None
+    raise RefusedFile(f"{location}: a {kind}, not an image file or folder")
 
 
 @dataclass(frozen=True)
@@ -248,7 +258,7 @@ def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: 
         output = _pick(outputs, sockets.output, sockets.hints[2], _is_image, "image output", here)
         try:
             path = output_file(input_dir, pk, output)
-        except _AmbiguousOutput as error:
+        except RefusedFile as error:
             step_input = StepInput(
                 None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}, extra
             )

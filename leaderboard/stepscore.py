@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluator import io, metrics
+from evaluator import io, metrics, untrusted_images
 from evaluator.records import EmptyMaskPolicy, Geometry, SegloopError
+from evaluator.untrusted import RefusedFile, UntrustedPath
 from leaderboard.scoring import KINDS, column_name
 
 
@@ -87,9 +88,10 @@ def parse_classes(text: str | None) -> dict[int, str] | None:
 
 @dataclass(frozen=True)
 class StepInput:
-    """One step's prediction file (None: none exists) or why it is unusable."""
+    """One step's prediction file, placed by the participant below a folder we were given
+    (None: none exists), or why it is unusable."""
 
-    path: Path | None
+    path: UntrustedPath | None
     failure: dict[str, str] | None = None
     extra: Mapping[str, Any] | None = None  # recorded with the step (job pk, click count...)
 
@@ -107,7 +109,11 @@ def load_prediction(
     class_ids: Sequence[int],
 ) -> tuple[np.ndarray | None, dict[str, str] | None]:
     """The step's label map on the ground truth's grid with labels in {0} + the task's classes
-    (checked as the loop checks a model's output), or (None, failure)."""
+    (checked as the loop checks a model's output), or (None, failure).
+
+    The file is the participant's: read as untrusted bytes (:mod:`evaluator.untrusted_images`:
+    links never followed, self-contained image files only, header checked against the ground
+    truth's shape before any data is read)."""
     from containers.contract import ModelStepError, validate_prediction
 
     if step.failure is not None:
@@ -115,12 +121,15 @@ def load_prediction(
     if step.path is None:
         return None, {"reason": "missing_output", "detail": "no prediction file", "log_tail": ""}
     try:
-        prediction = io.read_label(step.path, gt_geometry, gt_path, gt_shape)
-        prediction = validate_prediction(prediction, tuple(gt_shape), set(class_ids))
-    except SegloopError as error:
+        values, geometry = untrusted_images.read_image_at(step.path, tuple(gt_shape))
+        io.check_geometry(str(step.path), geometry, gt_path, gt_geometry, b_role="ground truth")
+        prediction = validate_prediction(
+            io.as_label_map(values, str(step.path)), tuple(gt_shape), set(class_ids)
+        )
+    except (SegloopError, RefusedFile) as error:
         return None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}
     except ModelStepError as error:
-        detail = f"{step.path.name}: {error.detail}"
+        detail = f"{step.path}: {error.detail}"
         return None, {"reason": error.reason, "detail": detail, "log_tail": ""}
     return prediction, None
 

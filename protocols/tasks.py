@@ -230,7 +230,7 @@ TASKS: dict[str, TaskPreset] = {
 }
 
 
-INTEGER_LIMITS = ("memory_mb", "pids", "shm_mb")
+INTEGER_LIMITS = ("memory_mb", "pids", "shm_mb", "tmp_mb", "output_mb", "nofile")
 
 
 def _table(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from containers import gc
+from containers import gc, workspace
 from containers.contract import ModelStepError, write_case_files
 from containers.docker_backend import (
     DockerBackend,
@@ -207,10 +207,8 @@ def test_gc_step_folder_layout(tmp_path):
     interface = gc.gc_interface("autopet")
     gc.write_case_images(tmp_path / "case", case, interface)
     request = StepRequest(case.case_id, 0, (click(1, 2, 3),), None)
-    input_dir, output_dir = gc.prepare_gc_step(
-        tmp_path / "case", tmp_path / "step", case, request, interface
-    )
-    assert sorted(os.listdir(output_dir)) == []
+    input_dir = gc.prepare_gc_step(tmp_path / "case", tmp_path / "step", case, request, interface)
+    workspace.share_with_container(input_dir, None, writable=False)
     (pet,) = (input_dir / "images" / "pet").iterdir()
     image = sitk.ReadImage(str(pet))
     assert image.GetSize() == (6, 5, 4) and image.GetSpacing() == (1.0, 1.0, 2.0)
@@ -408,7 +406,10 @@ def test_image_archive_is_loaded_never_pulled(docker_client, tmp_path):
     docker_client.images.remove(tag, force=True)
     assert resolve_image(docker_client, str(archive_path)) == image.id
     assert resolve_image(docker_client, str(archive_path)) == image.id  # cached, not reloaded
-    docker_client.images.remove(tag, force=True)
+    loaded = docker_client.images.get(image.id)
+    assert tag not in loaded.tags  # loaded by content: the archive's own tag is not applied
+    assert loaded.tags == [f"segloop-archive:{image.id.removeprefix('sha256:')[:20]}"]
+    docker_client.images.remove(image.id, force=True)
     with pytest.raises(SegloopError, match="never pulls"):
         resolve_image(docker_client, "segloop-test/not-here:404")
 

@@ -32,11 +32,11 @@ EXPECTED = {
     "network": ("exit_code", "network unreachable"),
     "ground-truth": ("exit_code", "no ground truth found"),
     "no-output": ("invalid_output", "no prediction.npy written"),
-    "wrong-shape": ("invalid_output", "prediction shape (17, 17, 17) != image shape"),
+    "wrong-shape": ("invalid_output", "(17, 17, 17) differs from the image's (16, 16, 16)"),
     "nan": ("invalid_output", "NaN"),
     "out-of-range": ("invalid_output", "labels [7] not in the task's classes"),
     "huge-file": ("invalid_output", "more than"),
-    "symlink": ("invalid_output", "is a symlink"),
+    "symlink": ("invalid_output", "a symlink (links are never followed)"),
     "write-input": ("exit_code", "Read-only file system"),
 }
 
