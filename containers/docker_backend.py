@@ -472,6 +472,7 @@ class DockerBackend:
             tail = run.log_tail()
             failure = failure_of_exit(run.state(), tail)
             if failure is not None:
+                self.check_outputs(tail)  # a full output area explains the crash best
                 raise failure
             return tail
         finally:
@@ -516,6 +517,16 @@ class DockerBackend:
         return self._outputs.new_folder(
             f"{_safe_name(what)}-{uuid.uuid4().hex[:8]}", self.container_ids
         )
+
+    def check_outputs(self, log_tail: str = "") -> None:
+        """Refuse a step whose container filled the output area (its output may be cut)."""
+        if self._outputs is not None and self._outputs.exhausted():
+            raise ModelStepError(
+                "invalid_output",
+                f"the container's outputs filled their {self._outputs.size_mb} MiB / "
+                f"{workspace.OUTPUT_MAX_INODES} files cap",
+                log_tail,
+            )
 
     def share_inputs(self, folder: Path) -> None:
         """Make a harness-written input folder readable by the container's user only."""
@@ -730,6 +741,7 @@ class DockerStepSession:
                 self.case_input.case_id,
             )
             try:
+                self.backend.check_outputs()
                 return read_prediction(
                     output_dir, self.case_input.shape, set(self.case_input.classes)
                 )
@@ -857,6 +869,7 @@ class SessionServer:
             last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
             raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
         try:
+            self.backend.check_outputs()
             return read_prediction(
                 response_fd, case_input.shape, set(case_input.classes), where=where
             )
@@ -896,6 +909,7 @@ class SessionServer:
                     "exit_code", "the session container exited without answering", tail
                 )
                 run.remove()
+                self.backend.check_outputs(tail)
                 raise failure
             if time.monotonic() >= deadline:
                 run.kill()

@@ -316,6 +316,7 @@ class GcStepSession:
                 self.case_input.case_id,
             )
             try:
+                self.backend.check_outputs()
                 return read_gc_output(output_dir, self.case_input, self.interface)
             except ModelStepError as error:
                 raise ModelStepError(error.reason, error.detail, error.log_tail or tail) from None

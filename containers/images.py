@@ -78,13 +78,30 @@ HOSTILE_BEHAVIOURS = (
     "symlink",
     "write-input",
 )
+# Attacks on the harness itself (tests/test_security_docker.py), one image each.
+HOSTILE_ATTACKS = (
+    "deep-tree",
+    "fill-disk",
+    "many-files",
+    "swap-response-dir",
+    "swap-error",
+    "swap-prediction",
+    "swap-fifo",
+    "swap-huge",
+    "gc-external-data",
+    "gc-dev-zero",
+    "gc-header-offset",
+    "gc-symlink",
+    "gc-bomb",
+    "gc-bomb-dims",
+)
 
 Log = Callable[[str], None]
 
 
 def hostile_image(behaviour: str) -> str:
     """Tag of the hostile test image that misbehaves as ``behaviour``."""
-    if behaviour not in HOSTILE_BEHAVIOURS:
+    if behaviour not in HOSTILE_BEHAVIOURS + HOSTILE_ATTACKS:
         raise SegloopError(f"unknown hostile behaviour '{behaviour}'")
     return f"segloop/hostile-{behaviour}:latest"
 
@@ -150,7 +167,7 @@ def recipes() -> tuple[Recipe, ...]:
                 buildargs={"BEHAVIOUR": behaviour},
                 for_tests=True,
             )
-            for behaviour in HOSTILE_BEHAVIOURS
+            for behaviour in HOSTILE_BEHAVIOURS + HOSTILE_ATTACKS
         ),
     )
     return product + tests

@@ -224,6 +224,14 @@ class OutputArea:
         share_with_container(path, ids, writable=True)
         return path
 
+    def exhausted(self) -> bool:
+        """Whether the container filled the cap (space or files): its output is then refused,
+        as it may be cut short."""
+        if not self.capped:
+            return False
+        info = os.statvfs(self.folder)
+        return info.f_bavail * info.f_frsize < (1 << 20) or info.f_favail == 0
+
     def close(self) -> None:
         if self.capped and unmount(self.folder):
             self.capped = False

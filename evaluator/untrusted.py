@@ -127,6 +127,8 @@ def open_file(
             raise RefusedFile(
                 f"{where}{name}: {info.st_size} bytes, more than the {max_bytes} allowed"
             )
+        if single_link and info.st_nlink > 1:
+            raise RefusedFile(f"{where}{name}: has {info.st_nlink} hard links (refused)")
     except BaseException:
         os.close(fd)
         raise

@@ -183,7 +183,7 @@ def sanitized_image_file(
         return _sanitized_nifti(data, name, expected_shape), ".nii"
     if data[:4] == b"NRRD":
         return _sanitized_nrrd(data, name, expected_shape), ".nrrd"
-    if data[:5] == b"\x93NUMPY":
+    if data[:6] == b"\x93NUMPY":
         raise RefusedFile(f"{name}: a .npy file where an image file ({lower}) was expected")
     if re.match(rb"^\s*[A-Za-z_]+\s*=", data[:256]):
         return _sanitized_metaimage(data, name, expected_shape), ".mha"

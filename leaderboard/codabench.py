@@ -36,8 +36,10 @@ from evaluator.untrusted import RefusedFile, UntrustedPath
 from leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
 from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
+# Detached headers are matched too, so that they are refused with a reason (not ignored).
 PREDICTION_NAME = re.compile(
-    r"^(?P<case>.+)_step(?P<step>\d+)(?P<ext>\.nii\.gz|\.nii|\.mha|\.nrrd)$", re.IGNORECASE
+    r"^(?P<case>.+)_step(?P<step>\d+)(?P<ext>\.nii\.gz|\.nii|\.mha|\.nrrd|\.mhd|\.hdr|\.nhdr)$",
+    re.IGNORECASE,
 )
 REFERENCE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".nrrd")
 TASK_FILE = "segloop.json"

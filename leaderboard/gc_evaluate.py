@@ -47,14 +47,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator import store
+from evaluator import store, untrusted_images
 from evaluator.records import SegloopError
 from evaluator.untrusted import RefusedFile, UntrustedPath
 from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
 FORMAT = "segloop-gc-metrics"
 GT_EXTENSIONS = (".mha", ".nii.gz", ".nii", ".nrrd")
-OUTPUT_EXTENSIONS = (".mha", ".tif", ".tiff", ".nii.gz", ".nii", ".nrrd")
+# Self-contained images are read; detached headers are found too, to be refused with a reason.
+OUTPUT_EXTENSIONS = untrusted_images.IMAGE_EXTENSIONS + untrusted_images.DETACHED_EXTENSIONS
 CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 DEFAULT_INPUT_DIR = Path("/input")
 DEFAULT_GROUND_TRUTH = Path("/opt/ml/input/data/ground_truth")
@@ -394,7 +395,7 @@ def evaluate(
 
 def _strip_extension(name: str) -> str:
     lower = name.lower()
-    for ext in sorted(OUTPUT_EXTENSIONS + (".mhd",), key=len, reverse=True):
+    for ext in sorted(OUTPUT_EXTENSIONS, key=len, reverse=True):
         if lower.endswith(ext):
             return name[: -len(ext)]
     return name

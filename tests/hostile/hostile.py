@@ -4,15 +4,32 @@ The behaviour comes from ``HOSTILE_BEHAVIOUR`` (baked in at build time: tests/ho
 Behaviours that a model could show from inside ``predict`` go through segloop's SDK, so they work
 in per-step and session mode; those that tamper with the output files directly write to the
 per-step output folder and exit. Each prints what it did, so the log tail tells the story.
+
+The attacks on the harness itself (``swap-*``, ``gc-*``, ``deep-tree``, ``fill-disk``,
+``many-files``) aim at a canary folder on the host, ``CANARY`` (the tests create it and check
+it afterwards): symlinks into it, races that swap a file for a link, a FIFO or a huge file
+between the harness's checks and its reads (renameat2 RENAME_EXCHANGE in a loop), external
+data files in image headers, decompression bombs, deep trees and full disks.
 """
 
+import ctypes
+import gzip
+import json
 import os
 import socket
+import struct
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from segloop_sdk import serve
+
+CANARY = "/tmp/segloop-hostile-canary"  # a host folder: the container must never reach it
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+RACE_SECONDS = 3.0
 
 BEHAVIOUR = os.environ.get("HOSTILE_BEHAVIOUR", "")
 CHUNK_BYTES = 64 * 2**20
@@ -163,6 +180,227 @@ def write_input(case, request):
     sys.exit(7)
 
 
+# ---------------------------------------------------------------------- races in session mode
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a, b):
+    """Swap two names atomically (renameat2 RENAME_EXCHANGE): each is always present."""
+    return _libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+
+
+def race(a, b, seconds=RACE_SECONDS):
+    """Swap ``a`` and ``b`` as fast as possible for ``seconds`` (or until they vanish)."""
+
+    def loop():
+        end, swaps = time.monotonic() + seconds, 0
+        while time.monotonic() < end and exchange(a, b) == 0:
+            swaps += 1
+        say(f"{swaps} swaps of {os.path.basename(a)}")
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def zeros_npy(shape):
+    from io import BytesIO
+
+    buffer = BytesIO()
+    np.save(buffer, np.zeros(shape, dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def answer_then_race(folder, shape, bait):
+    """Write a valid answer (an empty prediction) into ``folder``, put ``bait`` next to it
+    under the name ``.bait``, mark it done, then swap the answer's file and the bait."""
+    target = "error.txt" if BEHAVIOUR == "swap-error" else "prediction.npy"
+    if target == "error.txt":
+        (folder / target).write_text("Traceback...\nRuntimeError: boom from the model\n")
+    else:
+        (folder / target).write_bytes(zeros_npy(shape))
+    bait(folder / ".bait")
+    (folder / "done").touch()
+    return race(folder / target, folder / ".bait")
+
+
+def bait_for(behaviour):
+    def link_to(target):
+        return lambda path: os.symlink(target, path)
+
+    def fifo(path):
+        os.mkfifo(path)
+
+    def huge(path):
+        with open(path, "wb") as handle:
+            handle.truncate(1536 * 2**20)  # 1.5 GiB, sparse
+
+    return {
+        "swap-error": link_to("/proc/self/environ"),
+        "swap-prediction": link_to(f"{CANARY}/label.npy"),
+        "swap-fifo": fifo,
+        "swap-huge": huge,
+    }[behaviour]
+
+
+def serve_racing_session(session):
+    """A session server that answers every request, then attacks the harness's reads."""
+    requests, responses = Path(session) / "requests", Path(session) / "responses"
+    seen, threads = set(), []
+    while not (requests / "stop").exists():
+        for request in sorted(requests.iterdir()):
+            if request.name in seen or not (request / "ready").exists():
+                continue
+            seen.add(request.name)
+            payload = json.loads((request / "request.json").read_text())
+            previous = payload.get("previous_prediction")
+            if previous and np.load(request / previous).any():
+                say("LEAKED: the previous prediction holds what we never wrote")
+            case = json.loads((Path(session) / payload["case_dir"] / "case.json").read_text())
+            shape = tuple(case["shape"])
+            scratch = responses / f".{request.name}"
+            scratch.mkdir()
+            if BEHAVIOUR == "swap-response-dir":
+                # answer, then swap the whole answer folder with a link to a host folder and
+                # delete its files under the harness's feet
+                (scratch / "prediction.npy").write_bytes(zeros_npy(shape))
+                (scratch / "done").touch()
+                os.rename(scratch, responses / request.name)
+                os.symlink(CANARY, responses / f".link-{request.name}")
+                threads.append(race(responses / request.name, responses / f".link-{request.name}"))
+            else:
+                os.rename(scratch, responses / request.name)
+                threads.append(
+                    answer_then_race(responses / request.name, shape, bait_for(BEHAVIOUR))
+                )
+        time.sleep(0.002)
+    say("stopping")
+
+
+# ---------------------------------------------------------------------- per-step tricks
+
+
+def deep_tree(case, request):
+    folder = output_dir()
+    fd = os.open(folder, os.O_RDONLY)
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.symlink(CANARY, "canary", dir_fd=fd)
+    os.close(fd)
+    os.symlink(CANARY, os.path.join(folder, "canary"))
+    say("made a folder tree 1500 deep with links to the canary")
+    return np.zeros(case.shape, dtype=np.uint8)
+
+
+def fill_disk(case, request):
+    def fill(path):
+        written = 0
+        try:
+            with open(path, "wb") as handle:
+                chunk = b"\0" * 2**20
+                while written < 2**30:
+                    handle.write(chunk)
+                    handle.flush()
+                    written += len(chunk)
+            return f"{path}: wrote {written >> 20} MiB without hitting a limit"
+        except OSError as error:
+            return f"{path}: stopped after {written >> 20} MiB: {error.strerror}"
+
+    for path in ("/tmp/filler", os.path.join(output_dir(), "filler"), "/filler"):
+        say(fill(path))
+    return np.zeros(case.shape, dtype=np.uint8)
+
+
+def many_files(case, request):
+    folder = os.path.join(output_dir(), "many")
+    os.mkdir(folder)
+    made = 0
+    try:
+        while made < 200000:
+            open(os.path.join(folder, str(made)), "wb").close()
+            made += 1
+        say(f"made {made} files")
+    except OSError as error:
+        say(f"file {made}: {error.strerror}")
+    return np.zeros(case.shape, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------- Grand Challenge outputs
+
+GC_OUTPUT = "/output/images/tumor-lesion-segmentation"
+
+
+def _gc_shape():
+    """(z, y, x) of the input image, read from the .mha header the harness wrote."""
+    folder = "/input/images/ct"
+    (name,) = os.listdir(folder)
+    with open(os.path.join(folder, name), "rb") as handle:
+        header = handle.read(4096).split(b"ElementDataFile")[0].decode()
+    sizes = [
+        line.split("=")[1].split() for line in header.splitlines() if line.startswith("DimSize")
+    ]
+    return tuple(int(v) for v in reversed(sizes[0]))
+
+
+def _mha_header(shape, extra):
+    x, y, z = reversed(shape)
+    lines = ["ObjectType = Image", "NDims = 3", "BinaryData = True", f"DimSize = {x} {y} {z}",
+             "ElementSpacing = 2 2 2", "ElementType = MET_UCHAR", *extra]  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _nifti_header(shape, datatype=2, bitpix=8):
+    header = bytearray(352)
+    struct.pack_into("<i", header, 0, 348)
+    x, y, z = reversed(shape)
+    struct.pack_into("<8h", header, 40, 3, x, y, z, 1, 1, 1, 1)
+    struct.pack_into("<hh", header, 70, datatype, bitpix)
+    struct.pack_into("<8f", header, 76, 1.0, 2.0, 2.0, 2.0, 1, 1, 1, 1)
+    struct.pack_into("<f", header, 108, 352.0)
+    header[344:348] = b"n+1\0"
+    return bytes(header)
+
+
+def gc_attack():
+    shape = _gc_shape()
+    os.makedirs(GC_OUTPUT)
+    out = os.path.join(GC_OUTPUT, "result.mha")
+    if BEHAVIOUR == "gc-external-data":
+        data = _mha_header(shape, [f"ElementDataFile = {CANARY}/label.raw"])
+    elif BEHAVIOUR == "gc-dev-zero":
+        data = _mha_header(shape, ["ElementDataFile = /dev/zero"])
+    elif BEHAVIOUR == "gc-header-offset":
+        data = _mha_header(shape, ["HeaderSize = 352", f"ElementDataFile = {CANARY}/label.nii"])
+    elif BEHAVIOUR == "gc-symlink":
+        os.symlink(f"{CANARY}/label.mha", out)
+        say(f"{out} -> {CANARY}/label.mha")
+        return
+    elif BEHAVIOUR in ("gc-bomb", "gc-bomb-dims"):
+        big = (
+            (shape[0] * 64, shape[1] * 64, shape[2] * 64) if BEHAVIOUR == "gc-bomb-dims" else shape
+        )
+        out = os.path.join(GC_OUTPUT, "result.nii.gz")
+        with (
+            open(out, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9) as handle,
+        ):
+            handle.write(_nifti_header(big))
+            chunk = b"\0" * 2**24
+            for _ in range(48):  # 768 MiB of zeros in about 0.75 MB: under the file cap
+                handle.write(chunk)
+        say(f"wrote a {os.path.getsize(out)} byte gzip bomb with dims {big}")
+        return
+    else:
+        raise SystemExit(f"unknown GC behaviour {BEHAVIOUR}")
+    with open(out, "wb") as handle:
+        handle.write(data)
+    say(f"wrote {out}: {data.decode(errors='replace').splitlines()[-1]}")
+
+
 BEHAVIOURS = {
     "sleep": sleep,
     "exit-nonzero": exit_nonzero,
@@ -177,10 +415,21 @@ BEHAVIOURS = {
     "huge-file": huge_file,
     "symlink": symlink,
     "write-input": write_input,
+    "deep-tree": deep_tree,
+    "fill-disk": fill_disk,
+    "many-files": many_files,
 }
+SESSION_RACES = ("swap-response-dir", "swap-error", "swap-prediction", "swap-fifo", "swap-huge")
+GC_ATTACKS = ("gc-external-data", "gc-dev-zero", "gc-header-offset", "gc-symlink", "gc-bomb",
+              "gc-bomb-dims")  # fmt: skip
 
 if __name__ == "__main__":
-    if BEHAVIOUR not in BEHAVIOURS:
-        say(f"unknown behaviour; known: {sorted(BEHAVIOURS)}")
+    if BEHAVIOUR in GC_ATTACKS:
+        gc_attack()
+    elif BEHAVIOUR in SESSION_RACES:
+        serve_racing_session(os.environ.get("SEGLOOP_SESSION", "/session"))
+    elif BEHAVIOUR in BEHAVIOURS:
+        serve(BEHAVIOURS[BEHAVIOUR])
+    else:
+        say(f"unknown behaviour; known: {sorted(BEHAVIOURS) + list(SESSION_RACES + GC_ATTACKS)}")
         sys.exit(2)
-    serve(BEHAVIOURS[BEHAVIOUR])
