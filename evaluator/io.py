@@ -187,18 +187,20 @@ def _scan_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return scanner.result() if scanner is not None else (np.empty(0, np.int64), np.empty(0))
 
 
-def _float32_decimal(value: float) -> float:
-    """The shortest decimal that rounds to the same float32: 0.6, not 0.6000000238418579."""
-    return float(str(np.float32(value)))
+def _geometry_of(image: sitk.Image) -> Geometry:
+    """Geometry in segloop's convention, every value exactly as SimpleITK read it.
 
-
-def _geometry_of(image: sitk.Image, float32_header: bool = False) -> Geometry:
-    """Geometry in segloop's convention; ``float32_header`` for NIfTI, which stores spacing
-    and origin as float32 (they are then given as the float32's shortest decimal)."""
-    tidy = _float32_decimal if float32_header else float
+    Never rounded: NIfTI stores spacing and origin as float32, so 0.4 mm is 0.4000000059604645
+    in the file, and that is the spacing SimpleITK, nibabel and the challenges' scripts compute
+    with. A surface element exactly at an NSD tolerance falls inside or outside depending on
+    the last bit (issue 15, D3: NSD@2 1.000 vs 0.7996), so the value is kept as read, as a
+    Python float. The origin is kept as read too: world coordinates of clicks then equal
+    SimpleITK's ``TransformIndexToPhysicalPoint`` on the same file, and writing it back to NIfTI
+    gives the same float32.
+    """
     return Geometry(
-        spacing_mm=tuple(tidy(v) for v in reversed(image.GetSpacing())),
-        origin_mm=tuple(tidy(v) for v in image.GetOrigin()),
+        spacing_mm=tuple(float(v) for v in reversed(image.GetSpacing())),
+        origin_mm=tuple(float(v) for v in image.GetOrigin()),
         direction=tuple(float(v) for v in image.GetDirection()),
     )
 
@@ -209,8 +211,8 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
     ``Geometry.spacing_mm`` is SimpleITK's spacing reversed into array order; origin and
     direction are SimpleITK's physical (x, y, z) values. NIfTI, MHA/MHD and NRRD are read by
     SimpleITK; NIfTI files are also checked for truncation and their NaN/inf voxels kept (see
-    :func:`_scan_nifti`), and their float32 spacing/origin are given as short decimals (0.6,
-    not 0.6000000238418579).
+    :func:`_scan_nifti`). Spacing and origin are SimpleITK's values, never rounded (a NIfTI
+    file's float32 0.6 reads as 0.6000000238418579, as in SimpleITK and nibabel).
     Raises SegloopError naming the file when it is missing, unreadable, corrupt, not 3-D or
     not one scalar per voxel.
     """
@@ -241,7 +243,7 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
         if array.dtype.kind != "f" or nonfinite_index[-1] >= array.size:
             raise SegloopError(f"{path}: {nonfinite_index.size} voxels are NaN or infinite")
         array.reshape(-1)[nonfinite_index] = nonfinite_values  # SimpleITK made them 0
-    return array, _geometry_of(image, float32_header=is_nifti)
+    return array, _geometry_of(image)
 
 
 def write_image(path: PathLike, array: np.ndarray, geometry: Geometry) -> None:

@@ -17,6 +17,15 @@ Differences from the challenge script (simulate_clicks.py), each deliberate:
   redrawn (up to 10 times) to stay in its eligibility mask (``perturb_within_mask``);
 - the image border counts as background for the EDT (the script used the full-volume EDT,
   where it does not): differs only for components cut by the field of view.
+
+Same as the script: the centre of a component whose EDT has several maxima is the *first
+maximum in nibabel's (x, y, z) array order* (``center_tie_order="xyz"``, the default): the
+script took ``cp.argmax`` of the EDT of ``nib.load(label).get_fdata()``, an (x, y, z) array
+(``clicks/simulate_clicks.py``: label read at line 72, EDT and argmax at lines 94 and 103 for
+lesions, 164 and 172 for the background), so of the tied voxels the one with the smallest (x, y, z) index tuple. Our arrays are
+(z, y, x) (SimpleITK), where ``np.argmax`` would take the smallest (z, y, x) tuple instead
+(``center_tie_order="zyx"``, segloop's order before issue 15); ``"centroid"`` takes the maximum
+nearest the component's centroid.
 The lesion mask is every voxel whose label is one of the task's classes; clicks carry the
 smallest class id ("tumor" = 1).
 """
@@ -34,6 +43,7 @@ from protocols.base import (
     Coord,
     boundary_point,
     center_point,
+    check_tie_order,
     connected_components,
     perturb_point,
     rng_for,
@@ -47,10 +57,13 @@ def component_clicks(
     sigma_voxels: float = 0.0,
     spacing_mm: Sequence[float] | None = None,
     perturb_within_mask: bool = True,
+    tie_order: str = "xyz",
 ) -> list[Coord]:
     """Centre clicks of up to ``count`` random components, then boundary clicks (Alg. 1 / 3).
 
-    Returns at most ``count`` voxels; none when the mask is empty.
+    Returns at most ``count`` voxels; none when the mask is empty. ``tie_order``: which of
+    several EDT maxima is a component's centre (``protocols.base.pick_maximum``; "xyz" as the
+    autoPET and TriALS scripts).
     """
     components = connected_components(mask, connectivity=26)
     if not components or count <= 0:
@@ -60,7 +73,7 @@ def component_clicks(
     keep = mask if perturb_within_mask else None
     clicks: list[Coord] = []
     for component in chosen:
-        point = center_point(component, spacing_mm)
+        point = center_point(component, spacing_mm, tie_order=tie_order)
         clicks.append(perturb_point(point, rng, sigma_voxels, mask.shape, keep))
     while len(clicks) < count:
         for component in chosen:
@@ -157,8 +170,12 @@ class AutoPETUser(PrecomputedClicks):
     pet_channel: int | None = None
     edt_spacing_aware: bool = False
     perturb_within_mask: bool = True
+    center_tie_order: str = "xyz"
     name: str = "autopet"
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_tie_order(self.center_tie_order)
 
     def _compute(
         self, case: Case, classes: Mapping[int, str], seed: int
@@ -173,6 +190,7 @@ class AutoPETUser(PrecomputedClicks):
             self.sigma_voxels,
             spacing,
             self.perturb_within_mask,
+            self.center_tie_order,
         )
         eligible = high_uptake_background(
             pet_channel_of(case, self.pet_channel), case.label == 0, self.background_percentile
@@ -184,6 +202,7 @@ class AutoPETUser(PrecomputedClicks):
             self.sigma_voxels,
             spacing,
             self.perturb_within_mask,
+            self.center_tie_order,
         )
         return paired_steps(lesion_clicks, background_clicks, class_id, self.num_clicks)
 

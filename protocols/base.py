@@ -14,8 +14,10 @@ liver minus its lesions... The primitives here work on any boolean mask in array
 - ``component_edt``: the Euclidean distance transform of one component computed on its padded
   crop only (thesis §4.2, Table 9: identical values to the full-volume EDT, proven in
   ``tests/test_protocols_base.py``);
-- ``center_point`` (EDT argmax, ties -> first voxel in C order), ``boundary_point`` (the
-  voxels of minimal EDT inside the mask, i.e. at distance 1 voxel, one drawn at random) and
+- ``center_point`` (EDT argmax; ties broken by ``tie_order``: the first voxel in C order of our
+  (z, y, x) array, the first in (x, y, z) order as the autoPET/TriALS scripts took it on nibabel
+  arrays, or the maximum nearest the component's centroid), ``boundary_point`` (the voxels of
+  minimal EDT inside the mask, i.e. at distance 1 voxel, one drawn at random) and
   ``random_point``.
 
 cc3d is always given uint8 views of boolean masks: connected-components-3d 4.1.1 mislabels some
@@ -480,16 +482,20 @@ def resolve_edt_device(device: str | None = None) -> str:
 
 
 def _center_local_cuda(
-    component: Component, spacing_mm: Sequence[float] | None, image_border_is_background: bool
+    component: Component,
+    spacing_mm: Sequence[float] | None,
+    image_border_is_background: bool,
+    tie_order: str = "zyx",
 ) -> tuple[int, ...]:
     """EDT argmax on the GPU, bit-identical to scipy's EDT on the CPU.
 
     cupyx gives the feature transform (the nearest background voxel of every voxel, integers);
     the distances are then formed exactly as ``scipy.ndimage.distance_transform_edt`` forms them
-    (float64 offsets times sampling, squared, summed in axis order, square root), and ties go to
-    the first voxel in C order, as ``np.argmax``. In voxel units the squared distances are exact
-    integers, so the click equals the CPU click bit for bit; in mm it does too unless two
-    background voxels are exactly equidistant in mm (a rounding tie either EDT may break its way).
+    (float64 offsets times sampling, squared, summed in axis order, square root), and ties are
+    broken by ``tie_order`` as on the CPU (``pick_maximum``). In voxel units the squared
+    distances are exact integers, so the click equals the CPU click bit for bit; in mm it does
+    too unless two background voxels are exactly equidistant in mm (a rounding tie either EDT
+    may break its way).
     """
     modules = _cupy_modules()
     assert modules is not None
@@ -510,11 +516,15 @@ def _center_local_cuda(
     distances = cp.sqrt(squared)
     inner = tuple(slice(b, b + n) for (b, _), n in zip(pads, component.mask.shape, strict=True))
     distances = distances[inner]
-    first = int(cp.flatnonzero(distances == distances.max())[0])
-    return tuple(int(v) for v in np.unravel_index(first, component.mask.shape))
+    if tie_order == "zyx":
+        first = int(cp.flatnonzero(distances == distances.max())[0])
+        return tuple(int(v) for v in np.unravel_index(first, component.mask.shape))
+    return pick_maximum(cp.asnumpy(distances), component.mask, tie_order, spacing_mm)
 
 
-def _downsampled_center(component: Component, spacing_mm: Sequence[float] | None) -> np.ndarray:
+def _downsampled_center(
+    component: Component, spacing_mm: Sequence[float] | None, tie_order: str = "zyx"
+) -> np.ndarray:
     """Argmax of the EDT of the 2x-downsampled crop, mapped back inside the component (§4.2, opt. 3)."""
     small = Component(
         mask=np.ascontiguousarray(component.mask[(slice(None, None, 2),) * component.mask.ndim]),
@@ -525,8 +535,67 @@ def _downsampled_center(component: Component, spacing_mm: Sequence[float] | None
     )
     small_spacing = None if spacing_mm is None else tuple(2.0 * float(s) for s in spacing_mm)
     distances = component_edt(small, small_spacing, image_border_is_background=True)
-    local = np.array(np.unravel_index(int(np.argmax(distances)), distances.shape)) * 2
+    local = np.array(pick_maximum(distances, small.mask, tie_order, small_spacing)) * 2
     return local  # the subsampled voxel itself is in the component by construction
+
+
+TIE_ORDERS = ("zyx", "xyz", "centroid")
+
+
+def check_tie_order(tie_order: str) -> None:
+    """SegloopError unless ``tie_order`` is one of ``TIE_ORDERS``."""
+    if tie_order not in TIE_ORDERS:
+        raise SegloopError(f"tie order must be one of {', '.join(TIE_ORDERS)}, not {tie_order!r}")
+
+
+def component_centroid(mask: np.ndarray) -> np.ndarray:
+    """Mean voxel index of the True voxels of ``mask`` per axis (float64, local coordinates).
+
+    Sums of integer indices per axis divided by the count: exact integers until the division,
+    so the same value on every machine.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    size = int(np.count_nonzero(mask))
+    centre = np.empty(mask.ndim, dtype=np.float64)
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        counts = mask.sum(axis=others) if others else mask.astype(np.int64)
+        centre[axis] = float(np.dot(counts.astype(np.int64), np.arange(mask.shape[axis]))) / size
+    return centre
+
+
+def pick_maximum(
+    distances: np.ndarray,
+    mask: np.ndarray,
+    tie_order: str = "zyx",
+    spacing_mm: Sequence[float] | None = None,
+) -> tuple[int, ...]:
+    """Local index of the maximum of ``distances``; ``tie_order`` says which of several.
+
+    - ``"zyx"``: the first maximum in C order of our (z, y, x) array (``np.argmax``).
+    - ``"xyz"``: the first maximum in C order of the array with its axes reversed, i.e. of the
+      (x, y, z) array nibabel returns for the same NIfTI file: the voxel with the smallest
+      (x, y, z) index tuple. autoPET IV (``clicks/simulate_clicks.py``) and TriALS
+      (``simulate_clicks_TriALS.py``) took ``cp.argmax`` of the EDT on nibabel arrays.
+    - ``"centroid"``: among the maxima, the one nearest the centroid of ``mask`` (in mm with
+      ``spacing_mm``, else in voxels); remaining ties -> first in C order. A person clicks the
+      middle of a flat lesion, not the corner that comes first in memory.
+    """
+    if tie_order == "zyx":
+        return tuple(int(v) for v in np.unravel_index(int(np.argmax(distances)), distances.shape))
+    if tie_order == "xyz":
+        reversed_axes = distances.T  # a view; argmax walks it in its own C order
+        flat = int(np.argmax(reversed_axes))
+        return tuple(int(v) for v in np.unravel_index(flat, reversed_axes.shape))[::-1]
+    if tie_order == "centroid":
+        maxima = np.argwhere(distances == distances.max())  # C order
+        if len(maxima) == 1:
+            return tuple(int(v) for v in maxima[0])
+        scale = np.ones(mask.ndim) if spacing_mm is None else np.asarray(spacing_mm, float)
+        offsets = (maxima - component_centroid(mask)) * scale
+        nearest = int(np.argmin(np.einsum("ij,ij->i", offsets, offsets)))
+        return tuple(int(v) for v in maxima[nearest])
+    raise SegloopError(f"tie order must be one of {', '.join(TIE_ORDERS)}, not {tie_order!r}")
 
 
 def center_point(
@@ -535,31 +604,36 @@ def center_point(
     image_border_is_background: bool = True,
     downsample_above_voxels: int | None = None,
     device: str | None = None,
+    tie_order: str = "zyx",
 ) -> Coord:
-    """argmax EDT of the component; ties broken by the first voxel in C order (np.argmax).
+    """argmax EDT of the component; ties broken by ``tie_order`` (see ``pick_maximum``).
 
+    ``tie_order``: "zyx" (first voxel in C order, np.argmax; the default), "xyz" (first in
+    nibabel's (x, y, z) order, as the autoPET/TriALS scripts) or "centroid" (the maximum
+    nearest the component's centroid; generic users).
     ``downsample_above_voxels``: when the crop has more voxels than this, compute the EDT on a
     2x-subsampled crop instead (thesis §4.2, third optimisation); approximate, off by default.
     ``device``: "cpu" or "cuda" (cupy; see ``resolve_edt_device``); same point either way.
     Voxel units take the argmax of the exact squared distances (sqrt is strictly increasing on
-    them, so the same voxel as the argmax of the distances).
+    them, so the same voxels tie as in the distances).
     """
+    check_tie_order(tie_order)
     if (
         downsample_above_voxels is not None
         and component.mask.size > downsample_above_voxels
         and component.mask[(slice(None, None, 2),) * component.mask.ndim].any()
     ):
-        local = _downsampled_center(component, spacing_mm)
+        local = _downsampled_center(component, spacing_mm, tie_order)
         return component.to_image(local)  # type: ignore[return-value]
     if resolve_edt_device(device) == "cuda":
         return component.to_image(  # type: ignore[return-value]
-            _center_local_cuda(component, spacing_mm, image_border_is_background)
+            _center_local_cuda(component, spacing_mm, image_border_is_background, tie_order)
         )
     if spacing_mm is None:
         distances = _squared_voxel_edt(component, image_border_is_background)
     else:
         distances = component_edt(component, spacing_mm, image_border_is_background)
-    local = np.unravel_index(int(np.argmax(distances)), distances.shape)
+    local = pick_maximum(distances, component.mask, tie_order, spacing_mm)
     return component.to_image(local)  # type: ignore[return-value]
 
 

@@ -59,15 +59,20 @@ a list is step k. Same ``axis_order`` / ``coordinates`` options as "Multiple poi
 
 CVPR 2025 MedSegFM npz (CVPR25_iter_eval.py): keys ``imgs`` (z, y, x), ``spacing``, ``boxes``
 (a list, one dict per class: ``z_min, z_max, z_mid, z_mid_y_min, z_mid_y_max, z_mid_x_min,
-z_mid_x_max``, inclusive), ``clicks`` (a list, one ``{"fg": [[z, y, x], ...], "bg": [...]}``
-per class), ``clicks_order`` (a list per class of "fg"/"bg" in the order given) and
-``prev_pred``; the model writes ``segs``. The evaluation script appends ``list(center)`` of
-array indices, so click coordinates are (z, y, x) array indices even though its docstring says
-[x, y, z]; we follow the code. List position i is the i-th class of the case in ascending id
-order (the challenge: sorted unique ground-truth labels). ``spacing`` is written in array
-order (z, y, x) by default (``spacing_order="xyz"`` for SimpleITK's order). Steps on reading: the
-boxes are step 0, the k-th click of a class is step k (exact when every class got a click at
-every step, as the challenge data had).
+z_mid_x_max``, inclusive; written by get_boxes.py), ``clicks`` (a list, one
+``{"fg": [[z, y, x], ...], "bg": [...]}`` per class), ``clicks_order`` and ``prev_pred``; the
+model writes ``segs``. The evaluation script appends ``list(center)`` of array indices, so click
+coordinates are (z, y, x) array indices even though its docstring says [x, y, z]; we follow the
+code. List position i is the i-th class of the case in ascending id order (the challenge: sorted
+unique ground-truth labels). ``clicks_order[i]`` has one entry per click step so far: "fg" or
+"bg", or ``None`` when class i got no click at that step (its prediction was perfect;
+CVPR25_iter_eval.py line 424 appends ``None``). A box's ``z_mid`` is the slice its 2D box was
+taken on; our box interactions hold only the two corners, so the writer needs the middle slices
+(``box_mid_slices``) or the ground truth to recompute them with get_boxes.py's rule
+(``protocols.sakinis.box_mid_slice``, "slice_median"). ``spacing`` is written in array order
+(z, y, x) by default (``spacing_order="xyz"`` for SimpleITK's order). Steps on reading: the boxes
+are step 0, entry k of ``clicks_order`` is step k + 1 (a ``None`` entry is a step without a
+click).
 
 segloop JSON: ``{"format": "segloop-interactions", "version": 1, "axis_order": ["z","y","x"],
 "interactions": [Interaction.to_json(), ...]}``; any permutation of axis_order can be written and
@@ -468,17 +473,39 @@ def read_clicks(
 
 
 # --------------------------------------------------------------------------- CVPR 2025 npz
-def _box_dict(interaction: Interaction, z_mid: int | None) -> dict[str, int]:
+def _box_dict(interaction: Interaction, z_mid: int) -> dict[str, int]:
     (z0, y0, x0), (z1, y1, x1) = interaction.coords[:2]
     return {
         "z_min": int(z0),
         "z_max": int(z1),
-        "z_mid": int((z0 + z1) // 2 if z_mid is None else z_mid),
+        "z_mid": int(z_mid),
         "z_mid_x_min": int(x0),
         "z_mid_y_min": int(y0),
         "z_mid_x_max": int(x1),
         "z_mid_y_max": int(y1),
     }
+
+
+def _box_mid(
+    class_id: int,
+    box_mid_slices: Mapping[int, int] | None,
+    label: np.ndarray | None,
+    mid_slice: str,
+) -> int:
+    """A box's z_mid: given, else recomputed from the ground truth with get_boxes.py's rule."""
+    if box_mid_slices is not None and class_id in box_mid_slices:
+        return int(box_mid_slices[class_id])
+    if label is not None:
+        from protocols.sakinis import box_mid_slice  # sakinis imports nothing from here
+
+        z_mid = box_mid_slice(np.asarray(label) == class_id, mid_slice)
+        if z_mid is not None:
+            return z_mid
+        raise SegloopError(f"a box of class {class_id}, which the ground truth does not hold")
+    raise SegloopError(
+        f"the z_mid of the box of class {class_id}: give box_mid_slices or the label "
+        "(a box's two corners do not tell which slice its 2D box was taken on)"
+    )
 
 
 def cvpr25_request(
@@ -489,35 +516,59 @@ def cvpr25_request(
     prev_pred: np.ndarray | None = None,
     box_mid_slices: Mapping[int, int] | None = None,
     spacing_order: str = "zyx",
+    label: np.ndarray | None = None,
+    box_mid_slice: str = "slice_median",
+    step: int | None = None,
 ) -> dict[str, Any]:
     """The arrays of one CVPR25 request npz (pass to ``np.savez_compressed``).
 
     List position i holds the i-th of ``class_ids`` in ascending order; the challenge listed the
     classes present in the case's ground truth, so pass those to reproduce its positions.
 
-    ``box_mid_slices``: the z_mid of each class's box (``protocols.sakinis.box_mid_slice``);
-    our box interactions hold two corners only, so without it z_mid = (z_min + z_max) // 2.
+    ``box_mid_slices``: the z_mid of each class's box; a box without one takes it from
+    ``label`` (the ground truth) with ``protocols.sakinis.box_mid_slice(label == c,
+    box_mid_slice)``, the rule of get_boxes.py ("slice_median"); with neither, SegloopError.
     A class without a box gets ``None`` in ``boxes``; no box at all -> no ``boxes`` key (as the
     challenge's box-less cases).
+
+    ``clicks_order[i]`` has one entry per click step 1..``step`` (default: the last step with a
+    click): "fg"/"bg", or ``None`` for a step at which class i got no click, as
+    CVPR25_iter_eval.py appends (lines 413, 417 and 424). The format holds one click per class
+    and step after the box (step 0): a click at step 0, or two for one class at one step, is a
+    SegloopError.
     """
     order = sorted(int(c) for c in class_ids)
     position = {c: i for i, c in enumerate(order)}
     boxes: list[dict[str, int] | None] = [None] * len(order)
     clicks = [{"fg": [], "bg": []} for _ in order]
-    clicks_order: list[list[str]] = [[] for _ in order]
+    kind_at: list[dict[int, str]] = [{} for _ in order]  # per class: step -> "fg" / "bg"
     for interaction in interactions:
         if interaction.class_id not in position:
             raise SegloopError(f"interaction of class {interaction.class_id} not in {order}")
         i = position[interaction.class_id]
         if interaction.kind == "box":
-            mid = None if box_mid_slices is None else box_mid_slices.get(interaction.class_id)
+            mid = _box_mid(interaction.class_id, box_mid_slices, label, box_mid_slice)
             boxes[i] = _box_dict(interaction, mid)
         elif interaction.kind == "click":
             kind = "fg" if interaction.positive else "bg"
+            if interaction.step < 1:
+                raise SegloopError(
+                    f"a click of class {interaction.class_id} at step {interaction.step}: the "
+                    "CVPR25 npz numbers click steps from 1 (step 0 is the box)"
+                )
+            if interaction.step in kind_at[i]:
+                raise SegloopError(
+                    f"two clicks of class {interaction.class_id} at step {interaction.step}: the "
+                    "CVPR25 npz holds one click per class and step"
+                )
             clicks[i][kind].append([int(v) for v in interaction.coords[0]])
-            clicks_order[i].append(kind)
+            kind_at[i][interaction.step] = kind
         else:
             raise SegloopError(f"the CVPR25 npz holds boxes and clicks, not a {interaction.kind}")
+    last = max((k for steps in kind_at for k in steps), default=0) if step is None else int(step)
+    clicks_order: list[list[str | None]] = [
+        [steps.get(k) for k in range(1, last + 1)] for steps in kind_at
+    ]
     if spacing_order not in ("zyx", "xyz"):
         raise SegloopError(f"spacing_order must be zyx or xyz, not {spacing_order!r}")
     spacing = list(spacing_mm) if spacing_order == "zyx" else list(spacing_mm)[::-1]
@@ -547,8 +598,14 @@ def cvpr25_request_from_step(
     request: StepRequest,
     box_mid_slices: Mapping[int, int] | None = None,
     channel: int = 0,
+    label: np.ndarray | None = None,
+    box_mid_slice: str = "slice_median",
 ) -> dict[str, Any]:
-    """The CVPR25 npz arrays of one loop step (image channel ``channel``, all interactions so far)."""
+    """The CVPR25 npz arrays of one loop step (image channel ``channel``, all interactions so far).
+
+    ``label``: the case's ground truth, for the boxes' z_mid (the harness holds it; it is not
+    written into the request). ``clicks_order`` runs to ``request.step``.
+    """
     return cvpr25_request(
         case_input.channels[channel],
         case_input.geometry.spacing_mm,
@@ -556,6 +613,9 @@ def cvpr25_request_from_step(
         sorted(case_input.classes),
         request.previous_prediction,
         box_mid_slices,
+        label=label,
+        box_mid_slice=box_mid_slice,
+        step=request.step,
     )
 
 

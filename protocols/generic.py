@@ -3,20 +3,32 @@
 A robot user picks its interaction from an eligibility mask M = f(image, label, prediction).
 Every user here works in two regimes:
 
-- initially (step 0, or every step when ``reactive=False``): M = the class's ground truth, and
-  the interactions are positive;
+- initially (step 0): M = the class's ground truth, and the interactions are positive;
 - reactively (steps >= 1 with ``reactive=True``): M = the error region of the class's last
   prediction (a missing prediction counts as empty); a click's sign is the ground truth at
   the click (as Sakinis), a scribble/polygon's sign is that of the error type it is drawn on
   (false negative -> positive, false positive -> negative), whichever has the larger component.
 
+``reactive=False`` means the same for every kind (clicks, boxes, scribbles, polygons): the
+user interacts at step 0 only and gives nothing at later steps. Every request holds all
+interactions so far, so the step-0 prompt stays with the model; repeating it at each step would
+only duplicate it (a centre click is the same voxel every time) or add prompts whose number
+grows with the step count instead of with the model's errors. A prompt schedule fixed in
+advance is what the challenge protocols (autoPET, TriALS, ToothFairy3) are; ``SequenceUser``
+combines a step-0 user with a reactive one.
+
 Users:
 - ``EligibilityClickUser``: {largest, random} component x {center, boundary, random} point
   (six styles; center = argmax EDT(M), boundary = argmin(EDT(M) ⊙ M)), ``clicks_per_step``
-  clicks per class and step, one per component (largest first, or in random order).
+  clicks per class and step, one per component (largest first, or in random order). Of
+  several EDT maxima (a flat lesion: every voxel of a 2-slice slab is 1 voxel from the
+  background) the centre is the one nearest the component's centroid, remaining ties the first
+  in C order (``center_tie_order="centroid"``; "zyx" / "xyz" take the first maximum in that
+  array order), so the click lands where a person would put it, not on a corner.
 - ``BoxUser``: perfect (the exact bounding box), careful (every side pushed outwards by
-  U[5 %, 10 %] of the extent, the same fraction on both sides of an axis) or sloppy (every side
-  moved independently by U[5 %, 10 %] of the extent, inwards or outwards at random); at step 0
+  U[5 %, 10 %] of the extent, rounded up, the same on both sides of an axis) or sloppy (every
+  side moved independently by U[5 %, 10 %] of the extent, rounded, at least one voxel, inwards
+  or outwards at random; an axis one voxel thick cannot shrink); at step 0
   around the class's ground truth; with ``reactive=True`` also at later steps, around the
   largest component of the larger error type (a positive box on missed foreground, a negative
   box on a false positive), none for a perfect prediction.
@@ -24,6 +36,10 @@ Users:
   where it lies in M), centerline (the Zhang-Suen skeleton of M) and contour (the boundary of
   {min(M, G_k * M) >= h}, h random) in the axial slice where M is largest; centerline and
   contour scribbles are broken into pieces by a smooth random mask (each piece one scribble).
+  Zhang-Suen thinning erases some small or compact shapes entirely (a 2x2 square, a 4x5 block
+  minus a corner, small ellipses): a piece of M whose skeleton vanished gets its centre pixel
+  (the 2D EDT maximum nearest its centroid) as its centerline, so a present target always gets
+  a scribble.
   ScribblePrompt's random elastic deformation is not applied: our scribbles stay exactly in M.
 - ``PolygonUser``: N vertices evenly spaced (random phase) along the traced outer boundary of
   M's largest component in one slice (2D data: the only slice).
@@ -42,6 +58,7 @@ from scipy import ndimage
 
 from evaluator.records import Case, Interaction, SegloopError
 from protocols.base import (
+    TIE_ORDERS,
     Component,
     boundary_point,
     bounding_box,
@@ -86,11 +103,13 @@ class EligibilityClickUser:
     clicks_per_step: int = 1
     reactive: bool = True
     edt_spacing_aware: bool = False
+    center_tie_order: str = "centroid"
     name: str = "clicks"
 
     def __post_init__(self) -> None:
         _check(self.component, ("largest", "random"), "clicks: component")
         _check(self.placement, ("center", "boundary", "random"), "clicks: placement")
+        _check(self.center_tie_order, TIE_ORDERS, "clicks: center_tie_order")
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self, "clicks")
@@ -104,6 +123,8 @@ class EligibilityClickUser:
         seed: int,
     ) -> tuple[Interaction, ...]:
         reactive = self.reactive and step > 0
+        if step > 0 and not reactive:
+            return ()  # non-reactive: step 0 only (module docstring)
         prediction = _prediction(case, previous_prediction) if reactive else None
         spacing = case.spacing_mm if self.edt_spacing_aware else None
         out = []
@@ -115,7 +136,7 @@ class EligibilityClickUser:
             )
             for component in self._components(mask, rng):
                 if self.placement == "center":
-                    point = center_point(component, spacing)
+                    point = center_point(component, spacing, tie_order=self.center_tie_order)
                 elif self.placement == "boundary":
                     point = boundary_point(component, rng, spacing)
                 else:
@@ -148,9 +169,10 @@ def styled_box(
         grow = np.ceil(rng.uniform(0.05, 0.10, mask.ndim) * extent)
         lo, hi = lo - grow, hi + grow
     elif style == "sloppy":
-        moves = rng.uniform(0.05, 0.10, (2, mask.ndim)) * extent
+        # at least one voxel, as careful boxes: 5-10 % of 5 voxels or less rounds to 0
+        moves = np.maximum(1.0, np.rint(rng.uniform(0.05, 0.10, (2, mask.ndim)) * extent))
         signs = rng.choice([-1.0, 1.0], size=(2, mask.ndim))
-        lo, hi = lo + np.rint(signs[0] * moves[0]), hi + np.rint(signs[1] * moves[1])
+        lo, hi = lo + signs[0] * moves[0], hi + signs[1] * moves[1]
         crossed = lo > hi
         middle = np.floor((lo + hi) / 2)
         lo[crossed], hi[crossed] = middle[crossed], middle[crossed]
@@ -185,8 +207,8 @@ class BoxUser:
         seed: int,
     ) -> tuple[Interaction, ...]:
         reactive = self.reactive and step > 0
-        if step != 0 and not reactive:
-            return ()
+        if step > 0 and not reactive:
+            return ()  # non-reactive: step 0 only (module docstring)
         prediction = _prediction(case, previous_prediction) if reactive else None
         out = []
         for class_id in sorted(classes):
@@ -275,6 +297,22 @@ def zhang_suen_skeleton(mask2d: np.ndarray) -> np.ndarray:
             return image[1:-1, 1:-1].astype(bool)
 
 
+def centerline_pixels(plane: np.ndarray) -> np.ndarray:
+    """The Zhang-Suen skeleton of a 2D mask, with a fallback for pieces it erases entirely.
+
+    Thinning deletes every pixel of some small or compact shapes (a 2x2 square, a 4x5 block
+    minus a corner, 13 % of ellipses of radius 1-3.5 px): each 8-connected piece of the mask
+    left without a skeleton pixel gets its centre pixel instead, the maximum of its 2D EDT
+    nearest its centroid (``center_point``, ``tie_order="centroid"``).
+    """
+    plane = np.asarray(plane, dtype=bool)
+    skeleton = zhang_suen_skeleton(plane)
+    for piece in connected_components(plane, connectivity=8):
+        if not (skeleton[piece.slices] & piece.mask).any():
+            skeleton[center_point(piece, tie_order="centroid")] = True
+    return skeleton
+
+
 def line_pixels(a: Coord2, b: Coord2) -> list[Coord2]:
     """Pixels of the segment a-b (Bresenham), from a to b."""
     (y0, x0), (y1, x1) = a, b
@@ -349,7 +387,7 @@ def scribble_pixels(
             out[q] = True
         return out & plane
     if style == "centerline":
-        out = zhang_suen_skeleton(plane)
+        out = centerline_pixels(plane)
     elif style == "contour":
         sigma = max(1.0, 0.05 * max(plane.shape))
         blurred = np.minimum(
@@ -396,6 +434,8 @@ class ScribbleUser:
         seed: int,
     ) -> tuple[Interaction, ...]:
         reactive = self.reactive and step > 0
+        if step > 0 and not reactive:
+            return ()  # non-reactive: step 0 only (module docstring)
         prediction = _prediction(case, previous_prediction) if reactive else None
         out = []
         for class_id in sorted(classes):
@@ -449,8 +489,8 @@ class PolygonUser:
         seed: int,
     ) -> tuple[Interaction, ...]:
         reactive = self.reactive and step > 0
-        if not reactive and step > 0:
-            return ()
+        if step > 0 and not reactive:
+            return ()  # non-reactive: step 0 only (module docstring)
         prediction = _prediction(case, previous_prediction) if reactive else None
         out = []
         for class_id in sorted(classes):

@@ -4,19 +4,27 @@ SPEC (protocol table, "Sakinis / MedSegFM click"), thesis §4.2 and §7.3.2.4, a
 challenge's public evaluation script (CVPR25_iter_eval.py) and box script (get_boxes.py):
 
 Step 0 (``initial="box"``): one box per class present in the ground truth: the class's full
-z-extent plus the 2D box of its middle foreground slice (the z of the median foreground voxel,
-as get_boxes.py takes ``z_indices[len(z_indices) // 2]`` over all voxels), the in-plane corners
-pushed outwards by ``int(s * size / 256)`` voxels with ``s`` drawn uniformly in
-0..``box_shift_max`` (challenge: ``randint(0, 6)``, i.e. 0..5) once per class, clipped to the
-image. The z-extent is not enlarged (as in the challenge).
+z-extent plus the 2D box of its middle foreground slice, the in-plane corners pushed outwards by
+``int(s * size / 256)`` voxels with ``s`` drawn uniformly in 0..``box_shift_max`` (challenge:
+``randint(0, 6)``, i.e. 0..5) once per class, clipped to the image. The z-extent is not enlarged
+(as in the challenge). The middle slice (``box_mid_slice``) is get_boxes.py's at its current
+HEAD (JunMa11/CVPR-MedSegFMCompetition, commit b53b654 of 1 May 2025, ``mask3D_to_bbox``
+lines 68-72): ``z = np.unique(z_indices); z_mid = z[len(z) // 2]``, the middle one of the
+distinct foreground slices (``"slice_median"``, the default). Before that commit the script
+indexed the z of every foreground voxel, ``z_indices[len(z_indices) // 2]``: the z of the median
+foreground voxel in C order (``"voxel_median"``, kept as an option).
 
-Steps >= 1, per class c: error = (prediction == c) != (gt == c); take the largest
-26-connected error component (ties: the one whose first voxel comes first in C order); click at
-the argmax of its EDT (ties: first voxel in C order; the challenge drew among ties with a fixed
-seed 42); a foreground click if gt == c there, else a background click. No click for a class
-predicted perfectly (so none for a class absent from both). The EDT is computed on the
-component's padded crop only (exactly the full-volume values, see ``protocols.base``), in voxel
-units by default as the challenge did (``edt_spacing_aware=True`` for mm).
+Steps >= 1, per class c present in the ground truth: error = (prediction == c) != (gt == c);
+take the largest 26-connected error component (ties: the one whose first voxel comes first in
+C order); click at the argmax of its EDT (ties: first voxel in C order; the challenge drew among
+ties with a fixed seed 42); a foreground click if gt == c there, else a background click. No
+click for a class predicted perfectly. A task class absent from the ground truth gets no click
+either, even where the model predicted it: CVPR25_iter_eval.py loops over the classes of
+``np.unique(gts)[1:]`` only (lines 341 and 377). ``click_absent_classes=True`` gives such a
+class background clicks on its false positives (segloop's behaviour before issue 15). The EDT
+is computed on the component's padded crop only (exactly the full-volume values, see
+``protocols.base``), in voxel units by default as the challenge did (``edt_spacing_aware=True``
+for mm).
 
 ``downsample_above_voxels`` (off by default) computes the EDT on a 2x-subsampled crop when the
 crop is larger than that many voxels (§4.2's third optimisation); it may move the click slightly.
@@ -42,19 +50,29 @@ from scipy import ndimage
 from evaluator.records import Case, Interaction, SegloopError
 from protocols.base import Coord, center_point, largest_error_component, rng_for
 
+BOX_MID_SLICES = ("slice_median", "voxel_median")
 
-def box_mid_slice(class_mask: np.ndarray, mid_slice: str = "voxel_median") -> int | None:
-    """The z of the box's 2D slice: the median foreground voxel's z, or the middle foreground slice."""
+
+def box_mid_slice(class_mask: np.ndarray, mid_slice: str = "slice_median") -> int | None:
+    """The z of the MedSegFM box's 2D slice; None for an empty mask.
+
+    ``"slice_median"`` (default; get_boxes.py at HEAD, ``mask3D_to_bbox`` lines 68-72): the
+    distinct foreground slices ``S = np.unique(z)`` in ascending order, ``S[len(S) // 2]`` (for an
+    even count the upper of the two middle slices).
+    ``"voxel_median"`` (get_boxes.py before 1 May 2025): the z of the foreground voxel at index
+    ``n // 2`` of all ``n`` foreground voxels in C order, i.e. the first z whose cumulative voxel
+    count exceeds ``n // 2``.
+    """
     per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
     slices = np.flatnonzero(per_slice)
     if slices.size == 0:
         return None
+    if mid_slice == "slice_median":
+        return int(slices[slices.size // 2])
     if mid_slice == "voxel_median":
         cumulative = np.cumsum(per_slice)
         return int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
-    if mid_slice == "slice_median":
-        return int(slices[slices.size // 2])
-    raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use voxel_median or slice_median")
+    raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use slice_median or voxel_median")
 
 
 def medsegfm_box(
@@ -62,12 +80,13 @@ def medsegfm_box(
     rng: np.random.Generator,
     shift_max: int = 5,
     reference_size: int = 256,
-    mid_slice: str = "voxel_median",
+    mid_slice: str = "slice_median",
 ) -> tuple[Coord, Coord] | None:
     """The MedSegFM initial box of one class: ((z_min, y_min, x_min), (z_max, y_max, x_max)), inclusive.
 
-    mid_slice: "voxel_median" (get_boxes.py: z of the median foreground voxel in C order) or
-    "slice_median" (the middle one of the distinct foreground slices).
+    mid_slice: the slice whose 2D box is taken (``box_mid_slice``): "slice_median" (get_boxes.py
+    at HEAD, the middle of the distinct foreground slices) or "voxel_median" (its version before
+    1 May 2025: the z of the median foreground voxel in C order).
     """
     z_mid = box_mid_slice(class_mask, mid_slice)
     if z_mid is None:
@@ -87,6 +106,20 @@ def medsegfm_box(
         min(width - 1, int(xs[-1]) + shift_x),
     )
     return lo, hi
+
+
+def class_present(label: np.ndarray, class_id: int, slab_slices: int = 16) -> bool:
+    """Whether ``label`` holds ``class_id`` anywhere; scans slabs along axis 0, stops at the first hit.
+
+    No full-volume temporary (a 56 M voxel autoPET case compares 16 slices at a time).
+    """
+    label = np.asarray(label)
+    if label.dtype == bool:
+        return bool(label.any()) if int(class_id) == 1 else bool((~label).any())
+    for start in range(0, label.shape[0], slab_slices):
+        if np.any(label[start : start + slab_slices] == class_id):
+            return True
+    return False
 
 
 def sakinis_click(
@@ -143,19 +176,28 @@ class SakinisUser:
 
     initial: "box" (MedSegFM), "click" (step 0 treated as a click step on an empty prediction)
     or "none" (no interaction at step 0).
+    box_mid_slice: "slice_median" (get_boxes.py at HEAD) or "voxel_median" (before 1 May 2025).
+    click_absent_classes: False (CVPR25): only classes present in the ground truth get clicks;
+    True: a task class absent from the ground truth gets background clicks on its false positives.
     """
 
     initial: str = "box"
     box_shift_max: int = 5
     box_shift_reference_size: int = 256
-    box_mid_slice: str = "voxel_median"
+    box_mid_slice: str = "slice_median"
     edt_spacing_aware: bool = False
     downsample_above_voxels: int | None = None
+    click_absent_classes: bool = False
     name: str = "sakinis"
 
     def __post_init__(self) -> None:
         if self.initial not in ("box", "click", "none"):
             raise SegloopError(f"sakinis: initial must be box, click or none, not {self.initial!r}")
+        if self.box_mid_slice not in BOX_MID_SLICES:
+            raise SegloopError(
+                f"sakinis: box_mid_slice must be {' or '.join(BOX_MID_SLICES)}, "
+                f"not {self.box_mid_slice!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         params = asdict(self)
@@ -191,8 +233,12 @@ class SakinisUser:
                 self.downsample_above_voxels,
                 class_id=class_id,
             )
-            if click is not None:
-                point, positive = click
+            if click is None:
+                continue
+            point, positive = click
+            # a negative click may be on a class the ground truth lacks (CVPR25 skips those);
+            # a positive one proves the class present, so only negatives need the scan
+            if positive or self.click_absent_classes or class_present(case.label, class_id):
                 out.append(Interaction("click", int(class_id), positive, step, (point,)))
         return tuple(out)
 

@@ -16,7 +16,8 @@ A user-defined task (TOML)::
     nsd_zero_below_dice = 0.2    # optional
     nsd_zero_scope = "case"      # "case" (CVPR25: the case's mean Dice) or "class"
     present_classes_only = true  # score only the classes in the ground truth (CVPR25)
-    send_previous_prediction = true
+    send_previous_prediction = true  # default: true for a reactive protocol (or a base that
+                                     # sends it), else false
     seed = 0
 
     [classes]
@@ -318,7 +319,14 @@ def load_task_toml(
             if key in data:
                 values[key] = cast(data[key])
         values.setdefault("nsd_zero_below_dice", None)
-        values.setdefault("send_previous_prediction", is_reactive(values["robot_user"]))
+        if "send_previous_prediction" not in data:
+            # A user that reacts to predictions needs the model to see its own last output; a
+            # base preset's False (autoPET's precomputed clicks) must not survive a reactive
+            # [protocol]. A base that sends it keeps sending (MedSegFM sends prev_pred always).
+            derived = is_reactive(values["robot_user"])
+            values["send_previous_prediction"] = derived or bool(
+                values.get("send_previous_prediction", False)
+            )
         if "auc_steps" in data:
             values["auc_steps"] = tuple(int(s) for s in data["auc_steps"])
         values.setdefault("auc_steps", tuple(range(values["num_steps"])))

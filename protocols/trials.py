@@ -4,6 +4,13 @@ Lesion clicks exactly as autoPET's (``protocols.autopet.component_clicks``); bac
 drawn uniformly without replacement from the liver minus the lesions. The liver mask is case
 metadata: ``case.extra_masks["liver"]`` (TotalSegmentator's in the challenge). Step 0 has no
 click; step k reveals the k-th lesion and the k-th background click.
+
+Ties of a component's EDT maxima go, as in the challenge script, to the first maximum in
+nibabel's (x, y, z) array order (``center_tie_order="xyz"``, the default):
+``simulate_clicks_TriALS.py`` (xmed-lab/TriALS, TriALS_2025_Interactive_Task_2/.../utils/)
+took ``cp.argmax`` of the EDT of ``nib.load(label).get_fdata()`` (lines 103, 122 and 132), an
+(x, y, z) array. ``"zyx"`` (the first in our (z, y, x) array, segloop's order before issue 15)
+and ``"centroid"`` remain available.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 
 from evaluator.records import Case, Interaction, SegloopError
 from protocols.autopet import PrecomputedClicks, component_clicks, paired_steps
-from protocols.base import random_mask_voxels, rng_for
+from protocols.base import check_tie_order, random_mask_voxels, rng_for
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,12 @@ class TriALSUser(PrecomputedClicks):
     liver_mask: str = "liver"
     edt_spacing_aware: bool = False
     perturb_within_mask: bool = True
+    center_tie_order: str = "xyz"
     name: str = "trials"
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_tie_order(self.center_tie_order)
 
     def _compute(
         self, case: Case, classes: Mapping[int, str], seed: int
@@ -54,6 +65,7 @@ class TriALSUser(PrecomputedClicks):
             self.sigma_voxels,
             spacing,
             self.perturb_within_mask,
+            self.center_tie_order,
         )
         background_clicks = random_mask_voxels(
             liver & (case.label == 0),

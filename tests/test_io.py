@@ -115,12 +115,57 @@ def test_mha_round_trip_is_exact(tmp_path):
     assert sitk.ReadImage(str(path)).GetSpacing() == (0.5, 0.976, 2.0)  # ITK's own (x, y, z)
 
 
-def test_nifti_geometry_is_given_as_short_decimals(tmp_path):
+def test_nifti_geometry_is_read_exactly_as_simpleitk_and_nibabel_read_it(tmp_path):
+    """Issue 15, D3: never round a spacing. NIfTI holds float32: 0.4 mm is 0.4000000059604645
+    in the file, and SimpleITK, nibabel and the challenges' scripts all compute with that value.
+    (Before the fix the reader gave the float32's shortest decimal, 0.4, and this failed.)"""
     path = tmp_path / "x.nii.gz"
     io.write_image(path, ramp(), Geometry(spacing_mm=(0.6, 0.4, 0.4), origin_mm=(-15.8, 0, 1)))
     _, geometry = io.read_image(path)
-    assert geometry.spacing_mm == (0.6, 0.4, 0.4)
-    assert geometry.origin_mm == (-15.8, 0.0, 1.0)
+    as_float32 = tuple(float(np.float32(v)) for v in (0.6, 0.4, 0.4))
+    assert (
+        geometry.spacing_mm
+        == as_float32
+        == (0.6000000238418579, 0.4000000059604645) + (0.4000000059604645,)
+    )
+    assert geometry.spacing_mm == tuple(reversed(sitk.ReadImage(str(path)).GetSpacing()))
+    zooms_xyz = nib.load(str(path)).header.get_zooms()
+    assert geometry.spacing_mm == tuple(float(z) for z in reversed(zooms_xyz))
+    assert all(type(v) is float for v in geometry.spacing_mm + geometry.origin_mm)
+    # the origin is kept as read too: equal to SimpleITK's, the float32 of -15.8
+    assert geometry.origin_mm == sitk.ReadImage(str(path)).GetOrigin()
+    assert geometry.origin_mm[0] == float(np.float32(-15.8)) != -15.8
+
+
+def test_nsd_at_the_tolerance_uses_the_file_spacing(tmp_path):
+    """Issue 15, D3 repro: a cube shifted 5 voxels at 0.4 mm puts surfels at exactly 2 mm in
+    decimal but at 2.00000003 mm with the file's float32 spacing, outside the 2 mm tolerance.
+    segloop's NSD@2 from the files must equal DeepMind surface-distance given the spacing
+    SimpleITK reads (0.80 here), not the rounded spacing's 1.0."""
+    import surface_distance
+
+    from evaluator.metrics import normalised_surface_dice
+
+    gt = np.zeros((30, 30, 30), np.uint8)
+    gt[8:20, 8:20, 8:20] = 1
+    pred = np.roll(gt, 5, axis=2)
+    geometry = Geometry(spacing_mm=(0.4, 0.4, 0.4))
+    io.write_image(tmp_path / "gt.nii.gz", gt, geometry)
+    io.write_image(tmp_path / "pred.nii.gz", pred, geometry)
+    gt_read, gt_geometry = io.read_image(tmp_path / "gt.nii.gz")
+    pred_read, _ = io.read_image(tmp_path / "pred.nii.gz")
+    file_spacing = tuple(reversed(sitk.ReadImage(str(tmp_path / "gt.nii.gz")).GetSpacing()))
+
+    def reference(spacing):
+        distances = surface_distance.compute_surface_distances(
+            gt_read.astype(bool), pred_read.astype(bool), spacing
+        )
+        return surface_distance.compute_surface_dice_at_tolerance(distances, 2.0)
+
+    ours = normalised_surface_dice(pred_read, gt_read, gt_geometry.spacing_mm, 2.0)
+    assert ours == pytest.approx(reference(file_spacing), abs=1e-12)
+    assert ours < 0.81
+    assert reference((0.4, 0.4, 0.4)) == 1.0  # what the rounded spacing gave
 
 
 # --------------------------------------------------------------------------- write_image

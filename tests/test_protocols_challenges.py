@@ -214,3 +214,55 @@ def test_toothfairy_short_canal_and_missing_canal():
     right = [i for s in steps for i in s if i.class_id == 2]
     assert len(right) == 3
     assert not any(i.class_id == 3 for s in steps for i in s)
+
+
+def two_cube_lesion(shape=(16, 24, 24)) -> np.ndarray:
+    """One 26-connected lesion whose EDT has 16 tied maxima: the first in (z, y, x) order is
+    (5, 9, 13), the first in nibabel's (x, y, z) order (7, 9, 9)."""
+    mask = np.zeros(shape, bool)
+    mask[4:8, 8:12, 12:16] = True
+    mask[6:10, 8:12, 8:12] = True
+    return mask
+
+
+def test_autopet_and_trials_centre_ties_go_to_the_first_in_nibabel_order():
+    """Issue 15, D6: the scripts took cp.argmax of the EDT on nibabel (x, y, z) arrays; segloop
+    took the first maximum of its (z, y, x) array. The centre click now equals the re-derived
+    script's (tests/challenge_reference.py); center_tie_order="zyx" keeps the old one."""
+    from tests.challenge_reference import autopet_center_click, trials_center_click
+
+    lesion = two_cube_lesion()
+    pet = np.ones(lesion.shape, np.float32)
+    pet[lesion] = 9.0
+    label = lesion.astype(np.uint8)
+    case = Case("ties", (pet, pet), label, Geometry((3.0, 2.0, 2.0)), {"liver": ~lesion})
+    expected = autopet_center_click(lesion)
+    assert expected == trials_center_click(lesion) == (7, 9, 9)
+    for user in (AutoPETUser(), TriALSUser()):
+        (click,) = [i for i in user.interactions(case, {1: "tumor"}, 1, None, 0) if i.positive]
+        assert click.coords == (expected,)
+    old = AutoPETUser(center_tie_order="zyx").interactions(case, {1: "tumor"}, 1, None, 0)
+    assert [i.coords for i in old if i.positive] == [((5, 9, 13),)]
+    assert component_clicks(lesion, 1, rng_for(0, "c", 1, 0)) == [expected]
+    with pytest.raises(SegloopError, match="tie order"):
+        TriALSUser(center_tie_order="random")
+
+
+def test_autopet_centre_clicks_equal_the_script_on_random_lesions():
+    """Random single lesions (away from the image border, where the script's full-volume EDT
+    and segloop's crop EDT agree): every centre equals the re-derived script's click."""
+    from protocols.base import center_point, connected_components
+    from tests.challenge_reference import autopet_center_click
+
+    rng = np.random.default_rng(6)
+    compared = 0
+    for _ in range(60):
+        shape = (14, 18, 18)
+        noise = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.6, 1.6))
+        mask = np.zeros(shape, bool)
+        mask[2:-2, 2:-2, 2:-2] = (noise > np.quantile(noise, 0.8))[2:-2, 2:-2, 2:-2]
+        for component in connected_components(mask, connectivity=26):
+            expected = autopet_center_click(component.full_mask())
+            assert center_point(component, tie_order="xyz") == expected
+            compared += 1
+    assert compared > 100

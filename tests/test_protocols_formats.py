@@ -8,9 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evaluator.records import Geometry, Interaction, SegloopError
+from evaluator.records import Case, Geometry, Interaction, SegloopError
 from protocols.formats import (
     CHALLENGE_FORMATS,
+    cvpr25_request,
     decode_clicks,
     encode_clicks,
     from_gc_points,
@@ -31,6 +32,7 @@ from protocols.formats import (
     write_gc_points,
     write_segloop_json,
 )
+from protocols.sakinis import SakinisUser
 
 
 def click(class_id, positive, step, zyx):
@@ -315,3 +317,56 @@ def test_native_segloop_request_reads_back(tmp_path):
     assert payload["axis_order"] == ["z", "y", "x"]
     (tmp_path / "request.json").write_text(json.dumps(payload))
     assert read_segloop_json(tmp_path / "request.json") == interactions
+
+
+def test_cvpr25_clicks_order_holds_none_for_a_step_without_click(tmp_path):
+    """Issue 15, D7: CVPR25_iter_eval.py appends None to clicks_order[i] when class i got no
+    click at a step (its prediction was perfect); segloop left the entry out, so positions no
+    longer matched steps. Reading maps entry k back to step k + 1."""
+    image = np.zeros((4, 5, 6), np.float32)
+    interactions = (
+        click(1, True, 1, (1, 2, 3)),
+        click(2, False, 1, (0, 0, 1)),
+        click(2, True, 2, (2, 1, 1)),  # class 1 perfect at step 2
+        click(1, False, 3, (3, 3, 3)),  # class 2 perfect at step 3
+    )
+    default = cvpr25_request(image, (1.0, 1.0, 1.0), interactions, [1, 2])
+    assert [list(o) for o in default["clicks_order"]] == [["fg", None, "bg"], ["bg", "fg", None]]
+    arrays = cvpr25_request(image, (1.0, 1.0, 1.0), interactions, [1, 2], step=4)
+    assert [list(o) for o in arrays["clicks_order"]] == [
+        ["fg", None, "bg", None],
+        ["bg", "fg", None, None],
+    ]
+    assert arrays["clicks"][0] == {"fg": [[1, 2, 3]], "bg": [[3, 3, 3]]}
+    path = tmp_path / "r.npz"
+    np.savez_compressed(path, **arrays)
+    assert read_cvpr25_request(path, class_ids=[1, 2])["interactions"] == tuple(
+        sorted(interactions, key=lambda i: (i.step, i.class_id))
+    )
+    with pytest.raises(SegloopError, match="one click per class and step"):
+        cvpr25_request(image, (1.0,) * 3, (*interactions, click(1, True, 1, (0, 0, 0))), [1, 2])
+    with pytest.raises(SegloopError, match="step 0"):
+        cvpr25_request(image, (1.0,) * 3, (click(1, True, 0, (0, 0, 0)),), [1])
+
+
+def test_cvpr25_box_z_mid_is_get_boxes_rule_not_the_box_middle():
+    """Issue 15, D4: given no middle slices the writer wrote (z_min + z_max) // 2, a rule neither
+    get_boxes.py nor segloop's user has. Now z_mid is recomputed from the ground truth with
+    get_boxes.py's rule (np.unique(z)[len // 2]), or the writer refuses to guess."""
+    from tests.challenge_reference import get_boxes_mid_slice
+
+    label = np.zeros((12, 8, 8), np.uint8)
+    label[1:3, 2:4, 2:4] = 1
+    label[9, 2:6, 2:6] = 1  # class 1 on slices 1, 2, 9: middle slice 2, box middle 5
+    label[4:7, 1:3, 1:3] = 2
+    user = SakinisUser(box_shift_max=0)
+    case = Case("b", (label.astype(np.float32),), label, Geometry((1.0, 1.0, 1.0)))
+    boxes = user.interactions(case, {1: "a", 2: "b"}, 0, None, seed=0)
+    with pytest.raises(SegloopError, match="z_mid"):  # before: z_mid (1 + 9) // 2 = 5
+        cvpr25_request(label, (1.0,) * 3, boxes, [1, 2])
+    arrays = cvpr25_request(label.astype(np.float32), (1.0,) * 3, boxes, [1, 2], label=label)
+    mids = [b["z_mid"] for b in arrays["boxes"]]
+    assert mids == [get_boxes_mid_slice(label == 1), get_boxes_mid_slice(label == 2)] == [2, 5]
+    assert arrays["boxes"][0]["z_min"] == 1 and arrays["boxes"][0]["z_max"] == 9
+    given = cvpr25_request(label, (1.0,) * 3, boxes, [1, 2], box_mid_slices={1: 9, 2: 4})
+    assert [b["z_mid"] for b in given["boxes"]] == [9, 4]

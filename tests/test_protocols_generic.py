@@ -61,22 +61,91 @@ def test_six_click_styles_initial_and_reactive(component, placement):
 
 
 def test_largest_center_reactive_equals_sakinis():
+    """With Sakinis' tie order (first maximum in C order) the generic user is the Sakinis user;
+    its own default breaks ties towards the centroid (issue 15), so it is given explicitly."""
     case = three_blobs_case()
     prediction = np.zeros(case.shape, np.uint8)
     prediction[ball(case.shape, (8, 11, 11), 5)] = 1
-    generic = EligibilityClickUser().interactions(case, {1: "a", 2: "b"}, 1, prediction, 0)
+    user = EligibilityClickUser(center_tie_order="zyx")
+    generic = user.interactions(case, {1: "a", 2: "b"}, 1, prediction, 0)
     sakinis = SakinisUser().interactions(case, {1: "a", 2: "b"}, 1, prediction, 0)
     assert generic == sakinis
 
 
 def test_non_reactive_clicks_ignore_prediction():
+    """Non-reactive: step 0 only (issue 15; before, clicks came again at every step)."""
     case = three_blobs_case()
     user = EligibilityClickUser("random", "random", reactive=False)
-    a = user.interactions(case, {1: "a"}, 3, case.label, 0)
-    b = user.interactions(case, {1: "a"}, 3, None, 0)
+    a = user.interactions(case, {1: "a"}, 0, case.label, 0)
+    b = user.interactions(case, {1: "a"}, 0, None, 0)
     assert a == b and a[0].positive and case.label[a[0].coords[0]] == 1
+    assert user.interactions(case, {1: "a"}, 3, None, 0) == ()
     with pytest.raises(SegloopError):
         EligibilityClickUser(placement="middle")
+    with pytest.raises(SegloopError, match="center_tie_order"):
+        EligibilityClickUser(center_tie_order="random")
+
+
+def flat_lesion_case() -> Case:
+    """A lesion 2 slices thick and 9 x 9 across: every voxel is 1 voxel from the background."""
+    label = np.zeros((6, 20, 20), np.uint8)
+    label[2:4, 5:14, 5:14] = 1
+    return Case("flat", (label.astype(np.float32),), label, Geometry((3.0, 1.0, 1.0)))
+
+
+@pytest.mark.parametrize("spacing_aware", [False, True])
+def test_centre_click_of_a_flat_lesion_is_its_middle(spacing_aware):
+    """Issue 15: all EDT maxima tie; the first in array order is the corner (2, 5, 5). The
+    generic user takes the maximum nearest the centroid (9, 9) in-plane, of the two middle
+    voxels the first in C order; the old rule stays available as center_tie_order="zyx"."""
+    case = flat_lesion_case()
+    user = EligibilityClickUser(edt_spacing_aware=spacing_aware)
+    (click,) = user.interactions(case, {1: "a"}, 0, None, 0)
+    assert click.coords == ((2, 9, 9),)
+    corner = EligibilityClickUser(edt_spacing_aware=spacing_aware, center_tie_order="zyx")
+    # voxels: all tie, the first is the corner; mm (3 mm slices): ties from 3 mm in-plane on
+    expected = ((2, 7, 7),) if spacing_aware else ((2, 5, 5),)
+    assert corner.interactions(case, {1: "a"}, 0, None, 0)[0].coords == expected
+
+
+def test_centroid_ties_are_deterministic_and_inside():
+    """Random flat and thin shapes: the centroid rule's click is an EDT maximum of the component,
+    the same on every call, and never farther from the centroid than the C-order first maximum."""
+    from protocols.base import center_point, component_centroid, component_edt, whole_mask
+
+    rng = np.random.default_rng(15)
+    for _ in range(40):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(3, 14)), int(rng.integers(3, 14)))
+        mask = rng.random(shape) < 0.85
+        component = whole_mask(mask)
+        if component is None:
+            continue
+        point = center_point(component, tie_order="centroid")
+        assert point == center_point(component, tie_order="centroid")
+        distances = component_edt(component)
+        local = tuple(p - o for p, o in zip(point, component.offset, strict=True))
+        assert distances[local] == distances.max() and component.mask[local]
+        centre = component_centroid(component.mask)
+        first = np.unravel_index(int(np.argmax(distances)), distances.shape)
+        assert np.sum((np.array(local) - centre) ** 2) <= np.sum((np.array(first) - centre) ** 2)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_sloppy_boxes_of_small_objects_differ_from_perfect(size):
+    """Issue 15: 5-10 % of 5 voxels or less rounded to 0, so sloppy boxes of small objects were
+    perfect boxes. Now every side moves by at least one voxel, as careful boxes grow; only an
+    axis one voxel thick whose two sides both move inwards stays put (it cannot shrink)."""
+    mask = np.zeros((20, 20, 20), bool)
+    mask[8 : 8 + size, 8 : 8 + size, 8 : 8 + size] = True
+    perfect = styled_box(mask, "perfect", rng_for(0, "c", 1, 0))
+    same = 0
+    for k in range(64):
+        lo, hi = styled_box(mask, "sloppy", rng_for(0, "c", 1, k))
+        if size > 1:  # every axis differs (two inward moves that cross meet in the middle)
+            for axis in range(3):
+                assert (lo[axis], hi[axis]) != (perfect[0][axis], perfect[1][axis])
+        same += (lo, hi) == perfect
+    assert same <= (4 if size == 1 else 0)  # 1/64 expected for a single voxel
 
 
 def test_box_styles():
@@ -128,6 +197,40 @@ def test_scribbles_lie_in_the_mask_and_are_connected(style):
         assert all(case.label[c] == 1 and prediction[c] == 0 for c in scribble.coords)
 
 
+def centerline_scribbles(plane: np.ndarray, seed: int = 0):
+    label = plane[None].astype(np.uint8)
+    case = Case("cl", (label.astype(np.float32),), label, Geometry((1.0, 1.0, 1.0)))
+    return ScribbleUser("centerline").interactions(case, {1: "a"}, 0, None, seed)
+
+
+def test_centerline_scribble_of_small_shapes_never_vanishes():
+    """Issue 15: Zhang-Suen thinning erases a 2x2 square, a 4x5 block minus a corner and some
+    small ellipses entirely, and the user then gave no scribble for a present target. A piece
+    whose skeleton vanished now gets its centre pixel."""
+    square = np.zeros((8, 8), bool)
+    square[3:5, 3:5] = True
+    assert not zhang_suen_skeleton(square).any()  # the defect's cause, still there
+    (scribble,) = centerline_scribbles(square)
+    assert scribble.coords == ((0, 3, 3),)
+    block = np.zeros((8, 9), bool)
+    block[2:6, 2:7] = True
+    block[2, 2] = False
+    assert centerline_scribbles(block)
+    vanished = 0
+    rng = np.random.default_rng(3)
+    for k in range(200):
+        ry, rx = rng.uniform(1.0, 3.5, 2)
+        cy, cx = rng.uniform(5.0, 7.0, 2)
+        yy, xx = np.indices((13, 13))
+        ellipse = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        if not ellipse.any():
+            continue
+        vanished += not zhang_suen_skeleton(ellipse).any()
+        scribbles = centerline_scribbles(ellipse, seed=k)
+        assert scribbles and all(ellipse[y, x] for s in scribbles for _, y, x in s.coords)
+    assert vanished > 0  # the fallback was exercised
+
+
 def test_skeleton_of_a_bar_is_its_midline():
     bar = np.zeros((11, 30), bool)
     bar[3:8, 2:28] = True
@@ -161,6 +264,31 @@ def test_polygon_vertices_on_the_boundary_in_order():
         (2, 1),
     ]
     assert PolygonUser().interactions(case, {1: "a"}, 1, None, 0) == ()
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        EligibilityClickUser(reactive=False),
+        EligibilityClickUser("random", "random", reactive=False),
+        ScribbleUser("line", reactive=False),
+        ScribbleUser("centerline", reactive=False),
+        BoxUser("careful", reactive=False),
+        PolygonUser(6, reactive=False),
+    ],
+    ids=lambda u: u.name,
+)
+def test_non_reactive_means_step_zero_only_for_every_kind(user):
+    """Issue 15: reactive=False meant two things (clicks and scribbles at every step, boxes and
+    polygons at step 0 only). Now every kind interacts at step 0 only, whatever the prediction."""
+    case = three_blobs_case()
+    missed = np.zeros(case.shape, np.uint8)
+    first = user.interactions(case, {1: "a", 2: "b"}, 0, None, 0)
+    assert first and all(i.step == 0 and i.positive for i in first)
+    assert user.interactions(case, {1: "a", 2: "b"}, 0, missed, 0) == first
+    for step in (1, 2, 5):
+        assert user.interactions(case, {1: "a", 2: "b"}, step, missed, 0) == ()
+        assert user.interactions(case, {1: "a", 2: "b"}, step, None, 0) == ()
 
 
 def test_sequence_box_then_clicks_and_json():

@@ -98,10 +98,12 @@ def test_user_step0_boxes_then_clicks():
     assert user.interactions(case, classes, 1, None, seed=0) == clicks
     # perfect prediction: no clicks at all
     assert user.interactions(case, classes, 2, label.copy(), seed=0) == ()
-    # class absent from gt but predicted: a background click for it
+    # class absent from gt but predicted: no click, as CVPR25 loops over the GT's classes only
+    # (issue 15, D5); the old behaviour, a background click for it, is an option
     pred = label.copy()
     pred[0:2, 0:5, 0:5] = 3
-    clicks = user.interactions(case, classes, 3, pred, seed=0)
+    assert user.interactions(case, classes, 3, pred, seed=0) == ()
+    clicks = SakinisUser(click_absent_classes=True).interactions(case, classes, 3, pred, seed=0)
     assert [(c.class_id, c.positive) for c in clicks] == [(3, False)]
 
 
@@ -169,3 +171,63 @@ def test_same_interactions_in_a_process_pool_and_any_order():
     with ProcessPoolExecutor(max_workers=2) as pool:
         remote = dict(zip(ids[::-1], pool.map(_sakinis_steps, ids[::-1]), strict=True))
     assert remote == local
+
+
+def test_no_clicks_for_classes_absent_from_the_ground_truth():
+    """Issue 15, D5: CVPR25_iter_eval.py clicks the classes of np.unique(gts)[1:] only; segloop
+    gave a background click to a task class the model predicted but the GT lacks."""
+    from tests.challenge_reference import cvpr25_classes, cvpr25_click
+
+    shape = (10, 30, 30)
+    label = np.zeros(shape, np.uint8)
+    label[sphere(shape, (5, 10, 10), 4)] = 1
+    pred = np.zeros(shape, np.uint8)
+    pred[sphere(shape, (5, 10, 10), 2)] = 1  # under-segmented: a foreground click
+    pred[2:6, 20:27, 18:29] = 2  # class 2: predicted, absent from the GT, a large error
+    case = make_case(label)
+    clicks = SakinisUser().interactions(case, {1: "a", 2: "b"}, 1, pred, seed=0)
+    assert [c.class_id for c in clicks] == cvpr25_classes(label) == [1]
+    assert clicks[0].positive and cvpr25_click(label, pred, 1)[1] == "fg"
+    assert cvpr25_click(label, pred, 2) is not None  # CVPR25 would click it, were it in the GT
+    with_absent = SakinisUser(click_absent_classes=True)
+    assert [c.class_id for c in with_absent.interactions(case, {1: "a", 2: "b"}, 1, pred, 0)] == [
+        1,
+        2,
+    ]
+
+
+def test_box_mid_slice_default_is_get_boxes_head():
+    """Issue 15, D4: get_boxes.py at HEAD takes np.unique(z)[len // 2] (the middle distinct
+    foreground slice), segloop defaulted to the z of the median voxel. A mask whose voxels pile
+    up in its last slices tells them apart."""
+    from protocols.sakinis import box_mid_slice
+    from tests.challenge_reference import (
+        get_boxes_box,
+        get_boxes_mid_slice,
+        get_boxes_mid_slice_before_may_2025,
+    )
+
+    mask = np.zeros((12, 64, 64), bool)
+    mask[1:8, 30:34, 30:34] = True  # seven thin slices
+    mask[8:10, 5:60, 5:60] = True  # two wide ones
+    mask[4, 20:40, 10:12] = True  # slice 4 wider than its neighbours
+    assert get_boxes_mid_slice(mask) == 5 != get_boxes_mid_slice_before_may_2025(mask) == 8
+    assert box_mid_slice(mask) == 5
+    assert box_mid_slice(mask, "voxel_median") == 8
+    box = medsegfm_box(mask, rng_for(0, "c", 1, 0), shift_max=0)
+    reference = get_boxes_box(mask, shift=0)
+    assert box == (
+        (reference["z_min"], reference["z_mid_y_min"], reference["z_mid_x_min"]),
+        (reference["z_max"], reference["z_mid_y_max"], reference["z_mid_x_max"]),
+    )
+    assert SakinisUser().box_mid_slice == "slice_median"
+    with pytest.raises(SegloopError, match="box_mid_slice"):
+        SakinisUser(box_mid_slice="middle")
+    rng = np.random.default_rng(40)
+    for _ in range(40):  # random masks: always get_boxes.py's slice
+        shape = (int(rng.integers(3, 16)), 20, 20)
+        random_mask = blobs(rng, shape, rng.uniform(0.02, 0.3), rng.uniform(0.5, 2.0))
+        assert box_mid_slice(random_mask) == get_boxes_mid_slice(random_mask)
+        assert box_mid_slice(random_mask, "voxel_median") == get_boxes_mid_slice_before_may_2025(
+            random_mask
+        )

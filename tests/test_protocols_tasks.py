@@ -119,3 +119,32 @@ def test_reactivity_of_protocols():
     assert not is_reactive(robot_user_from_json({"name": "clicks", "reactive": False}))
     assert not is_reactive(robot_user_from_json({"name": "realistic"}))
     assert is_reactive(robot_user_from_json({"name": "sequence"}))
+
+
+def test_toml_base_autopet_with_reactive_protocol_sends_previous_prediction(tmp_path):
+    """Issue 15: base = "autopet" kept autoPET's send_previous_prediction = false under a
+    reactive [protocol], so the user reacted to predictions the model never received."""
+    reactive = tmp_path / "reactive.toml"
+    reactive.write_text('base = "autopet"\n[protocol]\nname = "sakinis"\n', encoding="utf-8")
+    assert get_task(reactive).send_previous_prediction is True
+    wrapped = tmp_path / "wrapped.toml"
+    wrapped.write_text(
+        'base = "autopet"\n[protocol]\nname = "sequence"\n[protocol.initial]\nname = "box"\n'
+        '[protocol.then]\nname = "clicks"\n',
+        encoding="utf-8",
+    )
+    assert get_task(wrapped).send_previous_prediction is True
+    # a non-reactive protocol on autoPET stays without; an explicit value always wins
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text('base = "autopet"\n[protocol]\nname = "trials"\n', encoding="utf-8")
+    assert get_task(fixed).send_previous_prediction is False
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text(
+        'base = "autopet"\nsend_previous_prediction = false\n[protocol]\nname = "sakinis"\n',
+        encoding="utf-8",
+    )
+    assert get_task(explicit).send_previous_prediction is False
+    # a base that sends it (MedSegFM's prev_pred) keeps sending under another protocol
+    medsegfm = tmp_path / "medsegfm.toml"
+    medsegfm.write_text('base = "medsegfm"\n[protocol]\nname = "box"\n', encoding="utf-8")
+    assert get_task(medsegfm).send_previous_prediction is True
