@@ -6,7 +6,8 @@ thesis's robot users, §5.2, eqs. 17-20 and 28, on autoPET's lesion task: 11 ste
 and one background click per step from step 1). ``get_task(name or path.toml)`` returns a fresh
 ``evaluator.task.Task`` each call. R2 is a protocol (``[protocol] name = "r2"``) but no preset:
 it needs the model's uncertainty map, which the contract does not carry yet, so it would stop
-at the first case.
+at the first case. Recorded sessions are replayed with ``[protocol] name = "replay"`` and
+``path = "..."`` in a TOML task (``protocols.replay``): a preset has no recording to play.
 
 A user-defined task (TOML)::
 
@@ -72,6 +73,7 @@ PROTOCOLS: dict[str, str] = {
     "r2": "protocols.thesis:R2User",
     "r3": "protocols.thesis:R3User",
     "r4": "protocols.thesis:R4User",
+    "replay": "protocols.replay:ReplayUser",
 }
 NESTED = ("base", "initial", "then")  # parameters that are themselves protocols
 
