@@ -1,5 +1,10 @@
 """The realistic robot user R5 (thesis §5.2, eq. 28) as a wrapper over any click protocol.
 
+Eq. 28 builds R5 on R1's clicks (eq. 17, ``protocols.thesis.R1User``): that is the default
+base. Any other click protocol can be wrapped instead, e.g. autoPET's Algorithm 1 (TOML:
+``[protocol.base] name = "autopet"``). Over a reactive base such as R1, the base reacts to
+R5's own loop (the predictions that followed R5's clicks), as eq. 28's clicks(R1, I)[i] does.
+
 For each click i of the wrapped protocol two numbers p_i1, p_i2 ~ U[0, 1] are drawn:
 
 - p_i2 < p_system: the click is replaced by s~, a voxel drawn uniformly from the "unannotated
@@ -26,8 +31,9 @@ import numpy as np
 
 from evaluator.records import Case, Interaction, SegloopError
 from evaluator.task import RobotUser
-from protocols.autopet import AutoPETUser, pet_channel_of
+from protocols.autopet import pet_channel_of
 from protocols.base import Coord, rng_for
+from protocols.thesis import R1User
 
 
 def r5_click(
@@ -63,9 +69,10 @@ def high_uptake_outside_label(
 
 @dataclass(frozen=True)
 class RealisticUser:
-    """R5 over ``base`` (default: the autoPET clicks)."""
+    """R5 over ``base`` (default: R1, as eq. 28 defines it; published p_perturb = p_system =
+    13.4 %, a = 35 voxels)."""
 
-    base: Any = field(default_factory=AutoPETUser)
+    base: Any = field(default_factory=R1User)
     p_perturb: float = 0.134
     p_system: float = 0.134
     amplitude_voxels: int = 35

@@ -1,8 +1,13 @@
 """Named task presets (SPEC protocol table) and user-defined tasks from TOML.
 
 Presets: ``autopet``, ``toothfairy3``, ``trials``, ``medsegfm`` (the four 2025 challenges as
-they ran) and ``generic`` (Sakinis clicks from an empty start, no box). ``get_task(name or
-path.toml)`` returns a fresh ``evaluator.task.Task`` each call.
+they ran), ``generic`` (Sakinis clicks from an empty start, no box) and ``r1`` .. ``r5`` (the
+thesis's robot users, §5.2, eqs. 17-20 and 28, on autoPET's lesion task: 11 steps, one lesion
+and one background click per step from step 1). ``get_task(name or path.toml)`` returns a fresh
+``evaluator.task.Task`` each call. R2 is a protocol (``[protocol] name = "r2"``) but no preset:
+it needs the model's uncertainty map, which the contract does not carry yet, so it would stop
+at the first case. Recorded sessions are replayed with ``[protocol] name = "replay"`` and
+``path = "..."`` in a TOML task (``protocols.replay``): a preset has no recording to play.
 
 A user-defined task (TOML)::
 
@@ -44,6 +49,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +70,11 @@ PROTOCOLS: dict[str, str] = {
     "scribble": "protocols.generic:ScribbleUser",
     "polygon": "protocols.generic:PolygonUser",
     "sequence": "protocols.generic:SequenceUser",
+    "r1": "protocols.thesis:R1User",
+    "r2": "protocols.thesis:R2User",
+    "r3": "protocols.thesis:R3User",
+    "r4": "protocols.thesis:R4User",
+    "replay": "protocols.replay:ReplayUser",
 }
 NESTED = ("base", "initial", "then")  # parameters that are themselves protocols
 
@@ -203,6 +214,35 @@ def generic_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Tas
     )
 
 
+def thesis_task(name: str, seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
+    """R1, R3, R4 or R5 of the thesis (§5.2) on the autoPET lesion task: steps 0..10, one lesion and one
+    background click per step from step 1, Dice/FPV/FNV, AUC over 0..10 as autoPET's. The model
+    gets the clicks only (as SW-FastEdit in the thesis's study); the robot user reacts to its
+    predictions."""
+    from protocols.realistic import RealisticUser
+
+    user = RealisticUser() if name == "r5" else robot_user_from_json({"name": name})
+    return Task(
+        name=name,
+        description=THESIS_USERS[name],
+        robot_user=user,
+        num_steps=11,
+        classes=dict(classes or {1: "tumor"}),
+        metrics=("dice", "fpv", "fnv"),
+        auc_steps=_steps(0, 10),
+        auc_x=_x(11),
+        seed=seed,
+    )
+
+
+THESIS_USERS = {
+    "r1": "Thesis R1 (eq. 17): centre of the largest label, then error, component; 11 steps",
+    "r3": "Thesis R3 (eq. 19): uniform in the label, then EDT-weighted in the error; 11 steps",
+    "r4": "Thesis R4 (eq. 20): uniform in the label, then uniform in the error; 11 steps",
+    "r5": "Thesis R5 (eq. 28): R1 with 13.4 % perturbed (a = 35) and 13.4 % off-label clicks",
+}
+
+
 @dataclass(frozen=True)
 class TaskPreset:
     name: str
@@ -228,6 +268,10 @@ TASKS: dict[str, TaskPreset] = {
     "generic": TaskPreset(
         "generic", "Reactive Sakinis clicks from an empty start, 6 steps", generic_task
     ),
+    **{
+        name: TaskPreset(name, description, partial(thesis_task, name))
+        for name, description in THESIS_USERS.items()
+    },
 }
 
 

@@ -104,10 +104,12 @@ def test_zero_rates_change_nothing_and_determinism():
     assert a != [user.interactions(c, {1: "t"}, 3, None, 8) for c in CASES]
 
 
-def test_wraps_autopet_by_default_and_round_trips():
+def test_wraps_r1_by_default_autopet_as_an_option_and_round_trips():
     user = RealisticUser()
-    assert user.base.name == "autopet"
+    assert user.base.name == "r1"  # eq. 28: R5 is built on R1's clicks
     assert robot_user_from_json(user.to_json()) == user
+    algorithm_1 = robot_user_from_json({"name": "realistic", "base": {"name": "autopet"}})
+    assert algorithm_1.base.name == "autopet" and algorithm_1.p_perturb == 0.134
     spec = {"name": "realistic", "p_system": 0.5, "base": {"name": "trials", "num_clicks": 3}}
     built = robot_user_from_json(spec)
     assert built.p_system == 0.5 and built.base.name == "trials" and built.base.num_clicks == 3

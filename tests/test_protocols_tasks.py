@@ -117,7 +117,8 @@ def test_reactivity_of_protocols():
     assert not is_reactive(get_task("autopet").robot_user)
     assert is_reactive(robot_user_from_json({"name": "clicks"}))
     assert not is_reactive(robot_user_from_json({"name": "clicks", "reactive": False}))
-    assert not is_reactive(robot_user_from_json({"name": "realistic"}))
+    assert is_reactive(robot_user_from_json({"name": "realistic"}))  # R5 over R1 (eq. 28)
+    assert not is_reactive(robot_user_from_json({"name": "realistic", "base": {"name": "autopet"}}))
     assert is_reactive(robot_user_from_json({"name": "sequence"}))
 
 
