@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluator.records import CaseInput, StepRequest
+from segloop.core.records import CaseInput, StepRequest
 
 
 def empty(case, request) -> np.ndarray:

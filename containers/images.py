@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SDK_FILE = REPO_ROOT / "containers" / "sdk" / "segloop_sdk.py"

@@ -2,7 +2,7 @@
 
 A participant's model is a function ``predict(case: CaseInput, request: StepRequest) -> labels``.
 ``InProcessBackend`` calls it directly; ``SubprocessBackend`` runs a command per step under the
-native file contract (``containers.contract``), the same contract the Docker back-end uses, so a
+native file contract (``segloop.core.contract``), the same contract the Docker back-end uses, so a
 participant can test the organizer's loop without Docker.
 """
 
@@ -19,33 +19,64 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
-from containers.contract import (
+from segloop.core import untrusted
+from segloop.core.contract import (
     ModelStepError,
     prepare_step_input,
     read_prediction,
     validate_prediction,
     write_case_files,
 )
-from evaluator import untrusted
-from evaluator.records import CaseInput, SegloopError, StepRequest
+from segloop.core.records import CaseInput, SegloopError, StepRequest
 
 PredictFn = Callable[[CaseInput, StepRequest], np.ndarray]
 LOG_TAIL_CHARS = 2000
 
 
+#: segloop's top-level packages before 0.2: ``python:baselines.trivial:empty`` still names
+#: ``segloop.baselines.trivial`` (so run folders of those versions resume).
+LEGACY_PACKAGES = {
+    "baselines": "segloop.baselines",
+    "containers": "segloop.containers",
+    "protocols": "segloop.protocols",
+    "leaderboard": "segloop.leaderboard",
+    "evaluator": "segloop",
+}
+
+
+def import_model_module(module_name: str) -> ModuleType:
+    """Import a participant's module as ``python -m`` would: the current folder first, then the
+    installed packages; a legacy segloop name (``baselines.trivial``) is found under
+    ``segloop`` when nothing else answers to it."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top, _, rest = module_name.partition(".")
+        missing_top = error.name in (top, module_name)
+        if top not in LEGACY_PACKAGES or not missing_top:
+            raise
+        return importlib.import_module(".".join(filter(None, (LEGACY_PACKAGES[top], rest))))
+
+
 def load_callable(target: str) -> PredictFn:
-    """Import ``package.module:function`` and return the function."""
+    """Import ``package.module:function`` (see :func:`import_model_module`) and return the
+    function."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise SegloopError(f"python model '{target}': expected 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = import_model_module(module_name)
     except ImportError as error:
         raise SegloopError(
-            f"python model '{target}': cannot import {module_name}: {error}"
+            f"python model '{target}': cannot import {module_name}: {error} (looked in the "
+            f"current folder {os.getcwd()} and the installed packages; set PYTHONPATH for others)"
         ) from None
     function = getattr(module, attribute, None)
     if not callable(function):
@@ -177,7 +208,7 @@ class SubprocessBackend:
 
 def python_command(target: str) -> tuple[str, ...]:
     """The command that serves ``package.module:function`` under the native contract."""
-    return (sys.executable, "-m", "containers.sdk.segloop_sdk", "--predict", target)
+    return (sys.executable, "-m", "segloop.containers.sdk.segloop_sdk", "--predict", target)
 
 
 def parse_command(text: str) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 python:package.module:function   in-process call (fast, no isolation, no time limit)
 cmd:"program --flag {input} {output}"   one process per step, native file contract
-docker:IMAGE  or  docker:path/to/image.tar[.gz]   a container (see containers.docker_backend)
+docker:IMAGE  or  docker:path/to/image.tar[.gz]   a container (see segloop.containers.docker.backend)
 
 Lifetime: a run opens a back-end per case and gives it back with :func:`release_backend`
 when the case is stored; shared back-ends (Docker ``--session-mode submission``: one container
@@ -17,9 +17,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from containers.local import InProcessBackend, SubprocessBackend, load_callable, parse_command
-from evaluator.records import SegloopError
-from evaluator.task import ModelBackend
+from segloop.containers.local import (
+    InProcessBackend,
+    SubprocessBackend,
+    load_callable,
+    parse_command,
+)
+from segloop.core.records import SegloopError
+from segloop.core.task import ModelBackend
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def release_backend(backend: ModelBackend) -> None:
 
 def _docker_module():
     # Only when this process has used Docker: never import the SDK (or reach an engine) for it.
-    return sys.modules.get("containers.docker_backend")
+    return sys.modules.get("segloop.containers.docker.backend")
 
 
 def close_shared_backends(model_spec: str | None = None) -> int:
@@ -82,8 +87,8 @@ def model_identity(spec: str) -> str:
     kind, _, target = spec.partition(":")
     if kind != "docker" or not target:
         return ""
-    from containers.docker_backend import parse_target, resolve_image
-    from containers.images import docker_client
+    from segloop.containers.docker.backend import parse_target, resolve_image
+    from segloop.containers.images import docker_client
 
     _, image = parse_target(target)
     client = docker_client()
@@ -106,7 +111,7 @@ def open_backend(spec: str, limits: Limits, send_previous_prediction: bool) -> M
             name=spec,
         )
     if kind == "docker" and target:
-        from containers.docker_backend import DockerBackend  # needs the docker SDK and engine
+        from segloop.containers.docker.backend import DockerBackend
 
         return DockerBackend.from_spec(target, limits, send_previous_prediction)
     raise SegloopError(

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from containers.contract import ModelStepError
-from evaluator import metrics
-from evaluator.records import (
+from segloop.core import metrics
+from segloop.core.contract import ModelStepError
+from segloop.core.records import (
     Case,
     CaseInput,
     Interaction,
@@ -25,7 +25,7 @@ from evaluator.records import (
     StepRequest,
     StepResult,
 )
-from evaluator.task import ModelBackend, Task
+from segloop.core.task import ModelBackend, Task
 
 RESULT_FORMAT = "segloop-case-result"
 

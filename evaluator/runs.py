@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from containers.registry import (
+from segloop.containers.registry import (
     Limits,
     Terminated,
     close_shared_backends,
@@ -39,16 +39,10 @@ from containers.registry import (
     release_backend,
     terminate_backends,
 )
-from evaluator import io, store
-from evaluator.loop import (
-    case_result_json,
-    check_label_classes,
-    mean_summary,
-    run_case,
-    timing_json,
-)
-from evaluator.records import Case, SegloopError
-from evaluator.task import Task
+from segloop.core import io, store
+from segloop.core.records import Case, SegloopError
+from segloop.core.task import Task
+from segloop.loop import case_result_json, check_label_classes, mean_summary, run_case, timing_json
 
 SEGLOOP_VERSION = "0.1.0"
 
@@ -67,10 +61,12 @@ class RunSpec:
     seed: int = 0
     limits: Limits = Limits()
     classes: tuple[tuple[int, str], ...] | None = None  # overrides the task's classes
-    model_identity: str = ""  # a docker model's image id (containers.registry.model_identity)
+    model_identity: str = (
+        ""  # a docker model's image id (segloop.containers.registry.model_identity)
+    )
 
     def task(self) -> Task:
-        from protocols.tasks import get_task
+        from segloop.protocols.tasks import get_task
 
         classes = dict(self.classes) if self.classes is not None else None
         return get_task(self.task_ref, seed=self.seed, classes=classes)
@@ -135,7 +131,7 @@ def pending_case_ids(
     """Open (or check) the run folder and list the cases still to run, in case-id order.
 
     A finished case whose input files changed since it was scored (gone, or other bytes; see
-    :func:`evaluator.io.changed_inputs`) is removed and runs again, with a ``notify`` line.
+    :func:`segloop.core.io.changed_inputs`) is removed and runs again, with a ``notify`` line.
     """
     all_ids = io.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
     store.open_run(run_dir, spec.run_json())

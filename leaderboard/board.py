@@ -13,11 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluator import store
-from evaluator.store import RunRecord
-from leaderboard import tables
-from leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking, consensus_ranking, rank_task
-from leaderboard.scoring import ScoreTerm, scoring_for
+from segloop.core import store
+from segloop.core.store import RunRecord
+from segloop.leaderboard import tables
+from segloop.leaderboard.ranking import (
+    DEFAULT_BOOTSTRAP_SAMPLES,
+    TaskRanking,
+    consensus_ranking,
+    rank_task,
+)
+from segloop.leaderboard.scoring import ScoreTerm, scoring_for
 
 
 @dataclass(frozen=True)

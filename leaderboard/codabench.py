@@ -30,11 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluator import store, untrusted
-from evaluator.records import SegloopError
-from evaluator.untrusted import RefusedFile, UntrustedPath
-from leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
-from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
+from segloop.core import store, untrusted
+from segloop.core.records import SegloopError
+from segloop.core.untrusted import RefusedFile, UntrustedPath
+from segloop.leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
+from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
 # Detached headers are matched too, so that they are refused with a reason (not ignored).
 PREDICTION_NAME = re.compile(
@@ -173,7 +173,7 @@ def scores_json(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_scores(result: Mapping[str, Any], output_dir: Path) -> tuple[Path, Path]:
     """``OUTPUT/scores.json`` and ``OUTPUT/detailed_results.html``."""
-    from leaderboard.html import render_detailed_results
+    from segloop.leaderboard.html import render_detailed_results
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,7 @@ import sys
 
 TASK = {task}
 
-command = ["segloop"] if shutil.which("segloop") else [sys.executable, "-m", "evaluator.cli"]
+command = ["segloop"] if shutil.which("segloop") else [sys.executable, "-m", "segloop"]
 sys.exit(subprocess.call(command + ["codabench-score", sys.argv[1], sys.argv[2], "--task", TASK]))
 '''
 

@@ -47,10 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator import store, untrusted_images
-from evaluator.records import SegloopError
-from evaluator.untrusted import RefusedFile, UntrustedPath
-from leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
+from segloop.core import store, untrusted_images
+from segloop.core.records import SegloopError
+from segloop.core.untrusted import RefusedFile, UntrustedPath
+from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
 FORMAT = "segloop-gc-metrics"
 GT_EXTENSIONS = (".mha", ".nii.gz", ".nii", ".nrrd")
@@ -75,9 +75,9 @@ class Sockets:
 
 
 def preset_sockets(task: str) -> Sockets:
-    """Hints from the challenge's algorithm container (``containers.gc`` presets), if known."""
+    """Hints from the challenge's algorithm container (``segloop.containers.docker.gc`` presets), if known."""
     try:
-        from containers.gc import GC_PRESETS
+        from segloop.containers.docker.gc import GC_PRESETS
     except ImportError:
         return Sockets()
     preset = GC_PRESETS.get(task)

@@ -26,9 +26,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from leaderboard.board import Leaderboard, build_leaderboard, write_tables
-from leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
-from leaderboard.scoring import KINDS, ScoreTerm, column_name, higher_is_better
+from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
+from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
+from segloop.leaderboard.scoring import KINDS, ScoreTerm, column_name, higher_is_better
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PALETTE = (

@@ -40,8 +40,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from scipy import ndimage
 
-from evaluator.metrics import parse_metric_name
-from evaluator.records import Interaction, SegloopError
+from segloop.core.metrics import parse_metric_name
+from segloop.core.records import Interaction, SegloopError
 
 Voxel = tuple[int, int, int]
 ViewName = Literal["axial", "coronal", "sagittal"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 KINDS: tuple[str, ...] = ("auc_raw", "auc_normalised", "final")
 KIND_ALIASES: dict[str, str] = {
@@ -46,8 +46,8 @@ def column_name(metric: str, kind: str) -> str:
 
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is better (Dice, NSD) or worse (distances, volumes);
-    ``evaluator.metrics.higher_is_better`` decides (SegloopError for an unknown metric)."""
-    from evaluator.metrics import higher_is_better as metric_direction
+    ``segloop.core.metrics.higher_is_better`` decides (SegloopError for an unknown metric)."""
+    from segloop.core.metrics import higher_is_better as metric_direction
 
     return bool(metric_direction(metric))
 

@@ -1,9 +1,9 @@
 """Score a case's step predictions outside the loop (Grand Challenge and Codabench modes).
 
 The platforms hand us files the participant's container wrote, one per (case, step). This
-module scores them exactly as the loop scores its own steps (``evaluator.metrics.score_classes``
+module scores them exactly as the loop scores its own steps (``segloop.core.metrics.score_classes``
 with the task's classes, metrics, empty-mask policy and NSD rule, then
-``evaluator.metrics.summarise_curve`` on the task's AUC steps), so a platform's numbers equal a
+``segloop.core.metrics.summarise_curve`` on the task's AUC steps), so a platform's numbers equal a
 ``segloop run``'s. A step without a usable file (job failed, file missing, wrong grid, not a
 label map) is scored as an empty prediction and recorded with its reason (SPEC: never reuse an
 earlier step's output).
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from evaluator import io, metrics, untrusted_images
-from evaluator.records import EmptyMaskPolicy, Geometry, SegloopError
-from evaluator.untrusted import RefusedFile, UntrustedPath
-from leaderboard.scoring import KINDS, column_name
+from segloop.core import io, metrics, untrusted_images
+from segloop.core.records import EmptyMaskPolicy, Geometry, SegloopError
+from segloop.core.untrusted import RefusedFile, UntrustedPath
+from segloop.leaderboard.scoring import KINDS, column_name
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ def scoring_spec(
     metric_names: Sequence[str] | None = None,
     classes: Mapping[int, str] | None = None,
 ) -> ScoringSpec:
-    """The task preset (``protocols.tasks.get_task``), its metrics/classes optionally replaced."""
-    from protocols.tasks import get_task
+    """The task preset (``segloop.protocols.tasks.get_task``), its metrics/classes optionally replaced."""
+    from segloop.protocols.tasks import get_task
 
     task = get_task(task_name, classes=classes)
     chosen = tuple(metric_names) if metric_names else tuple(task.metrics)
@@ -111,10 +111,10 @@ def load_prediction(
     """The step's label map on the ground truth's grid with labels in {0} + the task's classes
     (checked as the loop checks a model's output), or (None, failure).
 
-    The file is the participant's: read as untrusted bytes (:mod:`evaluator.untrusted_images`:
+    The file is the participant's: read as untrusted bytes (:mod:`segloop.core.untrusted_images`:
     links never followed, self-contained image files only, header checked against the ground
     truth's shape before any data is read)."""
-    from containers.contract import ModelStepError, validate_prediction
+    from segloop.core.contract import ModelStepError, validate_prediction
 
     if step.failure is not None:
         return None, step.failure

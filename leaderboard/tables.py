@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from evaluator import store
-from evaluator.records import SegloopError
-from evaluator.store import RunRecord
-from leaderboard.scoring import KINDS, column_name
+from segloop.core import store
+from segloop.core.records import SegloopError
+from segloop.core.store import RunRecord
+from segloop.leaderboard.scoring import KINDS, column_name
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.records import Case, Interaction, SegloopError
-from protocols.base import (
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.protocols.base import (
     Coord,
     boundary_point,
     center_point,
@@ -62,7 +62,7 @@ def component_clicks(
     """Centre clicks of up to ``count`` random components, then boundary clicks (Alg. 1 / 3).
 
     Returns at most ``count`` voxels; none when the mask is empty. ``tie_order``: which of
-    several EDT maxima is a component's centre (``protocols.base.pick_maximum``; "xyz" as the
+    several EDT maxima is a component's centre (``segloop.protocols.base.pick_maximum``; "xyz" as the
     autoPET and TriALS scripts).
     """
     components = connected_components(mask, connectivity=26)

@@ -70,7 +70,7 @@ import edt
 import numpy as np
 from scipy import ndimage
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 Coord = tuple[int, int, int]
 

@@ -56,8 +56,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from evaluator.records import Case, Interaction, SegloopError
-from protocols.base import (
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.protocols.base import (
     TIE_ORDERS,
     Component,
     boundary_point,

@@ -1,6 +1,6 @@
 """The realistic robot user R5 (thesis §5.2, eq. 28) as a wrapper over any click protocol.
 
-Eq. 28 builds R5 on R1's clicks (eq. 17, ``protocols.thesis.R1User``): that is the default
+Eq. 28 builds R5 on R1's clicks (eq. 17, ``segloop.protocols.thesis.R1User``): that is the default
 base. Any other click protocol can be wrapped instead, e.g. autoPET's Algorithm 1 (TOML:
 ``[protocol.base] name = "autopet"``). Over a reactive base such as R1, the base reacts to
 R5's own loop (the predictions that followed R5's clicks), as eq. 28's clicks(R1, I)[i] does.
@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.records import Case, Interaction, SegloopError
-from evaluator.task import RobotUser
-from protocols.autopet import pet_channel_of
-from protocols.base import Coord, rng_for
-from protocols.thesis import R1User
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.core.task import RobotUser
+from segloop.protocols.autopet import pet_channel_of
+from segloop.protocols.base import Coord, rng_for
+from segloop.protocols.thesis import R1User
 
 
 def r5_click(

@@ -12,7 +12,7 @@ Sources (``format``; ``"auto"`` decides from the path):
 - ``"run"``: a segloop run folder (``cases/<case>.json``): step k replays
   ``steps[k].new_interactions`` (clicks, boxes, scribbles, polygons alike).
 - ``"segloop"``: a JSON file (or a folder of them) holding a case result as in a run folder,
-  a ``segloop-interactions`` object (``protocols.formats.to_segloop_json``; its ``case_id`` key
+  a ``segloop-interactions`` object (``segloop.core.formats.to_segloop_json``; its ``case_id`` key
   or else the file name names the case, a trailing ``_interactions`` dropped), a plain list of
   ``Interaction.to_json()`` objects (the file name is the case), or ``{case id: [Interaction
   JSON, ...]}``. Each interaction's ``step`` places it; coordinates are (z, y, x) unless an
@@ -20,7 +20,7 @@ Sources (``format``; ``"auto"`` decides from the path):
 - ``"gc"``: a folder with one sub-folder per case holding one click file per step, named
   ``<anything>_step_<k>.json`` (``segloop clicks``) or ``<k>_clicks.json`` (ToothFairy3);
   other files are ignored, steps are ordered by number (never as text). Each file is in the
-  challenge's own format (``protocols.formats.CHALLENGE_FORMATS[challenge]``: Grand Challenge
+  challenge's own format (``segloop.core.formats.CHALLENGE_FORMATS[challenge]``: Grand Challenge
   "Multiple points" for autopet (voxel x, y, z) and toothfairy3 (voxel z, y, x), point lists
   for trials; ``axis_order`` overrides). ``cumulative=True`` (as the challenges published them):
   file k holds the clicks of steps 0..k and must extend file k - 1 name by name; its new points
@@ -54,8 +54,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evaluator.records import AXIS_ORDER, Case, Geometry, Interaction, SegloopError
-from protocols.formats import CHALLENGE_FORMATS, GENERIC_FORMAT, decode_clicks, from_segloop_json
+from segloop.core.formats import CHALLENGE_FORMATS, GENERIC_FORMAT, decode_clicks, from_segloop_json
+from segloop.core.records import AXIS_ORDER, Case, Geometry, Interaction, SegloopError
 
 FORMATS = ("auto", "run", "segloop", "gc", "csv")
 CSV_COLUMNS = ("case", "annotator", "step", "class", "z", "y", "x", "positive")

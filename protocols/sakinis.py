@@ -23,7 +23,7 @@ either, even where the model predicted it: CVPR25_iter_eval.py loops over the cl
 ``np.unique(gts)[1:]`` only (lines 341 and 377). ``click_absent_classes=True`` gives such a
 class background clicks on its false positives (segloop's behaviour before issue 15). The EDT
 is computed on the component's padded crop only (exactly the full-volume values, see
-``protocols.base``), in voxel units by default as the challenge did (``edt_spacing_aware=True``
+``segloop.protocols.base``), in voxel units by default as the challenge did (``edt_spacing_aware=True``
 for mm).
 
 ``downsample_above_voxels`` (off by default) computes the EDT on a 2x-subsampled crop when the
@@ -32,7 +32,7 @@ crop is larger than that many voxels (§4.2's third optimisation); it may move t
 A missing previous prediction at a click step (a failed model step) counts as empty.
 
 Speed (thesis §4.2, Table 9; issue 6): the error is never formed on the whole volume; its
-largest component is found block-wise (``protocols.base.largest_error_component``) and the EDT
+largest component is found block-wise (``segloop.protocols.base.largest_error_component``) and the EDT
 runs on that component's padded crop, ~10-20 ms per click on a 400x400x352 autoPET case on 2
 CPU cores (``segloop bench``). ``SEGLOOP_EDT_DEVICE=cuda`` runs the EDT with cupy when
 available (same clicks); it is not part of the task, since it cannot change a result.
@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from evaluator.records import Case, Interaction, SegloopError
-from protocols.base import Coord, center_point, largest_error_component, rng_for
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.protocols.base import Coord, center_point, largest_error_component, rng_for
 
 BOX_MID_SLICES = ("slice_median", "voxel_median")
 
@@ -135,7 +135,7 @@ def sakinis_click(
     ``gt_mask`` / ``pred_mask``: boolean masks of the class, or the label maps themselves with
     ``class_id`` (then no full-volume ``== class_id`` mask is ever built). Fast version, equal to
     ``sakinis_click_naive`` (tests/test_speed_equivalence.py): the largest error component is
-    found block-wise with cc3d (``protocols.base.largest_error_component``), the EDT computed on
+    found block-wise with cc3d (``segloop.protocols.base.largest_error_component``), the EDT computed on
     its padded crop only (``center_point``; ``device="cuda"`` runs it with cupy).
     """
     component = largest_error_component(gt_mask, pred_mask, class_id, connectivity=26)

@@ -4,10 +4,10 @@ Presets: ``autopet``, ``toothfairy3``, ``trials``, ``medsegfm`` (the four 2025 c
 they ran), ``generic`` (Sakinis clicks from an empty start, no box) and ``r1`` .. ``r5`` (the
 thesis's robot users, §5.2, eqs. 17-20 and 28, on autoPET's lesion task: 11 steps, one lesion
 and one background click per step from step 1). ``get_task(name or path.toml)`` returns a fresh
-``evaluator.task.Task`` each call. R2 is a protocol (``[protocol] name = "r2"``) but no preset:
+``segloop.core.task.Task`` each call. R2 is a protocol (``[protocol] name = "r2"``) but no preset:
 it needs the model's uncertainty map, which the contract does not carry yet, so it would stop
 at the first case. Recorded sessions are replayed with ``[protocol] name = "replay"`` and
-``path = "..."`` in a TOML task (``protocols.replay``): a preset has no recording to play.
+``path = "..."`` in a TOML task (``segloop.protocols.replay``): a preset has no recording to play.
 
 A user-defined task (TOML)::
 
@@ -32,7 +32,7 @@ A user-defined task (TOML)::
     name = "sakinis"
     initial = "box"
 
-    [empty_mask_policy]          # optional, evaluator.records.EmptyMaskPolicy fields
+    [empty_mask_policy]          # optional, segloop.core.records.EmptyMaskPolicy fields
     one_empty_distance_mm = 100.0
 
     [limits]                     # optional defaults for runs of this task (run options win)
@@ -55,26 +55,26 @@ from typing import Any
 
 import tomllib
 
-from evaluator.records import EmptyMaskPolicy, SegloopError
-from evaluator.task import RobotUser, Task
+from segloop.core.records import EmptyMaskPolicy, SegloopError
+from segloop.core.task import RobotUser, Task
 
 # protocol name -> "module:Class"; wrappers get their inner protocols built recursively
 PROTOCOLS: dict[str, str] = {
-    "sakinis": "protocols.sakinis:SakinisUser",
-    "autopet": "protocols.autopet:AutoPETUser",
-    "trials": "protocols.trials:TriALSUser",
-    "toothfairy3": "protocols.toothfairy:ToothFairyUser",
-    "realistic": "protocols.realistic:RealisticUser",
-    "clicks": "protocols.generic:EligibilityClickUser",
-    "box": "protocols.generic:BoxUser",
-    "scribble": "protocols.generic:ScribbleUser",
-    "polygon": "protocols.generic:PolygonUser",
-    "sequence": "protocols.generic:SequenceUser",
-    "r1": "protocols.thesis:R1User",
-    "r2": "protocols.thesis:R2User",
-    "r3": "protocols.thesis:R3User",
-    "r4": "protocols.thesis:R4User",
-    "replay": "protocols.replay:ReplayUser",
+    "sakinis": "segloop.protocols.sakinis:SakinisUser",
+    "autopet": "segloop.protocols.autopet:AutoPETUser",
+    "trials": "segloop.protocols.trials:TriALSUser",
+    "toothfairy3": "segloop.protocols.toothfairy:ToothFairyUser",
+    "realistic": "segloop.protocols.realistic:RealisticUser",
+    "clicks": "segloop.protocols.generic:EligibilityClickUser",
+    "box": "segloop.protocols.generic:BoxUser",
+    "scribble": "segloop.protocols.generic:ScribbleUser",
+    "polygon": "segloop.protocols.generic:PolygonUser",
+    "sequence": "segloop.protocols.generic:SequenceUser",
+    "r1": "segloop.protocols.thesis:R1User",
+    "r2": "segloop.protocols.thesis:R2User",
+    "r3": "segloop.protocols.thesis:R3User",
+    "r4": "segloop.protocols.thesis:R4User",
+    "replay": "segloop.protocols.replay:ReplayUser",
 }
 NESTED = ("base", "initial", "then")  # parameters that are themselves protocols
 
@@ -129,7 +129,7 @@ def _x(count: int) -> tuple[float, ...]:
 
 
 def autopet_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from protocols.autopet import AutoPETUser
+    from segloop.protocols.autopet import AutoPETUser
 
     return Task(
         name="autopet",
@@ -145,7 +145,7 @@ def autopet_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Tas
 
 
 def toothfairy3_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from protocols.toothfairy import ToothFairyUser
+    from segloop.protocols.toothfairy import ToothFairyUser
 
     return Task(
         name="toothfairy3",
@@ -162,7 +162,7 @@ def toothfairy3_task(seed: int = 0, classes: Mapping[int, str] | None = None) ->
 
 
 def trials_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from protocols.trials import TriALSUser
+    from segloop.protocols.trials import TriALSUser
 
     return Task(
         name="trials",
@@ -178,7 +178,7 @@ def trials_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task
 
 
 def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from protocols.sakinis import SakinisUser
+    from segloop.protocols.sakinis import SakinisUser
 
     return Task(
         name="medsegfm",
@@ -198,7 +198,7 @@ def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Ta
 
 
 def generic_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from protocols.sakinis import SakinisUser
+    from segloop.protocols.sakinis import SakinisUser
 
     return Task(
         name="generic",
@@ -219,7 +219,7 @@ def thesis_task(name: str, seed: int = 0, classes: Mapping[int, str] | None = No
     background click per step from step 1, Dice/FPV/FNV, AUC over 0..10 as autoPET's. The model
     gets the clicks only (as SW-FastEdit in the thesis's study); the robot user reacts to its
     predictions."""
-    from protocols.realistic import RealisticUser
+    from segloop.protocols.realistic import RealisticUser
 
     user = RealisticUser() if name == "r5" else robot_user_from_json({"name": name})
     return Task(

@@ -17,7 +17,7 @@ ground truth ``label == c``; for the background click we read the background cla
 ``initial_background="none"`` gives no background click at that step instead.
 
 - R1 (eq. 17): the centre of the largest 26-connected component of the region. ``center`` is
-  the EDT argmax (``protocols.base.center_point``, ties: first voxel in C order): unlike a
+  the EDT argmax (``segloop.protocols.base.center_point``, ties: first voxel in C order): unlike a
   centroid it always lies in the component. EDT in voxel units unless ``edt_spacing_aware``.
 - R2 (eq. 18): the first click uniform over the region; later clicks drawn with probability
   proportional to the model's normalised epistemic uncertainty u (values in [0, 1]) of its last
@@ -48,8 +48,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evaluator.records import Case, Interaction, SegloopError
-from protocols.base import (
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.protocols.base import (
     Component,
     Coord,
     center_point,
@@ -119,7 +119,7 @@ def edt_weighted_click(
 
     The EDT is the distance to the nearest voxel outside the region (the image border counts as
     outside), voxel units unless ``spacing_mm``; computed on the region's padded bounding box
-    only (``protocols.base.component_edt``).
+    only (``segloop.protocols.base.component_edt``).
     """
     component = whole_mask(region)
     if component is None:
@@ -165,7 +165,9 @@ class _ThesisUser:
     initial_background: str = "label"
     edt_spacing_aware: bool = False
     name: str = "thesis"
-    reactive: ClassVar[bool] = True  # protocols.tasks.is_reactive: clicks follow predictions
+    reactive: ClassVar[bool] = (
+        True  # segloop.protocols.tasks.is_reactive: clicks follow predictions
+    )
 
     def __post_init__(self) -> None:
         if self.first_step < 0:

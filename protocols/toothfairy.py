@@ -21,7 +21,7 @@ slices were ``linspace`` between a start drawn in the first 6 and an end in the 
 foreground slices, jittered by +-5 slices. It read the canals as labels 3 and 4 of the full
 ToothFairy3 label map; the evaluation scored them as 1 (left) and 2 (right), the classes used
 here. Its points are array indices (z, y, x) of ``sitk.GetArrayFromImage`` (see
-``protocols.formats``), and its "axial" slices are array axis 0, as here.
+``segloop.core.formats``), and its "axial" slices are array axis 0, as here.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluator.records import Case, Interaction
-from protocols.autopet import PrecomputedClicks
-from protocols.base import Coord, center_point, rng_for, whole_mask
+from segloop.core.records import Case, Interaction
+from segloop.protocols.autopet import PrecomputedClicks
+from segloop.protocols.base import Coord, center_point, rng_for, whole_mask
 
 
 def spread_slices(slices: np.ndarray, count: int, rng: np.random.Generator) -> list[int]:

@@ -1,6 +1,6 @@
 """TriALS: Algorithm 3 (thesis §7.3.2.3).
 
-Lesion clicks exactly as autoPET's (``protocols.autopet.component_clicks``); background clicks
+Lesion clicks exactly as autoPET's (``segloop.protocols.autopet.component_clicks``); background clicks
 drawn uniformly without replacement from the liver minus the lesions. The liver mask is case
 metadata: ``case.extra_masks["liver"]`` (TotalSegmentator's in the challenge). Step 0 has no
 click; step k reveals the k-th lesion and the k-th background click.
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluator.records import Case, Interaction, SegloopError
-from protocols.autopet import PrecomputedClicks, component_clicks, paired_steps
-from protocols.base import check_tie_order, random_mask_voxels, rng_for
+from segloop.core.records import Case, Interaction, SegloopError
+from segloop.protocols.autopet import PrecomputedClicks, component_clicks, paired_steps
+from segloop.protocols.base import check_tie_order, random_mask_voxels, rng_for
 
 
 @dataclass(frozen=True)

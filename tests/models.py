@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines import region_growing
+from segloop.baselines import region_growing
 
 
 def raises(case, request) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The region-growing baseline: its two threshold rules on synthetic arrays, and the real loop.
 
 The loop tests run every challenge task on its phantom (small volumes, in memory) through
-``evaluator.loop.run_case`` and check that the mean Dice rises with the interactions; the CT
+``segloop.loop.run_case`` and check that the mean Dice rises with the interactions; the CT
 ones (ToothFairy3 on the jaw, TriALS and MedSegFM on the abdomen) also check a final Dice above
 0.5, which the confidence-band rule this one replaced did not reach (demo phantoms: 0.17, 0.04
 and 0.04; these smaller ones: below 0.5 too).
@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from baselines import region_growing
-from baselines.region_growing import grow_from_seed, segment
-from containers.local import InProcessBackend
-from evaluator import phantoms
-from evaluator.loop import run_case
-from protocols.tasks import get_task
+from segloop.app import phantoms
+from segloop.baselines import region_growing
+from segloop.baselines.region_growing import grow_from_seed, segment
+from segloop.containers.local import InProcessBackend
+from segloop.loop import run_case
+from segloop.protocols.tasks import get_task
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """The fields of evaluator.records.Interaction that segment() reads."""
+    """The fields of segloop.core.records.Interaction that segment() reads."""
 
     kind: str
     class_id: int

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quick_bench_reports_equal_results_and_docker_overhead(tmp_path):
     figures_path = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "evaluator.cli", "bench", "--quick", "--json", str(figures_path)],
+        [sys.executable, "-m", "segloop", "bench", "--quick", "--json", str(figures_path)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

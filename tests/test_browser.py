@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.cli import main
-from leaderboard.html import task_page
+from segloop.cli.main import main
+from segloop.leaderboard.html import task_page
 from tests.test_leaderboard_helpers import HOSTILE_NAME, phantom_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,7 +154,7 @@ def test_task_page_sorts_by_header_click(site, browser_page, tmp_path):
 
 def test_submission_page_shows_failures_as_text(site, browser_page):
     page, events = browser_page
-    from leaderboard.html import submission_page
+    from segloop.leaderboard.html import submission_page
 
     page.goto((site / submission_page("autopet", HOSTILE_NAME)).as_uri())
     assert page.locator("h1").inner_text() == HOSTILE_NAME

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluator import io
-from evaluator.records import Geometry
+from segloop.core import io
+from segloop.core.records import Geometry
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def segloop(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "evaluator.cli", *args],
+        [sys.executable, "-m", "segloop", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -144,7 +144,7 @@ def test_run_cli_jobs_and_classes(tmp_path):
         "medsegfm",
         "--no-progress",
         "--model",
-        "python:baselines.region_growing:predict",
+        "python:segloop.baselines.region_growing:predict",
     ]
     refused = segloop(*base, "--out", str(tmp_path / "r0"))
     assert refused.returncode == 2 and "--classes" in refused.stderr  # class 2 would go unscored
@@ -181,7 +181,7 @@ def test_run_with_a_broken_model_warns_with_the_reason(tmp_path):
 def test_run_refuses_nonsense_limits(tmp_path, option):
     result = segloop(
         "run", "--data", str(tmp_path), "--task", "autopet", "--out", str(tmp_path / "run"),
-        "--model", "python:baselines.trivial:empty", *option,
+        "--model", "python:segloop.baselines.trivial:empty", *option,
     )  # fmt: skip
     assert result.returncode == 2 and option[0] in result.stderr
     assert "Traceback" not in result.stderr

@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from containers import gc, workspace
-from containers.contract import ModelStepError, write_case_files
-from containers.docker_backend import (
+from segloop import runs
+from segloop.app import phantoms
+from segloop.cli.commands import execute_run
+from segloop.containers.docker import gc, workspace
+from segloop.containers.docker.backend import (
     DockerBackend,
     DockerOptions,
     cleanup_leftovers,
@@ -37,10 +39,9 @@ from containers.docker_backend import (
     resolve_image,
     sandbox_kwargs,
 )
-from containers.registry import Limits
-from evaluator import phantoms, runs
-from evaluator.commands import execute_run
-from evaluator.records import CaseInput, Geometry, Interaction, SegloopError, StepRequest
+from segloop.containers.registry import Limits
+from segloop.core.contract import ModelStepError, write_case_files
+from segloop.core.records import CaseInput, Geometry, Interaction, SegloopError, StepRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 docker = pytest.mark.docker
@@ -58,7 +59,7 @@ def docker_client():
         client.ping()
     except Exception as error:  # noqa: BLE001
         pytest.skip(f"no Docker engine reachable: {type(error).__name__}: {error}")
-    from containers.images import build_images
+    from segloop.containers.images import build_images
 
     build_images(with_tests=True, log=lambda message: None)
     return client
@@ -223,8 +224,8 @@ def test_gc_step_folder_layout(tmp_path):
 
 def test_sdk_session_protocol_without_docker(tmp_path):
     """The SDK's session loop answers requests like the in-process model, then stops."""
-    from baselines import region_growing
-    from containers.contract import request_json
+    from segloop.baselines import region_growing
+    from segloop.core.contract import request_json
 
     case = small_case(shape=(12, 14, 16))
     write_case_files(tmp_path / "cases" / case.case_id, case)
@@ -232,8 +233,8 @@ def test_sdk_session_protocol_without_docker(tmp_path):
     (tmp_path / "responses").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "containers.sdk.segloop_sdk", "--session", str(tmp_path),
-         "--predict", "baselines.region_growing:predict"],
+        [sys.executable, "-m", "segloop.containers.sdk.segloop_sdk", "--session", str(tmp_path),
+         "--predict", "segloop.baselines.region_growing:predict"],
         env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
@@ -301,7 +302,7 @@ def test_sandbox_is_applied_to_the_container(docker_client, tmp_path):
 def subprocess_reference(pet_dataset, tmp_path_factory) -> tuple[dict, Path]:
     """The baseline through the subprocess back-end (cmd: + the SDK): the reference run."""
     out = tmp_path_factory.mktemp("cmd-run") / "run"
-    sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
+    sdk = f'cmd:"{sys.executable}" -m segloop.containers.sdk.segloop_sdk --predict segloop.baselines.region_growing:predict'
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(ROOT)
     try:
@@ -420,8 +421,8 @@ def _harness_script(tmp_path: Path) -> Path:
         "import sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from tests.test_docker import small_case, QUICK\n"
-        "from containers.docker_backend import DockerBackend\n"
-        "from evaluator.records import StepRequest\n"
+        "from segloop.containers.docker.backend import DockerBackend\n"
+        "from segloop.core.records import StepRequest\n"
         "backend = DockerBackend('segloop/hostile-sleep:latest', QUICK, False)\n"
         "session = backend.open_case(small_case())\n"
         "print('started', flush=True)\n"
@@ -487,7 +488,7 @@ def test_trivial_image_predicts_background(docker_client, mode):
 
 def _sleeping_run(pet_dataset: Path, out: Path, *options: str) -> subprocess.Popen:
     """``segloop run`` of a model that sleeps for an hour at its first step."""
-    command = [sys.executable, "-m", "evaluator.cli", "run", "--data", str(pet_dataset)]
+    command = [sys.executable, "-m", "segloop", "run", "--data", str(pet_dataset)]
     command += ["--task", "autopet", "--model", "docker:segloop/hostile-sleep:latest"]
     command += ["--name", "sleeper", "--out", str(out), "--no-progress", *options]
     return subprocess.Popen(

@@ -11,12 +11,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from containers.docker_backend import DockerBackend, owner_token
-from containers.images import HOSTILE_BEHAVIOURS, hostile_image
-from containers.registry import Limits
-from evaluator.loop import run_case
-from evaluator.records import Case, Geometry
-from protocols.tasks import get_task
+from segloop.containers.docker.backend import DockerBackend, owner_token
+from segloop.containers.images import HOSTILE_BEHAVIOURS, hostile_image
+from segloop.containers.registry import Limits
+from segloop.core.records import Case, Geometry
+from segloop.loop import run_case
+from segloop.protocols.tasks import get_task
 from tests.test_docker import docker_client  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.docker

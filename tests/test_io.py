@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from evaluator import io
-from evaluator.records import Case, Geometry, SegloopError
+from segloop.core import io
+from segloop.core.records import Case, Geometry, SegloopError
 
 SHAPE = (5, 6, 7)
 GEOM = Geometry(spacing_mm=(2.5, 0.8, 0.6), origin_mm=(-10.0, 20.5, 3.25))
@@ -144,7 +144,7 @@ def test_nsd_at_the_tolerance_uses_the_file_spacing(tmp_path):
     SimpleITK reads (0.80 here), not the rounded spacing's 1.0."""
     import surface_distance
 
-    from evaluator.metrics import normalised_surface_dice
+    from segloop.core.metrics import normalised_surface_dice
 
     gt = np.zeros((30, 30, 30), np.uint8)
     gt[8:20, 8:20, 8:20] = 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluator import store
+from segloop.core import store
 
 DEFAULT_POLICY = {
     "both_empty_overlap": 1.0,
@@ -167,15 +167,15 @@ SMALL_PET = (32, 48, 48)
 HOSTILE_NAME = "<script>alert(1)</script>"
 HOSTILE_ERROR = '<img src=x onerror="alert(2)"> & <script>alert(3)</script>'
 PHANTOM_SUBMISSIONS = {
-    "region-growing": "python:baselines.region_growing:predict",
-    "empty": "python:baselines.trivial:empty",
+    "region-growing": "python:segloop.baselines.region_growing:predict",
+    "empty": "python:segloop.baselines.trivial:empty",
     HOSTILE_NAME: "python:tests.test_leaderboard_helpers:hostile_model",
 }
 
 
 def hostile_model(case, request) -> np.ndarray:
     """Region growing that fails at step 2 with HTML in its error message."""
-    from baselines import region_growing
+    from segloop.baselines import region_growing
 
     if request.step == 2:
         raise RuntimeError(HOSTILE_ERROR)
@@ -185,8 +185,8 @@ def hostile_model(case, request) -> np.ndarray:
 def phantom_runs(tmp_path_factory, num_cases: int = 3) -> tuple[Path, Path]:
     """(dataset folder, folder holding one run folder per submission) of the autoPET task on
     small PET phantoms; built on first use, then reused for the rest of the session."""
-    from evaluator import phantoms
-    from evaluator.commands import execute_run
+    from segloop.app import phantoms
+    from segloop.cli.commands import execute_run
 
     root = tmp_path_factory.getbasetemp() / "leaderboard-phantom-runs"
     data, runs = root / "data", root / "runs"

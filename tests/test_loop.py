@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baselines.trivial import OracleBackend
-from containers.local import SubprocessBackend
-from evaluator import phantoms, runs
-from evaluator.commands import execute_run
-from evaluator.loop import run_case
-from evaluator.records import SegloopError
-from protocols.tasks import get_task
+from segloop import runs
+from segloop.app import phantoms
+from segloop.baselines.trivial import OracleBackend
+from segloop.cli.commands import execute_run
+from segloop.containers.local import SubprocessBackend
+from segloop.core.records import SegloopError
+from segloop.loop import run_case
+from segloop.protocols.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CMD_MODEL = ROOT / "tests" / "cmd_model.py"
@@ -56,7 +57,7 @@ def test_baseline_dice_rises_with_clicks(pet_data, tmp_path):
     summary = execute_run(
         pet_data,
         "autopet",
-        "python:baselines.region_growing:predict",
+        "python:segloop.baselines.region_growing:predict",
         tmp_path / "run",
         show_progress=False,
     )
@@ -78,7 +79,9 @@ def test_oracle_scores_perfectly(pet_data):
 
 
 def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):
-    spec = runs.RunSpec(pet_data, "autopet", "python:baselines.region_growing:predict", "rg", 3)
+    spec = runs.RunSpec(
+        pet_data, "autopet", "python:segloop.baselines.region_growing:predict", "rg", 3
+    )
     ids = runs.io.list_case_ids(pet_data)
     for name, order in (("a", ids), ("b", ids), ("c", list(reversed(ids)))):
         runs.execute(spec, tmp_path / name, runs.pending_case_ids(spec, tmp_path / name, order))
@@ -89,7 +92,9 @@ def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):
 
 @pytest.mark.slow
 def test_serial_parallel_and_dask_give_the_same_bytes(pet_data, tmp_path):
-    spec = runs.RunSpec(pet_data, "autopet", "python:baselines.region_growing:predict", "rg", 3)
+    spec = runs.RunSpec(
+        pet_data, "autopet", "python:segloop.baselines.region_growing:predict", "rg", 3
+    )
     ids = runs.io.list_case_ids(pet_data)
     for name, options in (
         ("serial", {}),
@@ -184,7 +189,7 @@ def test_subprocess_contract_gives_clicks_and_scores(pet_data):
 def test_subprocess_baseline_equals_in_process(pet_data, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the step runs in its own folder
     case_id = lesion_case_id(pet_data)
-    sdk = f'cmd:"{sys.executable}" -m containers.sdk.segloop_sdk --predict baselines.region_growing:predict'
+    sdk = f'cmd:"{sys.executable}" -m segloop.containers.sdk.segloop_sdk --predict segloop.baselines.region_growing:predict'
     execute_run(
         pet_data,
         "autopet",
@@ -197,7 +202,7 @@ def test_subprocess_baseline_equals_in_process(pet_data, tmp_path, monkeypatch):
     execute_run(
         pet_data,
         "autopet",
-        "python:baselines.region_growing:predict",
+        "python:segloop.baselines.region_growing:predict",
         tmp_path / "py",
         submission="rg",
         case_ids=[case_id],
@@ -215,7 +220,7 @@ def test_resume_after_kill_minus_9(pet_data, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "evaluator.cli",
+        "segloop",
         "run",
         "--data",
         str(pet_data),
@@ -251,7 +256,7 @@ def test_run_folder_refuses_another_configuration(pet_data, tmp_path):
     execute_run(
         pet_data,
         "autopet",
-        "python:baselines.trivial:empty",
+        "python:segloop.baselines.trivial:empty",
         tmp_path / "r",
         case_ids=["pet_000"],
         show_progress=False,
@@ -260,7 +265,7 @@ def test_run_folder_refuses_another_configuration(pet_data, tmp_path):
         execute_run(
             pet_data,
             "autopet",
-            "python:baselines.trivial:empty",
+            "python:segloop.baselines.trivial:empty",
             tmp_path / "r",
             seed=5,
             case_ids=["pet_000"],
@@ -275,7 +280,11 @@ def test_a_case_whose_inputs_changed_runs_again(pet_data, tmp_path, capsys):
 
     def run_and_times() -> dict[str, int]:
         execute_run(
-            data, "autopet", "python:baselines.region_growing:predict", out, show_progress=False
+            data,
+            "autopet",
+            "python:segloop.baselines.region_growing:predict",
+            out,
+            show_progress=False,
         )
         return {p.name: p.stat().st_mtime_ns for p in (out / "cases").glob("*.json")}
 
@@ -307,7 +316,11 @@ def test_a_case_whose_inputs_changed_runs_again(pet_data, tmp_path, capsys):
 
 def test_json_has_no_nan(pet_data, tmp_path):
     execute_run(
-        pet_data, "autopet", "python:baselines.trivial:empty", tmp_path / "r", show_progress=False
+        pet_data,
+        "autopet",
+        "python:segloop.baselines.trivial:empty",
+        tmp_path / "r",
+        show_progress=False,
     )
     for path in (tmp_path / "r").rglob("*.json"):
         text = path.read_text()
@@ -321,14 +334,14 @@ def test_cli_errors_are_one_line(pet_data, tmp_path):
         [
             sys.executable,
             "-m",
-            "evaluator.cli",
+            "segloop",
             "run",
             "--data",
             str(missing),
             "--task",
             "autopet",
             "--model",
-            "python:baselines.trivial:empty",
+            "python:segloop.baselines.trivial:empty",
             "--out",
             str(tmp_path / "o"),
         ],
@@ -343,7 +356,7 @@ def test_cli_errors_are_one_line(pet_data, tmp_path):
         [
             sys.executable,
             "-m",
-            "evaluator.cli",
+            "segloop",
             "run",
             "--data",
             str(pet_data),
@@ -389,7 +402,7 @@ def test_task_limits_apply_and_run_options_override_them(pet_data, tmp_path):
     case_id = lesion_case_id(pet_data)
 
     def run(out: Path, *options: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "evaluator.cli", "run", "--data", str(pet_data)]
+        command = [sys.executable, "-m", "segloop", "run", "--data", str(pet_data)]
         command += ["--task", str(task_file), "--model", model, "--out", str(out)]
         command += ["--cases", case_id, "--no-progress", *options]
         return subprocess.run(
@@ -412,8 +425,8 @@ def test_task_limits_apply_and_run_options_override_them(pet_data, tmp_path):
     steps = steps_of(tmp_path / "option-wins", case_id)
     assert [s["failure"]["reason"] for s in steps] == ["timeout", "case_timeout"]
 
-    from evaluator.cli import build_parser
-    from evaluator.commands import limits_from
+    from segloop.cli.commands import limits_from
+    from segloop.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["run", "--data", "d", "--task", "t", "--model", "m", "--out", "o", "--cpus", "3"]

@@ -1,4 +1,4 @@
-"""Tests of evaluator.metrics: known answers, brute-force references, crop invariance, AUC."""
+"""Tests of segloop.core.metrics: known answers, brute-force references, crop invariance, AUC."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from evaluator import metrics as M
-from evaluator.records import EmptyMaskPolicy, SegloopError
+from segloop.core import metrics as M
+from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 CUSTOM_POLICY = EmptyMaskPolicy(
     both_empty_overlap=0.5,

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baselines import region_growing
-from evaluator import phantoms, runs, store
+from segloop import runs
+from segloop.app import phantoms
+from segloop.baselines import region_growing
+from segloop.core import store
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "python:tests.test_parallel_resume:slow_region_growing"
@@ -47,7 +49,7 @@ def run_command(data: Path, out: Path, *options: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "evaluator.cli",
+        "segloop",
         "run",
         "--data",
         str(data),
@@ -237,7 +239,7 @@ TASKS = [
 
 
 def _execute_all(data: Path, task: str, out: Path, settings) -> dict[str, dict[str, bytes]]:
-    spec = runs.RunSpec(data, task, "python:baselines.region_growing:predict", "rg", 5)
+    spec = runs.RunSpec(data, task, "python:segloop.baselines.region_growing:predict", "rg", 5)
     files = {}
     for name, options in settings:
         run_dir = out / name

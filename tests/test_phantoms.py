@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator import io, phantoms
-from evaluator.records import SegloopError
+from segloop.app import phantoms
+from segloop.core import io
+from segloop.core.records import SegloopError
 
 SMALL = {"pet": (24, 40, 40), "jaw": (24, 40, 40), "abdomen": (20, 40, 40)}
 FULL_26 = np.ones((3, 3, 3), dtype=bool)

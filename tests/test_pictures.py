@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from evaluator import phantoms
-from evaluator.records import Interaction, SegloopError
-from leaderboard import pictures
+from segloop.app import phantoms
+from segloop.core.records import Interaction, SegloopError
+from segloop.leaderboard import pictures
 
 METRICS = {"dice": {"mean": 0.8312, "per_class": {"1": 0.8312}}, "nsd@2": {"mean": 0.9071}}
 

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from containers.gc import GC_PRESETS, multiple_points
-from containers.registry import Limits, open_backend
-from evaluator import io, runs
-from evaluator.cli import main
-from evaluator.commands import execute_run
-from evaluator.loop import run_case
-from leaderboard import codabench, gc_evaluate
-from leaderboard.scoring import KINDS
-from protocols.tasks import get_task
+from segloop import runs
+from segloop.cli.commands import execute_run
+from segloop.cli.main import main
+from segloop.containers.docker.gc import GC_PRESETS, multiple_points
+from segloop.containers.registry import Limits, open_backend
+from segloop.core import io
+from segloop.leaderboard import codabench, gc_evaluate
+from segloop.leaderboard.scoring import KINDS
+from segloop.loop import run_case
+from segloop.protocols.tasks import get_task
 from tests.test_leaderboard_helpers import SMALL_PET, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +58,17 @@ class RecordingBackend:
 def recorded(tmp_path_factory):
     """A region-growing autoPET run on phantoms (and an empty-model run), plus every step's
     clicks and prediction, recorded by running the same deterministic loop again."""
-    from evaluator import phantoms
+    from segloop.app import phantoms
 
     root = tmp_path_factory.mktemp("platforms")
     data = root / "data"
     phantoms.write_phantom_dataset(data, "pet", NUM_CASES, seed=2, shape=SMALL_PET)
-    model = "python:baselines.region_growing:predict"
+    model = "python:segloop.baselines.region_growing:predict"
     execute_run(data, "autopet", model, root / "run", "rg", show_progress=False)
     execute_run(
         data,
         "autopet",
-        "python:baselines.trivial:empty",
+        "python:segloop.baselines.trivial:empty",
         root / "empty",
         "empty",
         show_progress=False,
@@ -325,7 +326,7 @@ def test_codabench_missing_prediction_scores_empty(recorded, tmp_path):
 
 
 def codabench_spec():
-    from leaderboard.stepscore import scoring_spec
+    from segloop.leaderboard.stepscore import scoring_spec
 
     return scoring_spec("autopet")
 

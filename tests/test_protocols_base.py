@@ -1,4 +1,4 @@
-"""Eligibility-mask primitives and seeded generators (protocols.base)."""
+"""Eligibility-mask primitives and seeded generators (segloop.protocols.base)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from protocols.base import (
+from segloop.protocols.base import (
     boundary_point,
     center_point,
     component_edt,

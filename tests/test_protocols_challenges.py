@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator.records import Case, Geometry, SegloopError
-from protocols.autopet import AutoPETUser, component_clicks, high_uptake_background
-from protocols.base import rng_for
-from protocols.toothfairy import ToothFairyUser
-from protocols.trials import TriALSUser
+from segloop.core.records import Case, Geometry, SegloopError
+from segloop.protocols.autopet import AutoPETUser, component_clicks, high_uptake_background
+from segloop.protocols.base import rng_for
+from segloop.protocols.toothfairy import ToothFairyUser
+from segloop.protocols.trials import TriALSUser
 
 
 def ball(shape, centre, radius):
@@ -251,7 +251,7 @@ def test_autopet_and_trials_centre_ties_go_to_the_first_in_nibabel_order():
 def test_autopet_centre_clicks_equal_the_script_on_random_lesions():
     """Random single lesions (away from the image border, where the script's full-volume EDT
     and segloop's crop EDT agree): every centre equals the re-derived script's click."""
-    from protocols.base import center_point, connected_components
+    from segloop.protocols.base import center_point, connected_components
     from tests.challenge_reference import autopet_center_click
 
     rng = np.random.default_rng(6)

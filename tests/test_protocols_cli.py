@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evaluator import phantoms
-from evaluator.cli import main
-from evaluator.io import write_case
-from evaluator.records import Case, Geometry
-from protocols.formats import CHALLENGE_FORMATS, read_clicks, read_segloop_json
-from protocols.tasks import TASKS, get_task
+from segloop.app import phantoms
+from segloop.cli.main import main
+from segloop.core.formats import CHALLENGE_FORMATS, read_clicks, read_segloop_json
+from segloop.core.io import write_case
+from segloop.core.records import Case, Geometry
+from segloop.protocols.tasks import TASKS, get_task
 
 # non-cubic grids, anisotropic spacing, non-zero origin, rotated and flipped axes: a swapped
 # axis order cannot go unnoticed
@@ -194,7 +194,7 @@ def test_clicks_format_overrides(tmp_path):
 
     assert points("xyz") == [p[::-1] for p in points("zyx")]
     case = jaw("jaw_001")
-    from protocols.formats import index_to_world
+    from segloop.core.formats import index_to_world
 
     world = [index_to_world(p, case.geometry) for p in points("zyx")]
     assert np.allclose(points("mm"), world, atol=1e-5)  # the file's geometry: float32 header

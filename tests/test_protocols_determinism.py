@@ -18,8 +18,8 @@ from functools import cache
 
 import numpy as np
 
-from evaluator import phantoms
-from protocols.tasks import TASKS, get_task, robot_user_from_json
+from segloop.app import phantoms
+from segloop.protocols.tasks import TASKS, get_task, robot_user_from_json
 
 KINDS = {
     "pet": (lambda i: phantoms.pet_phantom(i, shape=(24, 40, 40)), {1: "tumor"}),

@@ -8,8 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evaluator.records import Case, Geometry, Interaction, SegloopError
-from protocols.formats import (
+from segloop.core.formats import (
     CHALLENGE_FORMATS,
     cvpr25_request,
     decode_clicks,
@@ -32,7 +31,8 @@ from protocols.formats import (
     write_gc_points,
     write_segloop_json,
 )
-from protocols.sakinis import SakinisUser
+from segloop.core.records import Case, Geometry, Interaction, SegloopError
+from segloop.protocols.sakinis import SakinisUser
 
 
 def click(class_id, positive, step, zyx):
@@ -304,8 +304,8 @@ def test_segloop_json_needs_axis_order():
 
 
 def test_native_segloop_request_reads_back(tmp_path):
-    from containers.contract import request_json
-    from evaluator.records import StepRequest
+    from segloop.core.contract import request_json
+    from segloop.core.records import StepRequest
 
     interactions = (
         *AUTOPET,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator.records import Case, Geometry, SegloopError
-from protocols.base import rng_for
-from protocols.generic import (
+from segloop.core.records import Case, Geometry, SegloopError
+from segloop.protocols.base import rng_for
+from segloop.protocols.generic import (
     BoxUser,
     EligibilityClickUser,
     PolygonUser,
@@ -18,8 +18,8 @@ from protocols.generic import (
     trace_boundary,
     zhang_suen_skeleton,
 )
-from protocols.sakinis import SakinisUser
-from protocols.tasks import robot_user_from_json
+from segloop.protocols.sakinis import SakinisUser
+from segloop.protocols.tasks import robot_user_from_json
 
 
 def ball(shape, centre, radius):
@@ -111,7 +111,7 @@ def test_centre_click_of_a_flat_lesion_is_its_middle(spacing_aware):
 def test_centroid_ties_are_deterministic_and_inside():
     """Random flat and thin shapes: the centroid rule's click is an EDT maximum of the component,
     the same on every call, and never farther from the centroid than the C-order first maximum."""
-    from protocols.base import center_point, component_centroid, component_edt, whole_mask
+    from segloop.protocols.base import center_point, component_centroid, component_edt, whole_mask
 
     rng = np.random.default_rng(15)
     for _ in range(40):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator import phantoms
-from protocols.autopet import high_uptake_background
-from protocols.realistic import RealisticUser
-from protocols.tasks import get_task
+from segloop.app import phantoms
+from segloop.protocols.autopet import high_uptake_background
+from segloop.protocols.realistic import RealisticUser
+from segloop.protocols.tasks import get_task
 
 PET = [phantoms.pet_phantom(i, shape=(32, 48, 48)) for i in range(5)]  # pet_004 has no lesion
 JAW = [phantoms.jaw_phantom(i, shape=(32, 40, 40)) for i in range(3)]
@@ -137,7 +137,7 @@ def test_trials_and_toothfairy3_empty_ground_truth():
     ids=["clicks", "scribble-contour", "scribble-line", "polygon", "box", "r5-sakinis"],
 )
 def test_reactive_users_give_nothing_for_a_perfect_prediction(spec):
-    from protocols.tasks import robot_user_from_json
+    from segloop.protocols.tasks import robot_user_from_json
 
     user = robot_user_from_json(spec)
     for case in (ABDOMEN[0], JAW[0]):
@@ -148,7 +148,7 @@ def test_reactive_users_give_nothing_for_a_perfect_prediction(spec):
 
 def test_r5_over_autopet_clicks_leave_the_mask_only_by_a_deliberate_draw():
     """p_perturb = 0: a click is the autoPET click (in its eligibility mask) or an R5 draw s~."""
-    from protocols.realistic import high_uptake_outside_label
+    from segloop.protocols.realistic import high_uptake_outside_label
 
     base = get_task("autopet").robot_user
     user = RealisticUser(base, p_perturb=0.0, p_system=0.3)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from evaluator.records import Case, Geometry, Interaction, SegloopError
-from protocols.realistic import RealisticUser, high_uptake_outside_label
-from protocols.tasks import robot_user_from_json
+from segloop.core.records import Case, Geometry, Interaction, SegloopError
+from segloop.protocols.realistic import RealisticUser, high_uptake_outside_label
+from segloop.protocols.tasks import robot_user_from_json
 
 SHAPE = (20, 40, 40)
 CLICKS_PER_STEP = 50

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluator import phantoms, store
-from evaluator.loop import case_result_json, run_case
-from evaluator.records import Case, Geometry, Interaction, SegloopError
-from protocols.formats import to_gc_points, to_point_lists, to_segloop_json
-from protocols.replay import ReplayUser, load_recording
-from protocols.tasks import get_task, is_reactive, load_task_toml, robot_user_from_json
+from segloop.app import phantoms
+from segloop.core import store
+from segloop.core.formats import to_gc_points, to_point_lists, to_segloop_json
+from segloop.core.records import Case, Geometry, Interaction, SegloopError
+from segloop.loop import case_result_json, run_case
+from segloop.protocols.replay import ReplayUser, load_recording
+from segloop.protocols.tasks import get_task, is_reactive, load_task_toml, robot_user_from_json
 
 SHAPE = (6, 8, 10)  # non-cubic: an axis-order mistake lands outside
 CLASSES = {1: "tumor"}

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator.cli import main
-from evaluator.loop import run_case, summarise
-from evaluator.records import Case, Geometry
-from protocols.tasks import get_task
+from segloop.cli.main import main
+from segloop.core.records import Case, Geometry
+from segloop.loop import run_case, summarise
+from segloop.protocols.tasks import get_task
 
-BASELINE = "python:baselines.region_growing:predict"
+BASELINE = "python:segloop.baselines.region_growing:predict"
 # task -> (phantom kind, grid, AUC steps, AUC x-axis)
 TASKS = {
     "autopet": ("pet", "32,56,56", list(range(11)), [float(x) for x in range(11)]),

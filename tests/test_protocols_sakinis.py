@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator.records import Case, Geometry, SegloopError
-from protocols.base import rng_for
-from protocols.sakinis import SakinisUser, medsegfm_box, sakinis_click, sakinis_click_naive
+from segloop.core.records import Case, Geometry, SegloopError
+from segloop.protocols.base import rng_for
+from segloop.protocols.sakinis import SakinisUser, medsegfm_box, sakinis_click, sakinis_click_naive
 
 
 def make_case(label: np.ndarray, case_id: str = "c0", spacing=(2.0, 1.0, 1.0)) -> Case:
@@ -200,7 +200,7 @@ def test_box_mid_slice_default_is_get_boxes_head():
     """Issue 15, D4: get_boxes.py at HEAD takes np.unique(z)[len // 2] (the middle distinct
     foreground slice), segloop defaulted to the z of the median voxel. A mask whose voxels pile
     up in its last slices tells them apart."""
-    from protocols.sakinis import box_mid_slice
+    from segloop.protocols.sakinis import box_mid_slice
     from tests.challenge_reference import (
         get_boxes_box,
         get_boxes_mid_slice,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator.records import SegloopError
-from protocols.tasks import TASKS, get_task, load_task_toml, robot_user_from_json
+from segloop.core.records import SegloopError
+from segloop.protocols.tasks import TASKS, get_task, load_task_toml, robot_user_from_json
 
 
 def test_presets_match_the_spec_table():
@@ -111,7 +111,7 @@ def test_bad_toml_names_the_file(tmp_path, text, message):
 
 
 def test_reactivity_of_protocols():
-    from protocols.tasks import is_reactive
+    from segloop.protocols.tasks import is_reactive
 
     assert is_reactive(get_task("medsegfm").robot_user)
     assert not is_reactive(get_task("autopet").robot_user)

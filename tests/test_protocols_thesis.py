@@ -12,11 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from evaluator.records import Case, Geometry, SegloopError
-from protocols.base import center_point, largest_component
-from protocols.realistic import RealisticUser, high_uptake_outside_label
-from protocols.tasks import TASKS, get_task, is_reactive, load_task_toml, robot_user_from_json
-from protocols.thesis import R1User, R2User, R3User, R4User
+from segloop.core.records import Case, Geometry, SegloopError
+from segloop.protocols.base import center_point, largest_component
+from segloop.protocols.realistic import RealisticUser, high_uptake_outside_label
+from segloop.protocols.tasks import (
+    TASKS,
+    get_task,
+    is_reactive,
+    load_task_toml,
+    robot_user_from_json,
+)
+from segloop.protocols.thesis import R1User, R2User, R3User, R4User
 
 CLASSES = {1: "lesion", 2: "node"}
 SAMPLERS = {"r1": R1User(), "r3": R3User(), "r4": R4User()}

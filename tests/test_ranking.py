@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from evaluator.records import SegloopError
-from leaderboard import ranking
-from leaderboard.scoring import (
+from segloop.core.records import SegloopError
+from segloop.leaderboard import ranking
+from segloop.leaderboard.scoring import (
     DEFAULT_SCORING,
     ScoreTerm,
     parse_score_overrides,

@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from containers import workspace
-from containers.docker_backend import DockerBackend
-from containers.images import hostile_image
-from containers.registry import Limits
-from evaluator import io
-from evaluator.records import Case, CaseInput, Geometry, StepRequest
+from segloop.containers.docker import workspace
+from segloop.containers.docker.backend import DockerBackend
+from segloop.containers.images import hostile_image
+from segloop.containers.registry import Limits
+from segloop.core import io
+from segloop.core.records import Case, CaseInput, Geometry, StepRequest
 from tests.test_docker import docker_client  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.docker
@@ -88,9 +88,9 @@ HARNESS = """
 import json, sys
 sys.path.insert(0, {root!r})
 from dataclasses import replace
-from containers.registry import Limits, open_backend, release_backend
-from evaluator.loop import run_case
-from protocols.tasks import get_task
+from segloop.containers.registry import Limits, open_backend, release_backend
+from segloop.loop import run_case
+from segloop.protocols.tasks import get_task
 from tests.test_security_docker import hostile_case
 
 params = json.loads(sys.argv[1])

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluator import io
-from evaluator.cli import main
+from segloop.cli.main import main
+from segloop.core import io
 from tests.test_leaderboard_helpers import read_json
 from tests.test_platforms import build_gc_layout, gc_args, label_path, recorded  # noqa: F401
 
@@ -96,8 +96,8 @@ def test_codabench_submission_cannot_score_the_reference(recorded, tmp_path, att
         if column != "failed_steps":
             assert attacked[column] == pytest.approx(empty[column], abs=1e-12), column
     assert attacked["failed_steps"] == empty["failed_steps"] == 11 * len(references)
-    from leaderboard import codabench
-    from leaderboard.stepscore import scoring_spec
+    from segloop.leaderboard import codabench
+    from segloop.leaderboard.stepscore import scoring_spec
 
     result = codabench.score_submission(attack_dir, scoring_spec("autopet"))
     for case_id, case in result["case"].items():

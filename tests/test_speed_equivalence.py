@@ -3,7 +3,7 @@
 Fast: block-wise largest error component (cc3d on the clusters of occupied 8^3 blocks) and the
 EDT on the component's crop (``edt`` package, ``black_border``). Naive: scipy label and scipy
 EDT on the full volume (``sakinis_click_naive``), and the DeepMind NSD with scipy's EDT over the
-whole cell grid (``evaluator.bench.naive_dice_nsd``). No timed assertions here: the times are
+whole cell grid (``segloop.app.bench.naive_dice_nsd``). No timed assertions here: the times are
 ``segloop bench``'s job.
 """
 
@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator import bench, phantoms
-from evaluator.loop import run_case
-from evaluator.metrics import score_classes
-from evaluator.records import SegloopError
-from protocols import base, sakinis
-from protocols.base import (
+from segloop.app import bench, phantoms
+from segloop.core.metrics import score_classes
+from segloop.core.records import SegloopError
+from segloop.loop import run_case
+from segloop.protocols import base, sakinis
+from segloop.protocols.base import (
     block_any,
     center_point,
     connected_components,
@@ -32,8 +32,8 @@ from protocols.base import (
     largest_error_component,
     resolve_edt_device,
 )
-from protocols.sakinis import sakinis_click, sakinis_click_naive
-from protocols.tasks import get_task
+from segloop.protocols.sakinis import sakinis_click, sakinis_click_naive
+from segloop.protocols.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,8 +263,8 @@ def naive_click_for_maps(
 
 @pytest.mark.parametrize(("kind", "task_name"), [("pet", "medsegfm"), ("jaw", "generic")])
 def test_reactive_loop_same_clicks_and_metrics_fast_and_naive(kind, task_name, monkeypatch):
-    from baselines import region_growing
-    from containers.local import InProcessBackend
+    from segloop.baselines import region_growing
+    from segloop.containers.local import InProcessBackend
 
     shape = {"pet": (40, 64, 64), "jaw": (40, 48, 56)}[kind]
     classes = {"pet": {1: "lesion"}, "jaw": {1: "left", 2: "right"}}[kind]
@@ -405,7 +405,7 @@ def test_bench_case_is_deterministic_and_realistic():
 def test_bench_quick_prints_every_figure(tmp_path):
     figures_path = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "evaluator.cli", "bench", "--quick", "--json", str(figures_path)],
+        [sys.executable, "-m", "segloop", "bench", "--quick", "--json", str(figures_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""Tests of evaluator.surface: the organ-scale engine equals DeepMind's surface-distance (surfels)
+"""Tests of segloop.core.surface: the organ-scale engine equals DeepMind's surface-distance (surfels)
 and a direct medpy-style implementation (boundary voxels, full-volume EDT) to 1e-12, and the
 one-pass multi-class statistics equal per-class loops."""
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from evaluator import metrics as M
-from evaluator import surface as S
-from evaluator.bench_surface import organ_phantom, parcellation_phantom, perturbed_prediction
-from evaluator.records import EmptyMaskPolicy
+from segloop.app.bench_surface import organ_phantom, parcellation_phantom, perturbed_prediction
+from segloop.core import metrics as M
+from segloop.core import surface as S
+from segloop.core.records import EmptyMaskPolicy
 
 TOL = 1e-12
 TOLERANCES_MM = (0.0, 0.5, 1.0, 2.0, 3.3)

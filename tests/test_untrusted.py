@@ -1,4 +1,4 @@
-"""Reading and removing what someone else wrote (evaluator.untrusted, evaluator.untrusted_images).
+"""Reading and removing what someone else wrote (segloop.core.untrusted, segloop.core.untrusted_images).
 
 Each defence is attacked here without Docker: links to a secret, FIFOs, files that grow, swaps
 racing the reader (renameat2 RENAME_EXCHANGE in a loop, as a container would), deep trees,
@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from containers import workspace
-from evaluator import io, untrusted, untrusted_images
-from evaluator.records import Geometry
-from evaluator.untrusted import RefusedFile, UntrustedPath
+from segloop.containers.docker import workspace
+from segloop.core import io, untrusted, untrusted_images
+from segloop.core.records import Geometry
+from segloop.core.untrusted import RefusedFile, UntrustedPath
 
 SECRET = b"SEGLOOP-CANARY-SECRET-6f1c"
 _libc = ctypes.CDLL(None, use_errno=True)

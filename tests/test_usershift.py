@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from evaluator import phantoms, store
-from evaluator.loop import case_result_json, run_case
-from evaluator.records import Interaction, SegloopError
-from evaluator.usershift import (
+from segloop.app import phantoms
+from segloop.core import store
+from segloop.core.records import Interaction, SegloopError
+from segloop.leaderboard.usershift import (
     Session,
     case_terms,
     centerness,
@@ -42,6 +42,7 @@ from evaluator.usershift import (
     user_shift_table,
     write_table,
 )
+from segloop.loop import case_result_json, run_case
 
 SHAPE = (5, 7, 9)
 
@@ -334,12 +335,12 @@ def test_robot_users_against_two_synthetic_annotators(tmp_path, capsys):
     on PET phantoms with the region-growing baseline; their sessions go to one CSV and are
     replayed through the replay user on the same model; then R1, R3, R4 and R5 run on it and
     the user-shift table (M1-M7) compares them with the replayed annotators."""
-    from baselines.region_growing import predict
-    from containers.local import InProcessBackend
-    from protocols.realistic import RealisticUser
-    from protocols.replay import ReplayUser
-    from protocols.tasks import get_task
-    from protocols.thesis import R1User
+    from segloop.baselines.region_growing import predict
+    from segloop.containers.local import InProcessBackend
+    from segloop.protocols.realistic import RealisticUser
+    from segloop.protocols.replay import ReplayUser
+    from segloop.protocols.tasks import get_task
+    from segloop.protocols.thesis import R1User
 
     cases = {c.case_id: c for c in (phantoms.pet_phantom(i, shape=(32, 48, 48)) for i in PET_CASES)}
     backend = InProcessBackend(predict)
@@ -462,8 +463,8 @@ def test_session_from_case_result_reads_clicks_and_dice(tmp_path):
 
 
 def test_read_dataset_label_reads_the_label_and_its_spacing(tmp_path):
-    from evaluator.io import write_case
-    from evaluator.usershift import read_dataset_label
+    from segloop.core.io import write_case
+    from segloop.leaderboard.usershift import read_dataset_label
 
     pet = phantoms.pet_phantom(1, shape=(12, 20, 16), spacing_mm=(3.0, 2.0, 1.5))
     write_case(tmp_path, pet)

@@ -12,7 +12,7 @@ One file, numpy only (Python >= 3.9): copy it into your image next to your model
         serve(predict)
 
 or, without writing a main: ``python3 -m segloop_sdk --predict mypackage.model:predict``
-(inside the segloop source tree: ``python -m containers.sdk.segloop_sdk --predict ...``).
+(inside the segloop source tree: ``python -m segloop.containers.sdk.segloop_sdk --predict ...``).
 
 ``serve`` speaks both modes of the native contract (docs/containers.md):
 
@@ -29,7 +29,7 @@ The model is imported once per process, so in session mode it is loaded once per
 per submission), not once per step.
 
 When segloop itself is importable, ``case`` and ``request`` are segloop's own records
-(``evaluator.records.CaseInput`` / ``StepRequest``); otherwise look-alike frozen dataclasses with
+(``segloop.core.records.CaseInput`` / ``StepRequest``); otherwise look-alike frozen dataclasses with
 the same fields. Arrays are indexed (z, y, x); ``spacing_mm`` and click coordinates too.
 """
 
@@ -62,7 +62,7 @@ POLL_INTERVAL_S = 0.002
 MAX_POLL_INTERVAL_S = 0.02
 
 try:  # inside segloop's own tree (python:/cmd: back-ends): the real records
-    from evaluator.records import CaseInput, Geometry, Interaction, StepRequest
+    from segloop.core.records import CaseInput, Geometry, Interaction, StepRequest
 except ImportError:  # inside a participant image: look-alikes with the same fields
 
     @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Click formats: Grand Challenge "Multiple points" JSON, point lists, CVPR 2025 npz, segloop JSON.
 
-Inside segloop every coordinate is an array index in (z, y, x) order (evaluator.records: the
+Inside segloop every coordinate is an array index in (z, y, x) order (segloop.core.records: the
 order of SimpleITK's ``GetArrayFromImage``). Every format here states its own order and every
 reader/writer converts explicitly. Axis names in ``axis_order`` are those of our arrays: ``z`` is
 array axis 0, ``x`` array axis 2, so ``("x", "y", "z")`` is SimpleITK's index order (and nibabel's
@@ -69,14 +69,14 @@ unique ground-truth labels). ``clicks_order[i]`` has one entry per click step so
 CVPR25_iter_eval.py line 424 appends ``None``). A box's ``z_mid`` is the slice its 2D box was
 taken on; our box interactions hold only the two corners, so the writer needs the middle slices
 (``box_mid_slices``) or the ground truth to recompute them with get_boxes.py's rule
-(``protocols.sakinis.box_mid_slice``, "slice_median"). ``spacing`` is written in array order
+(``segloop.protocols.sakinis.box_mid_slice``, "slice_median"). ``spacing`` is written in array order
 (z, y, x) by default (``spacing_order="xyz"`` for SimpleITK's order). Steps on reading: the boxes
 are step 0, entry k of ``clicks_order`` is step k + 1 (a ``None`` entry is a step without a
 click).
 
 segloop JSON: ``{"format": "segloop-interactions", "version": 1, "axis_order": ["z","y","x"],
 "interactions": [Interaction.to_json(), ...]}``; any permutation of axis_order can be written and
-is undone on reading. A native ``segloop-request`` (containers.contract) reads the same way.
+is undone on reading. A native ``segloop-request`` (segloop.core.contract) reads the same way.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.records import (
+from segloop.core.records import (
     AXIS_ORDER,
     CaseInput,
     Geometry,
@@ -496,7 +496,7 @@ def _box_mid(
     if box_mid_slices is not None and class_id in box_mid_slices:
         return int(box_mid_slices[class_id])
     if label is not None:
-        from protocols.sakinis import box_mid_slice  # sakinis imports nothing from here
+        from segloop.protocols.sakinis import box_mid_slice
 
         z_mid = box_mid_slice(np.asarray(label) == class_id, mid_slice)
         if z_mid is not None:
@@ -526,7 +526,7 @@ def cvpr25_request(
     classes present in the case's ground truth, so pass those to reproduce its positions.
 
     ``box_mid_slices``: the z_mid of each class's box; a box without one takes it from
-    ``label`` (the ground truth) with ``protocols.sakinis.box_mid_slice(label == c,
+    ``label`` (the ground truth) with ``segloop.protocols.sakinis.box_mid_slice(label == c,
     box_mid_slice)``, the rule of get_boxes.py ("slice_median"); with neither, SegloopError.
     A class without a box gets ``None`` in ``boxes``; no box at all -> no ``boxes`` key (as the
     challenge's box-less cases).

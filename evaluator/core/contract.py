@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator import untrusted, untrusted_images
-from evaluator.records import AXIS_ORDER, CaseInput, StepRequest
-from evaluator.untrusted import RefusedFile
+from segloop.core import untrusted, untrusted_images
+from segloop.core.records import AXIS_ORDER, CaseInput, StepRequest
+from segloop.core.untrusted import RefusedFile
 
 CASE_FILE = "case.json"
 REQUEST_FILE = "request.json"
@@ -121,7 +121,7 @@ def read_prediction(
     """Load and validate ``prediction.npy`` from the model's output folder (a path the harness
     made, or a descriptor of it); raise ModelStepError(invalid_output).
 
-    The file is untrusted bytes (:mod:`evaluator.untrusted`): opened under the folder's
+    The file is untrusted bytes (:mod:`segloop.core.untrusted`): opened under the folder's
     descriptor without following links, a regular file no larger than ``shape`` as int64 plus
     a header, a plain numeric .npy (no pickle) of ``shape``; then the labels are checked
     (integral, finite, within the classes).

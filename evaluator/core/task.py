@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evaluator.records import Case, CaseInput, EmptyMaskPolicy, Interaction, StepRequest
+from segloop.core.records import Case, CaseInput, EmptyMaskPolicy, Interaction, StepRequest
 
 
 class RobotUser(Protocol):
@@ -21,7 +21,7 @@ class RobotUser(Protocol):
 
     ``previous_prediction`` is None at step 0 and for non-reactive protocols may be ignored.
     Every random draw must come from a generator seeded by (seed, case id, class, step),
-    see ``protocols.base.rng_for``.
+    see ``segloop.protocols.base.rng_for``.
     """
 
     name: str
@@ -55,7 +55,7 @@ class ModelBackend(Protocol):
     def open_case(self, case_input: CaseInput) -> CaseSession: ...
 
 
-#: Resource limits a task may set (seconds, MiB, CPUs, processes); ``containers.registry.Limits``.
+#: Resource limits a task may set (seconds, MiB, CPUs, processes); ``segloop.containers.registry.Limits``.
 LIMIT_KEYS = (
     "step_time_limit_s",
     "case_time_limit_s",
@@ -76,7 +76,7 @@ class Task:
     auc_steps: the steps whose metric values make the curve (e.g. MedSegFM: the 5 click steps).
     auc_x: the x value of each of those steps, as the challenge reported the AUC (raw);
       the normalised AUC divides the raw one by ``auc_x[-1] - auc_x[0]``.
-    metrics: metric names understood by ``evaluator.metrics`` (e.g. "dice", "nsd@2", "hd95").
+    metrics: metric names understood by ``segloop.core.metrics`` (e.g. "dice", "nsd@2", "hd95").
     nsd_zero_below_dice: MedSegFM rule, NSD set to 0 where Dice <= this value (None = off).
     nsd_zero_scope: "case" compares the case's Dice (mean over classes) and zeroes every class's
       NSD, as CVPR25_iter_eval.py does; "class" compares each class's own Dice.
@@ -87,7 +87,7 @@ class Task:
       prompt from the ground truth (a MedSegFM box, ToothFairy3 canal clicks) and would
       otherwise score an untouched case as perfect. autoPET and TriALS keep their negative cases.
     limits: the task's defaults for a run's resource limits (keys in ``LIMIT_KEYS``, the fields
-      of ``containers.registry.Limits``); a run's own options override them. Not in
+      of ``segloop.containers.registry.Limits``); a run's own options override them. Not in
       :meth:`to_json`: limits do not define results, so a resumed run may change them.
     """
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from evaluator.io import write_case
-from evaluator.records import Case, Geometry, SegloopError
+from segloop.core.io import write_case
+from segloop.core.records import Case, Geometry, SegloopError
 
 Shape = tuple[int, int, int]
 Spacing = tuple[float, float, float]

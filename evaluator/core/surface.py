@@ -5,7 +5,7 @@ Two kinds of surface, one engine:
 * **Surfels** (DeepMind surface-distance, Nikolov et al. 2021; github.com/google-deepmind/
   surface-distance, ``surface_distance/metrics.py``, ``compute_surface_distances``): the cells
   of the 2x2x2 dual grid whose 8 voxels are neither all inside nor all outside the mask, each
-  weighted by the area of its marching-cubes piece (:func:`evaluator.metrics.surfel_area_table`,
+  weighted by the area of its marching-cubes piece (:func:`segloop.core.metrics.surfel_area_table`,
   indexed by our neighbour code). A surfel's distance is the Euclidean distance in mm from its
   cell to the nearest surfel cell of the other mask; DeepMind reads it from
   ``scipy.ndimage.distance_transform_edt(~borders, sampling=spacing_mm)``.
@@ -48,7 +48,7 @@ bit.
 Cost beyond the search: a few dense 1-D passes over the bounding box of ``pred | gt`` (the
 neighbour codes or the erosion). :func:`multiclass_overlap` finds the boxes, voxel counts and
 intersections of all classes of two label maps in one pass, so :func:`score_surface_per_class`
-then works on per-class crops. Measured by :mod:`evaluator.bench_surface` (2 shared cores):
+then works on per-class crops. Measured by :mod:`segloop.app.bench_surface` (2 shared cores):
 Dice + NSD@2 + HD95 of the MNI152 white matter (632,000 voxels, Dice 0.83) in ~75 ms against
 ~2.3 s for surface-distance; Dice + NSD@2 of 100 classes of a 512 x 512 x 300 map in ~1.6 s.
 """
@@ -65,8 +65,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from evaluator.metrics import surfel_area_table
-from evaluator.records import EmptyMaskPolicy
+from segloop.core.metrics import surfel_area_table
+from segloop.core.records import EmptyMaskPolicy
 
 Box = tuple[slice, ...]
 
@@ -112,7 +112,7 @@ class DirectedDistances:
 @dataclass(frozen=True)
 class SurfelDistances:
     """Both directions of the surfel distances and the area (mm^2; 2-D: length in mm) of each
-    neighbour code at this spacing (:func:`evaluator.metrics.surfel_area_table`)."""
+    neighbour code at this spacing (:func:`segloop.core.metrics.surfel_area_table`)."""
 
     pred_to_gt: DirectedDistances
     gt_to_pred: DirectedDistances
@@ -354,7 +354,7 @@ def surfel_codes(mask: np.ndarray) -> np.ndarray:
 
     Cell j covers voxels j - 1 and j on every axis (outside the array = 0). Corner c (c_a in
     {0, 1}) sets bit ``sum(c_a * 2 ** (ndim - 1 - a))``: the convention of
-    :func:`evaluator.metrics.surfel_area_table` (DeepMind's codes have the bits reversed).
+    :func:`segloop.core.metrics.surfel_area_table` (DeepMind's codes have the bits reversed).
     A cell holds a surfel when its code is neither 0 nor all ones.
     """
     mask = np.asarray(mask)
@@ -785,7 +785,7 @@ def average_surface_distances_mm(sd: SurfelDistances) -> tuple[float, float]:
 
 
 def assd_mm(sd: SurfelDistances) -> float:
-    """ASSD as :func:`evaluator.metrics.average_symmetric_surface_distance_mm` defines it: the
+    """ASSD as :func:`segloop.core.metrics.average_symmetric_surface_distance_mm` defines it: the
     surfel distances of both surfaces pooled and weighted by area, ``(sum a_p d_p + sum a_g d_g)
     / (sum a_p + sum a_g)`` (DeepMind's two directed means weighted by the surface areas)."""
     _require(sd.gt_to_pred.complete and sd.pred_to_gt.complete, "ASSD")

@@ -4,9 +4,9 @@ What it measures, side by side, in one run:
 
 * one reactive Sakinis click (largest 26-connected error component, exact EDT argmax; SPEC
   "Sakinis / MedSegFM click", thesis §4.2 Table 9: 955 ms originally, 49 ms per click on an
-  A100 after its optimisations) on autoPET-sized cases: ``protocols.sakinis.sakinis_click``
+  A100 after its optimisations) on autoPET-sized cases: ``segloop.protocols.sakinis.sakinis_click``
   against ``sakinis_click_naive`` (scipy label and scipy EDT on the full volume);
-* one step's Dice + NSD at 2 mm: ``evaluator.metrics.score_classes`` against
+* one step's Dice + NSD at 2 mm: ``segloop.core.metrics.score_classes`` against
   :func:`naive_dice_nsd` (the DeepMind method on the full volume: neighbour codes of every cell,
   scipy EDT of the other surface over the whole volume, no crop);
 * the peak memory of each: in a fresh process, the growth of the peak resident memory
@@ -14,7 +14,7 @@ What it measures, side by side, in one run:
   (``tracemalloc``), which also counts memory freed before the resident peak moved;
 * the throughput of a full run (cases per minute) with 1 and N local workers (and optionally
   a Dask LocalCluster) on phantoms, and whether their case files are byte-identical;
-* the Docker harness overhead per step (``containers.bench.bench_docker_overhead``): a trivial
+* the Docker harness overhead per step (``segloop.app.bench_docker.bench_docker_overhead``): a trivial
   model image (``segloop/trivial``, predicts background) on a 256^3 case in per-step mode (one
   container per step) and in session mode (one container per case), against the same model
   called in-process, with the ratio. Skipped, with the reason, when no Docker engine is
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 AUTOPET_SHAPE = (352, 400, 400)  # (z, y, x): 400 x 400 x 352 voxels
 AUTOPET_SPACING_MM = (3.0, 2.0, 2.0)  # (z, y, x): 2 x 2 x 3 mm
@@ -193,7 +193,7 @@ def _full_neighbour_codes(mask: np.ndarray) -> np.ndarray:
     """Neighbour code of every cell of the whole zero-padded volume (shape + 1 per axis).
 
     Cell j covers voxels j-1 and j on every axis; corner (c_0, .., c_{n-1}) is bit
-    sum(c_a * 2**(n-1-a)), the convention of ``evaluator.metrics.surfel_area_table``.
+    sum(c_a * 2**(n-1-a)), the convention of ``segloop.core.metrics.surfel_area_table``.
     """
     padded = np.pad(mask.astype(bool), 1).view(np.uint8)
     ndim = mask.ndim
@@ -221,7 +221,7 @@ def naive_dice_nsd(
     G) / (total surfel area) (Nikolov et al. 2021; SPEC Metrics). Empty masks: the default
     policy (both empty -> 1, 1; one empty -> 0, 0). No crop anywhere: the reference.
     """
-    from evaluator.metrics import surfel_area_table
+    from segloop.core.metrics import surfel_area_table
 
     p = np.asarray(prediction) == class_id
     g = np.asarray(label) == class_id
@@ -270,15 +270,15 @@ def _reset_peak_rss() -> None:
 
 def _probe_operation(kind: str, label: np.ndarray, prediction: np.ndarray, spacing: tuple):
     if kind == "click":
-        from protocols.sakinis import sakinis_click
+        from segloop.protocols.sakinis import sakinis_click
 
         return lambda: sakinis_click(label, prediction, class_id=1)
     if kind == "click_naive":
-        from protocols.sakinis import sakinis_click_naive
+        from segloop.protocols.sakinis import sakinis_click_naive
 
         return lambda: sakinis_click_naive(label == 1, prediction == 1)
     if kind == "metrics":
-        from evaluator.metrics import score_classes
+        from segloop.core.metrics import score_classes
 
         def fast() -> tuple[float, float]:
             scores = score_classes(prediction, label, [1], spacing, ["dice", "nsd@2"])
@@ -344,7 +344,9 @@ def _probe(kind: str, folder: Path, index: int, repeats: int) -> dict[str, Any]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    code = "import sys; from evaluator.bench import probe_main; sys.exit(probe_main(sys.argv[1:]))"
+    code = (
+        "import sys; from segloop.app.bench import probe_main; sys.exit(probe_main(sys.argv[1:]))"
+    )
     completed = subprocess.run(
         [sys.executable, "-c", code, kind, str(folder), str(index), str(repeats)],
         capture_output=True,
@@ -364,7 +366,8 @@ def _probe(kind: str, folder: Path, index: int, repeats: int) -> dict[str, Any]:
 def _run_throughput(
     folder: Path, cases: int, shape: Sequence[int], task: str, model: str, jobs: int, dask: bool
 ) -> dict[str, Any]:
-    from evaluator import phantoms, runs
+    from segloop import runs
+    from segloop.app import phantoms
 
     data = folder / "data"
     phantoms.write_phantom_dataset(data, "pet", cases, seed=0, shape=tuple(shape))
@@ -413,7 +416,7 @@ class BenchOptions:
     run_shape: tuple[int, int, int] = RUN_SHAPE
     jobs: int = 2
     task: str = "autopet"
-    model: str = "python:baselines.region_growing:predict"
+    model: str = "python:segloop.baselines.region_growing:predict"
     dask: bool = False
     naive: bool = True
     docker: bool = True
@@ -422,7 +425,7 @@ class BenchOptions:
 
 
 def machine_info() -> dict[str, Any]:
-    from protocols.base import _cupy_modules
+    from segloop.protocols.base import _cupy_modules
 
     try:
         memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -542,14 +545,14 @@ def run_bench(options: BenchOptions, progress=lambda text: None) -> dict[str, An
 def docker_overhead(
     shape: Sequence[int] = DOCKER_SHAPE, steps: int = DOCKER_STEPS, image: str = DOCKER_IMAGE
 ) -> dict[str, Any]:
-    """Per-step vs session-mode harness overhead (``containers.bench.bench_docker_overhead``).
+    """Per-step vs session-mode harness overhead (``segloop.app.bench_docker.bench_docker_overhead``).
 
     Returns its figures (seconds) plus ``image``, ``shape`` and ``steps``, and
     ``step_ratio`` = median per-step-mode step / median session-mode step; or ``{"skipped":
     reason}`` when no engine is reachable or ``image`` is not in it (nothing is pulled).
     """
     try:
-        from containers.images import docker_client, image_exists
+        from segloop.containers.images import docker_client, image_exists
 
         client = docker_client()
     except SegloopError as error:
@@ -559,7 +562,7 @@ def docker_overhead(
             return {"skipped": f"{image} is not built: run `segloop images build`"}
     finally:
         client.close()
-    from containers.bench import bench_docker_overhead
+    from segloop.app.bench_docker import bench_docker_overhead
 
     figures: dict[str, Any] = dict(
         bench_docker_overhead(image, tuple(shape), steps, print_fn=lambda text: None)
@@ -734,7 +737,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--model",
-        default="python:baselines.region_growing:predict",
+        default="python:segloop.baselines.region_growing:predict",
         help="model of the full runs (default the region-growing baseline)",
     )
     bench.add_argument("--dask", action="store_true", help="also time a Dask LocalCluster run")

@@ -13,15 +13,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from containers import cli as containers_cli
-    from evaluator import bench
-    from evaluator import commands as evaluator_commands
-    from leaderboard import cli as leaderboard_cli
-    from protocols import cli as protocols_cli
+    from segloop.app import bench
+    from segloop.cli import commands as evaluator_commands
+    from segloop.cli import images as containers_cli
+    from segloop.cli import leaderboard as leaderboard_cli
+    from segloop.cli import protocols as protocols_cli
 
     parser = argparse.ArgumentParser(
         prog="segloop",
@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
-    from containers.registry import Terminated
-    from evaluator.runs import termination_handler
+    from segloop.containers.registry import Terminated
+    from segloop.runs import termination_handler
 
     try:
         with termination_handler():

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 ARCHIVE_REPOSITORY = "segloop-archive"

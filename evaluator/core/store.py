@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 RUN_FILE = "run.json"
 CASES_DIR = "cases"

@@ -15,7 +15,7 @@ Dataset layout (nnU-Net, test split)::
 
 Files may be ``.nii.gz``, ``.nii``, ``.mha``, ``.mhd`` or ``.nrrd`` (detected per file; a case
 whose channel exists under two extensions is an error). Every problem a user can fix raises
-:class:`evaluator.records.SegloopError` with a one-line message naming the file.
+:class:`segloop.core.records.SegloopError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from evaluator.records import Case, Geometry, SegloopError
+from segloop.core.records import Case, Geometry, SegloopError
 
 PathLike = str | os.PathLike
 

@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluator import io, untrusted
-from evaluator.records import Geometry, SegloopError
-from evaluator.untrusted import RefusedFile
+from segloop.core import io, untrusted
+from segloop.core.records import Geometry, SegloopError
+from segloop.core.untrusted import RefusedFile
 
 #: Room for headers (NIfTI extensions, long MetaImage/NRRD headers) beyond the voxel data.
 HEADER_ALLOWANCE_BYTES = 1 << 20

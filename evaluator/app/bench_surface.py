@@ -1,10 +1,10 @@
-"""Benchmark of the organ-scale surface engine (:mod:`evaluator.surface`, issue 16).
+"""Benchmark of the organ-scale surface engine (:mod:`segloop.core.surface`, issue 16).
 
 Figures, each as min / median / max over repeated calls in this process:
 
 1. Dice + NSD@2 mm + HD95 of one class, one step, on (a) a synthetic organ-scale phantom
    (:func:`organ_phantom`: a folded, white-matter-like label in an ellipsoid) and (b) the real
-   MNI152 2009a white matter: :func:`evaluator.surface.score_surface_per_class` against DeepMind's
+   MNI152 2009a white matter: :func:`segloop.core.surface.score_surface_per_class` against DeepMind's
    surface-distance (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance`` +
    ``compute_robust_hausdorff`` + ``compute_dice_coefficient``) in the same run, with the ratio of
    the medians and the largest difference of the values.
@@ -22,7 +22,7 @@ at 1 mm); the prediction is the label shifted by two voxels, dilated once, with 
 voxels of its boundary band flipped (Dice 0.83) (:func:`perturbed_prediction`).
 
 Timings are wall-clock (``time.perf_counter``) in one process; the machine may be shared, so
-the min is the figure least disturbed by other work. Run: ``python -m evaluator.bench_surface``
+the min is the figure least disturbed by other work. Run: ``python -m segloop.app.bench_surface``
 (``--quick`` for small sizes, ``--no-download`` to skip the MNI rows unless cached).
 """
 
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from evaluator import surface
+from segloop.core import surface
 
 DEFAULT_CACHE = Path.home() / ".cache" / "segloop" / "nilearn"
 MNI_PREFIX = "nilearn/datasets/data/mni_icbm152_"
@@ -216,7 +216,7 @@ def timed(call: Callable[[], Any], repeats: int) -> Timing:
 def engine_one_class(
     label: np.ndarray, prediction: np.ndarray, spacing_mm: Sequence[float]
 ) -> tuple[float, float, float]:
-    """(Dice, NSD@2, HD95) of class 1 by :func:`evaluator.surface.score_surface_per_class`."""
+    """(Dice, NSD@2, HD95) of class 1 by :func:`segloop.core.surface.score_surface_per_class`."""
     scores = surface.score_surface_per_class(
         prediction.view(np.uint8), label.view(np.uint8), [1], spacing_mm
     )[1]
@@ -241,7 +241,7 @@ def deepmind_one_class(
 
 def _peak_memory(call: Callable[[], Any]) -> tuple[float, float]:
     """(numpy/Python allocation peak, growth of the resident-set peak) of one call, MiB."""
-    from evaluator.bench import _peak_rss_mib, _reset_peak_rss
+    from segloop.app.bench import _peak_rss_mib, _reset_peak_rss
 
     _reset_peak_rss()
     before = _peak_rss_mib()

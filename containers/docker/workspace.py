@@ -29,8 +29,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from evaluator import untrusted
-from evaluator.records import SegloopError
+from segloop.core import untrusted
+from segloop.core.records import SegloopError
 
 WORK_DIR_ENV = "SEGLOOP_WORK_DIR"
 TMPFS_ENV = "SEGLOOP_WORK_TMPFS"  # "0": never mount a tmpfs for outputs

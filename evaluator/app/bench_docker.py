@@ -6,7 +6,7 @@ plus request.json), starting a sandboxed container or handing a request to a run
 model process loading the case (in per-step mode every step), writing and reading back the
 prediction file and validating it. The same model called in-process gives the floor.
 
-    python -m containers.bench [--shape 256,256,256] [--steps 5]
+    python -m segloop.app.bench_docker [--shape 256,256,256] [--steps 5]
 
 or ``bench_docker_overhead()`` from Python (the ``segloop bench`` command calls it). Timings
 are wall-clock on this machine; the figures are printed, not asserted.
@@ -22,8 +22,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from containers.registry import Limits
-from evaluator.records import CaseInput, Geometry, Interaction, StepRequest
+from segloop.containers.registry import Limits
+from segloop.core.records import CaseInput, Geometry, Interaction, StepRequest
 
 
 def _case(shape: Sequence[int], seed: int) -> CaseInput:
@@ -73,9 +73,9 @@ def bench_docker_overhead(
     Returns seconds: open_case and the mean/median step of each mode, the in-process floor,
     the overhead per step of each mode (step minus floor) and their ratio.
     """
-    from baselines.trivial import empty
-    from containers.docker_backend import DockerBackend
-    from containers.local import InProcessBackend
+    from segloop.baselines.trivial import empty
+    from segloop.containers.docker.backend import DockerBackend
+    from segloop.containers.local import InProcessBackend
 
     limits = limits or Limits(step_time_limit_s=600.0, case_time_limit_s=7200.0)
     case = _case(shape, seed)

@@ -11,7 +11,7 @@ interactive challenges (autoPET IV, ToothFairy3) ran one job per step, the click
     /output/                                  empty; the container writes
     /output/images/<output slug>/<any>.mha    one label image of the input's size and geometry
 
-Use it as ``docker:gc-autopet+IMAGE`` or ``docker:gc-toothfairy3+IMAGE`` (containers.docker_backend).
+Use it as ``docker:gc-autopet+IMAGE`` or ``docker:gc-toothfairy3+IMAGE`` (segloop.containers.docker.backend).
 The sandbox, limits, failure reasons and cleanup are the Docker back-end's.
 
 Slugs and point conventions, read from the challenges' public code (2025):
@@ -48,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from containers.contract import ModelStepError, validate_prediction
-from evaluator import untrusted, untrusted_images
-from evaluator.records import CaseInput, Interaction, SegloopError, StepRequest
-from evaluator.untrusted import RefusedFile
+from segloop.core import untrusted, untrusted_images
+from segloop.core.contract import ModelStepError, validate_prediction
+from segloop.core.records import CaseInput, Interaction, SegloopError, StepRequest
+from segloop.core.untrusted import RefusedFile
 
 INPUTS_JSON = "inputs.json"
-# Self-contained label images only (evaluator.untrusted_images); detached headers are refused.
+# Self-contained label images only (segloop.core.untrusted_images); detached headers are refused.
 IMAGE_SUFFIXES = untrusted_images.IMAGE_EXTENSIONS + untrusted_images.DETACHED_EXTENSIONS
 UUID_NAMESPACE = uuid.UUID("5e6100b0-6c00-4e00-8a00-000000000001")
 GEOMETRY_TOLERANCE_MM = 1e-3
@@ -115,9 +115,9 @@ def gc_interface(preset: str) -> GcInterface:
 
 def multiple_points(interactions: Iterable[Interaction], interface: GcInterface) -> dict[str, Any]:
     """The clicks as a GC "Multiple points" object in the challenge's point order and names,
-    written as the challenge's own simulate_clicks.py did (``protocols.formats.to_gc_points``:
+    written as the challenge's own simulate_clicks.py did (``segloop.core.formats.to_gc_points``:
     grouped by name, classes in ascending id, then background, each group in step order)."""
-    from protocols.formats import BACKGROUND_NAME, to_gc_points
+    from segloop.core.formats import BACKGROUND_NAME, to_gc_points
 
     interactions = tuple(interactions)
     for interaction in interactions:
@@ -237,7 +237,7 @@ def _link_or_copy(source: str, destination: str) -> None:
 
 def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterface) -> np.ndarray:
     """The label map in ``/output/images/<slug>/``: exactly one self-contained image file
-    (:mod:`evaluator.untrusted_images`: read through descriptors, links never followed, header
+    (:mod:`segloop.core.untrusted_images`: read through descriptors, links never followed, header
     checked against the case's shape before any data), on the input's size, spacing, origin
     and direction, labels as a native prediction's. Raises ModelStepError(invalid_output)."""
     relative = f"images/{interface.output_slug}"

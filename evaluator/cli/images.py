@@ -1,4 +1,4 @@
-"""Sub-commands of this package (registered by evaluator.cli): ``segloop images ...``."""
+"""Sub-commands of this package (registered by segloop.cli): ``segloop images ...``."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from containers.images import build_images
+    from segloop.containers.images import build_images
 
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     build_images(
@@ -76,7 +76,7 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from containers.images import docker_client, list_images
+    from segloop.containers.images import docker_client, list_images
 
     rows = list_images(docker_client())
     if not rows:
@@ -90,8 +90,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def clean_command(args: argparse.Namespace) -> int:
-    from containers.docker_backend import cleanup_leftovers, remove_all_containers
-    from containers.images import docker_client, remove_images
+    from segloop.containers.docker.backend import cleanup_leftovers, remove_all_containers
+    from segloop.containers.images import docker_client, remove_images
 
     client = docker_client()
     if args.all_containers:

@@ -47,8 +47,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from evaluator.records import Interaction, SegloopError
-from protocols.base import component_edt, whole_mask
+from segloop.core.records import Interaction, SegloopError
+from segloop.protocols.base import component_edt, whole_mask
 
 UNDEFINED_CASE = ("zero", "skip")
 METRICS = ("m1", "m2", "m3", "m4", "m5")
@@ -209,7 +209,7 @@ def centerness_terms(
     the term is never 0/0; the image border counts as outside). cent_dist: the distance from c to
     the centre of the 26-connected component of L holding c, the centre being the set of the
     component's voxels of maximal EDT (the EDT argmax of R1's centre click,
-    ``protocols.base.center_point``, with all its ties; the equation's "minimum distance to the
+    ``segloop.protocols.base.center_point``, with all its ties; the equation's "minimum distance to the
     center"). 1 at a centre, -> 0 at the boundary; a single-voxel component gives 1. An empty
     array when no click agrees. ``label``: a label or its ``LabelIndex`` (which fixes units).
     """
@@ -638,7 +638,7 @@ def session_from_case_result(result: Mapping[str, Any], where: str = "case resul
 
 def read_run_sessions(run_dir: str | Path) -> dict[str, Session]:
     """{case id: Session} of every finished case of a run folder (``cases/<case>.json``)."""
-    from evaluator import store
+    from segloop.core import store
 
     folder = Path(run_dir) / store.CASES_DIR
     if not folder.is_dir():
@@ -660,7 +660,7 @@ def read_dataset_label(
     """A dataset case's label map (z, y, x) and its spacing in mm (z, y, x), without reading its
     images: what ``user_shift_table`` needs per case (``labels=lambda c: read_dataset_label(d,
     c)[0]``; pass the spacings only for distances in mm)."""
-    from evaluator import io
+    from segloop.core import io
 
     found = io.case_files(dataset_dir, case_id)
     values, geometry = io.read_image(found.label)

@@ -7,7 +7,7 @@ Model spec (``segloop run --model docker:...``)::
     docker:OPTIONS+IMAGE               options, comma-separated, before a '+':
         per-step | session-case | session-submission   mode (default: Limits.session_mode)
         gc-autopet | gc-toothfairy3    an unchanged Grand Challenge algorithm container
-                                       (containers.gc; per-step only)
+                                       (segloop.containers.docker.gc; per-step only)
         user=UID:GID | user=image      user inside the container (default: 65534 "nobody"
                                        when the harness is root, else the harness's own uid)
 
@@ -52,8 +52,11 @@ from typing import Any
 
 import numpy as np
 
-from containers import archives, workspace
-from containers.contract import (
+from segloop.containers.docker import archives, workspace
+from segloop.containers.docker.workspace import owner_alive, owner_token
+from segloop.containers.registry import Limits, Terminated
+from segloop.core import untrusted
+from segloop.core.contract import (
     PREDICTION_FILE,
     REQUEST_FILE,
     ModelStepError,
@@ -62,12 +65,9 @@ from containers.contract import (
     request_json,
     write_case_files,
 )
-from containers.registry import Limits, Terminated
-from containers.workspace import owner_alive, owner_token
-from evaluator import untrusted
-from evaluator.io import file_signature
-from evaluator.records import CaseInput, SegloopError, StepRequest
-from evaluator.untrusted import RefusedFile
+from segloop.core.io import file_signature
+from segloop.core.records import CaseInput, SegloopError, StepRequest
+from segloop.core.untrusted import RefusedFile
 
 LOG_TAIL_CHARS = 2000
 LOG_TAIL_LINES = 200
@@ -105,7 +105,7 @@ def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = No
     Returns the number of containers removed.
     """
     if client is None:
-        from containers.images import docker_client
+        from segloop.containers.images import docker_client
 
         client = docker_client()
     removed = 0
@@ -333,7 +333,7 @@ class DockerBackend:
         client: Any = None,
         name: str | None = None,
     ) -> None:
-        from containers.images import docker_client
+        from segloop.containers.images import docker_client
 
         self.client = client if client is not None else docker_client()
         self.image_ref = image
@@ -348,7 +348,7 @@ class DockerBackend:
             )
         self.gc_interface = None
         if options.gc_preset:
-            from containers.gc import gc_interface
+            from segloop.containers.docker.gc import gc_interface
 
             self.gc_interface = gc_interface(options.gc_preset)
             if self.session_mode != "per-step":
@@ -384,7 +384,7 @@ class DockerBackend:
         In session-submission mode the back-end (and its one container) is shared by every
         case this process runs with the same spec and limits.
         """
-        from containers.images import docker_client
+        from segloop.containers.images import docker_client
 
         options, image = parse_target(target)
         client = docker_client()
@@ -544,7 +544,7 @@ class DockerBackend:
         if self.closed:
             raise SegloopError(f"{self.name}: the back-end is closed")
         if self.gc_interface is not None:
-            from containers.gc import GcStepSession
+            from segloop.containers.docker.gc import GcStepSession
 
             return GcStepSession(self, case_input, self.gc_interface)
         if self.session_mode == "per-step":
@@ -603,7 +603,7 @@ def close_shared_backends(model_spec: str | None = None) -> int:
     """Close the session-submission back-ends of this process (stops their containers); only
     those of ``model_spec`` (``docker:...``) if given. Returns how many were open.
 
-    A run calls it when its cases are done (evaluator.runs.execute, in every worker process
+    A run calls it when its cases are done (segloop.runs.execute, in every worker process
     too); at interpreter exit it runs anyway.
     """
     closed = 0
@@ -648,15 +648,15 @@ def _safe_name(text: str) -> str:
 
 
 def _archive_cache_path() -> Path:
-    from containers.images import cache_dir
+    from segloop.containers.images import cache_dir
 
     return cache_dir() / "loaded-archives.json"
 
 
 def resolve_image(client: Any, reference: str) -> str:
     """The image id of ``reference``: a local image, or an archive loaded once by content
-    (:func:`containers.archives.load_archive`: its tags are never applied), cached by path and
-    :func:`evaluator.io.file_signature` (a rewritten archive is loaded again). Never pulls."""
+    (:func:`segloop.containers.docker.archives.load_archive`: its tags are never applied), cached by path and
+    :func:`segloop.core.io.file_signature` (a rewritten archive is loaded again). Never pulls."""
     import docker.errors
 
     if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
@@ -772,7 +772,7 @@ class SessionServer:
 
     Everything under responses is the container's: it is read through a descriptor of the
     responses folder (the mount point, which the container cannot replace), one name at a
-    time, links never followed (:mod:`evaluator.untrusted`).
+    time, links never followed (:mod:`segloop.core.untrusted`).
     """
 
     def __init__(self, backend: DockerBackend, root: Path, scope: str) -> None:

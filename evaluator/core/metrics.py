@@ -45,7 +45,7 @@ import cc3d
 import numpy as np
 from scipy.spatial import cKDTree
 
-from evaluator.records import EmptyMaskPolicy, SegloopError
+from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 OVERLAP_METRICS = ("dice", "nsd")
 DISTANCE_METRICS = ("hd95", "hd", "assd")

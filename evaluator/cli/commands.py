@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from containers.registry import Limits, model_identity
-from evaluator import io, metrics, phantoms, runs, store
-from evaluator.records import SegloopError
+from segloop import runs
+from segloop.app import phantoms
+from segloop.containers.registry import Limits, model_identity
+from segloop.core import io, metrics, store
+from segloop.core.records import SegloopError
 
 DEFAULT_METRICS = "dice,nsd@2,hd95,fpv,fnv"
 
@@ -217,7 +219,7 @@ def execute_run(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from protocols.tasks import get_task
+    from segloop.protocols.tasks import get_task
 
     summary = execute_run(
         args.data,
@@ -334,7 +336,7 @@ def demo_command(args: argparse.Namespace) -> int:
             summary = execute_run(data, task, model, run_dir, submission, args.seed, ready)
             print(format_summary(summary))
             run_dirs.append(run_dir)
-    from leaderboard import cli as leaderboard_cli
+    from segloop.cli import leaderboard as leaderboard_cli
 
     index = leaderboard_cli.write_site(run_dirs, out / "leaderboard")
     print(f"leaderboard: {index}")

@@ -1,11 +1,11 @@
-"""Sub-commands of this package (registered by evaluator.cli): ``tasks`` and ``clicks``.
+"""Sub-commands of this package (registered by segloop.cli): ``tasks`` and ``clicks``.
 
 ``segloop tasks`` lists the task presets; ``segloop tasks NAME_OR_TOML`` prints one task's full
 definition as JSON.
 
 ``segloop clicks --task T --data D --out O`` writes the precomputed clicks of a dataset as the
 challenge's organizers published them to participants, in the challenge's own file format
-(``protocols.formats.CHALLENGE_FORMATS``): autoPET IV and ToothFairy3 as Grand Challenge
+(``segloop.core.formats.CHALLENGE_FORMATS``): autoPET IV and ToothFairy3 as Grand Challenge
 "Multiple points" JSON (autoPET: voxel (x, y, z), names tumor / background; ToothFairy3: voxel
 (z, y, x) = SimpleITK array order, names Left_IAC / Right_IAC), TriALS as point lists
 ``{"lesion": [[x, y, z], ...], "background": [...]}``. Per case and step k:
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator.records import SegloopError
+from segloop.core.records import SegloopError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +90,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-    from protocols.tasks import TASKS, get_task
+    from segloop.protocols.tasks import TASKS, get_task
 
     if args.task:
         task = get_task(args.task, seed=args.seed)
@@ -128,16 +128,16 @@ def step_file_name(case_id: str, step: int, num_steps: int) -> str:
 
 
 def run_clicks(args: argparse.Namespace) -> int:
-    from evaluator import runs
-    from evaluator.commands import parse_classes
-    from evaluator.loop import check_label_classes
-    from protocols.formats import (
+    from segloop import runs
+    from segloop.cli.commands import parse_classes
+    from segloop.core.formats import (
         ClickFileFormat,
         challenge_format,
         encode_clicks,
         to_segloop_json,
     )
-    from protocols.tasks import get_task, is_reactive
+    from segloop.loop import check_label_classes
+    from segloop.protocols.tasks import get_task, is_reactive
 
     classes = parse_classes(args.classes) if args.classes else None
     task = get_task(args.task, seed=args.seed, classes=classes)
