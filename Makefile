@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint system images bench clean
+.PHONY: demo test lint lint-imports system images bench clean
 
 $(BIN)/segloop: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ system:
 images: $(BIN)/segloop system
 	$(BIN)/segloop images build --with-tests
 
-test: $(BIN)/segloop system images
+# The import layers (pyproject.toml [tool.importlinter]), checked on a regular install of the
+# package in build/lint (the editable install spreads segloop over the repository's folders).
+lint-imports: $(BIN)/segloop
+	rm -rf build/lint && $(BIN)/pip install --quiet --no-deps --target build/lint .
+	PYTHONPATH=build/lint $(BIN)/lint-imports
+
+test: $(BIN)/segloop system images lint-imports
 	$(BIN)/ruff check evaluator protocols containers baselines leaderboard tests
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 

@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
+import docker.errors
+
 from segloop.core.records import SegloopError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -176,10 +179,6 @@ def recipes() -> tuple[Recipe, ...]:
 def docker_client():
     """``docker.from_env()``, or a SegloopError that says how to get an engine."""
     try:
-        import docker
-    except ImportError:
-        raise SegloopError("the docker Python SDK is missing: pip install docker") from None
-    try:
         client = docker.from_env()
         client.ping()
     except Exception as error:  # noqa: BLE001 - any failure means: no engine reachable
@@ -191,7 +190,6 @@ def docker_client():
 
 
 def image_exists(client, tag: str) -> bool:
-    import docker.errors
 
     try:
         client.images.get(tag)
@@ -312,7 +310,6 @@ def build_recipe(
     client, recipe: Recipe, base_id: str, force: bool = False, log: Log = print
 ) -> str:
     """Build one recipe image unless an image with the same context hash exists."""
-    import docker.errors
 
     context_hash = _context_hash(recipe, base_id)
     old_id = client.images.get(recipe.tag).id if image_exists(client, recipe.tag) else None
@@ -399,7 +396,6 @@ def list_images(client) -> list[dict]:
 
 def remove_images(client, tests_only: bool = False, log: Log = print) -> int:
     """Remove segloop-built images (children first); return how many were removed."""
-    import docker.errors
 
     test_tags = {r.tag for r in recipes() if r.for_tests}
     removed = 0

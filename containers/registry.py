@@ -14,9 +14,10 @@ when the process's part of the run is done. :func:`terminate_backends` is the em
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-
+from segloop.containers.docker import backend as docker_backend
+from segloop.containers.docker.resolve import resolve_image
+from segloop.containers.docker.spec import parse_target
+from segloop.containers.images import docker_client
 from segloop.containers.local import (
     InProcessBackend,
     SubprocessBackend,
@@ -24,32 +25,7 @@ from segloop.containers.local import (
     parse_command,
 )
 from segloop.core.records import SegloopError
-from segloop.core.task import ModelBackend
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one run; the harness enforces the wall-clock ones itself."""
-
-    step_time_limit_s: float = 300.0
-    case_time_limit_s: float = 3600.0
-    memory_mb: int = 8192
-    cpus: float = 2.0
-    pids: int = 256
-    shm_mb: int = 512
-    tmp_mb: int = 1024  # the container's /tmp (a tmpfs; its root filesystem is read-only)
-    output_mb: int = 4096  # what its outputs may hold (a tmpfs when the harness can mount one)
-    nofile: int = 4096  # open files per process
-    gpus: tuple[int, ...] = ()
-    session_mode: str = "per-step"  # "per-step", "case" or "submission" (Docker only)
-
-
-class Terminated(KeyboardInterrupt):
-    """The harness was told to stop (SIGTERM, e.g. from a batch scheduler).
-
-    A KeyboardInterrupt, so every clean-up path of Ctrl-C runs (containers removed, the case in
-    flight not stored) and no ``except Exception`` records it as a failed step.
-    """
+from segloop.core.task import Limits, ModelBackend
 
 
 def release_backend(backend: ModelBackend) -> None:
@@ -59,16 +35,10 @@ def release_backend(backend: ModelBackend) -> None:
         close()
 
 
-def _docker_module():
-    # Only when this process has used Docker: never import the SDK (or reach an engine) for it.
-    return sys.modules.get("segloop.containers.docker.backend")
-
-
 def close_shared_backends(model_spec: str | None = None) -> int:
     """Close this process's shared back-ends (of ``model_spec`` only, if given); stops their
     containers. Returns how many were closed."""
-    module = _docker_module()
-    return module.close_shared_backends(model_spec) if module is not None else 0
+    return docker_backend.close_shared_backends(model_spec)
 
 
 def terminate_backends(model_spec: str | None = None, remove_files: bool = False) -> int:
@@ -76,8 +46,7 @@ def terminate_backends(model_spec: str | None = None, remove_files: bool = False
     only, if given) now; the cases in flight raise :class:`Terminated` at their next step.
     Safe to call from a signal handler or another thread. ``remove_files`` also deletes their
     work folders (only when the process exits right after). Returns the back-ends stopped."""
-    module = _docker_module()
-    return module.terminate_backends(model_spec, remove_files) if module is not None else 0
+    return docker_backend.terminate_backends(model_spec, remove_files)
 
 
 def model_identity(spec: str) -> str:
@@ -87,8 +56,6 @@ def model_identity(spec: str) -> str:
     kind, _, target = spec.partition(":")
     if kind != "docker" or not target:
         return ""
-    from segloop.containers.docker.backend import parse_target, resolve_image
-    from segloop.containers.images import docker_client
 
     _, image = parse_target(target)
     client = docker_client()
@@ -111,9 +78,7 @@ def open_backend(spec: str, limits: Limits, send_previous_prediction: bool) -> M
             name=spec,
         )
     if kind == "docker" and target:
-        from segloop.containers.docker.backend import DockerBackend
-
-        return DockerBackend.from_spec(target, limits, send_previous_prediction)
+        return docker_backend.DockerBackend.from_spec(target, limits, send_previous_prediction)
     raise SegloopError(
         f"model '{spec}': expected python:package.module:function, cmd:\"...\" or docker:IMAGE"
     )

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from segloop.core import metrics
 from segloop.core.contract import ModelStepError
+from segloop.core.metrics import curves, scoring
 from segloop.core.records import (
     Case,
     CaseInput,
@@ -90,7 +90,7 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
                 failure = failure_of(error)
                 prediction = np.zeros(case.shape, dtype=np.uint8)
             wall_time_s = time.perf_counter() - step_started
-            scores = metrics.score_classes(
+            scores = scoring.score_classes(
                 prediction,
                 case.label,
                 class_ids,
@@ -111,7 +111,7 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
 def summarise(steps: Sequence[StepResult], task: Task) -> dict[str, dict[str, Any]]:
     """Per metric: AUC on the task's x-axis (raw and normalised) and Final (last step)."""
     return {
-        name: metrics.summarise_curve(
+        name: curves.summarise_curve(
             [s.metrics[name]["mean"] for s in steps], task.auc_steps, task.auc_x
         )
         for name in task.metrics

@@ -32,17 +32,16 @@ from typing import Any
 import pandas as pd
 
 from segloop.containers.registry import (
-    Limits,
-    Terminated,
     close_shared_backends,
     open_backend,
     release_backend,
     terminate_backends,
 )
-from segloop.core import io, store
+from segloop.core import dataset, stamps, store
 from segloop.core.records import Case, SegloopError
-from segloop.core.task import Task
+from segloop.core.task import Limits, Task, Terminated
 from segloop.loop import case_result_json, check_label_classes, mean_summary, run_case, timing_json
+from segloop.protocols.tasks import get_task
 
 SEGLOOP_VERSION = "0.1.0"
 
@@ -66,7 +65,6 @@ class RunSpec:
     )
 
     def task(self) -> Task:
-        from segloop.protocols.tasks import get_task
 
         classes = dict(self.classes) if self.classes is not None else None
         return get_task(self.task_ref, seed=self.seed, classes=classes)
@@ -96,7 +94,7 @@ def extra_mask_names(dataset_dir: Path) -> tuple[str, ...]:
 
 
 def load_dataset_case(dataset_dir: Path, case_id: str) -> Case:
-    return io.load_case(dataset_dir, case_id, extra_mask_names(dataset_dir))
+    return dataset.load_case(dataset_dir, case_id, extra_mask_names(dataset_dir))
 
 
 def check_dataset(
@@ -111,7 +109,7 @@ def check_dataset(
     """
     task = spec.task()
     problems: dict[str, str] = {}
-    for case_id in io.list_case_ids(spec.dataset_dir) if case_ids is None else case_ids:
+    for case_id in dataset.list_case_ids(spec.dataset_dir) if case_ids is None else case_ids:
         try:
             case = load_dataset_case(spec.dataset_dir, case_id)
             check_label_classes(case, task)
@@ -131,9 +129,9 @@ def pending_case_ids(
     """Open (or check) the run folder and list the cases still to run, in case-id order.
 
     A finished case whose input files changed since it was scored (gone, or other bytes; see
-    :func:`segloop.core.io.changed_inputs`) is removed and runs again, with a ``notify`` line.
+    :func:`segloop.core.stamps.changed_inputs`) is removed and runs again, with a ``notify`` line.
     """
-    all_ids = io.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
+    all_ids = dataset.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
     done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
@@ -154,10 +152,10 @@ def changed_case_inputs(dataset_dir: Path, run_dir: Path, case_id: str) -> list[
     none when its timing file holds no stamps (older runs)."""
     timing_path = store.case_timing_path(run_dir, case_id)
     try:
-        stamps = store.read_json(timing_path).get("inputs") or {}
+        stamped = store.read_json(timing_path).get("inputs") or {}
     except SegloopError:
         return []  # no timing file: nothing to compare with
-    return io.changed_inputs(dataset_dir, stamps)
+    return stamps.changed_inputs(dataset_dir, stamped)
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -180,8 +178,8 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
     # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
-    found = io.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
-    inputs = io.input_stamps(spec.dataset_dir, found.all_files())
+    found = dataset.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
+    inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     try:
         outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)

@@ -33,6 +33,7 @@ from typing import Any
 from segloop.core import store, untrusted
 from segloop.core.records import SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
+from segloop.leaderboard.html import render_detailed_results
 from segloop.leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
 from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
@@ -173,7 +174,6 @@ def scores_json(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_scores(result: Mapping[str, Any], output_dir: Path) -> tuple[Path, Path]:
     """``OUTPUT/scores.json`` and ``OUTPUT/detailed_results.html``."""
-    from segloop.leaderboard.html import render_detailed_results
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segloop.containers.docker.gc import GC_PRESETS
 from segloop.core import store, untrusted_images
 from segloop.core.records import SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
@@ -76,10 +77,6 @@ class Sockets:
 
 def preset_sockets(task: str) -> Sockets:
     """Hints from the challenge's algorithm container (``segloop.containers.docker.gc`` presets), if known."""
-    try:
-        from segloop.containers.docker.gc import GC_PRESETS
-    except ImportError:
-        return Sockets()
     preset = GC_PRESETS.get(task)
     if preset is None:
         return Sockets()

@@ -40,7 +40,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from scipy import ndimage
 
-from segloop.core.metrics import parse_metric_name
+from segloop.core.metrics.registry import parse_metric_name
 from segloop.core.records import Interaction, SegloopError
 
 Voxel = tuple[int, int, int]

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from segloop.core.metrics.registry import higher_is_better as metric_direction
 from segloop.core.records import SegloopError
 
 KINDS: tuple[str, ...] = ("auc_raw", "auc_normalised", "final")
@@ -47,7 +48,6 @@ def column_name(metric: str, kind: str) -> str:
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is better (Dice, NSD) or worse (distances, volumes);
     ``segloop.core.metrics.higher_is_better`` decides (SegloopError for an unknown metric)."""
-    from segloop.core.metrics import higher_is_better as metric_direction
 
     return bool(metric_direction(metric))
 

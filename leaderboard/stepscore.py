@@ -19,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from segloop.core import io, metrics, untrusted_images
+from segloop.core import images, untrusted_images
+from segloop.core.contract import ModelStepError, validate_prediction
+from segloop.core.metrics import curves, registry, scoring
 from segloop.core.records import EmptyMaskPolicy, Geometry, SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.scoring import KINDS, column_name
+from segloop.protocols.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,11 @@ def scoring_spec(
     classes: Mapping[int, str] | None = None,
 ) -> ScoringSpec:
     """The task preset (``segloop.protocols.tasks.get_task``), its metrics/classes optionally replaced."""
-    from segloop.protocols.tasks import get_task
 
     task = get_task(task_name, classes=classes)
     chosen = tuple(metric_names) if metric_names else tuple(task.metrics)
     for name in chosen:
-        metrics.parse_metric_name(name)
+        registry.parse_metric_name(name)
     return ScoringSpec(
         task=task.name,
         metrics=chosen,
@@ -97,8 +99,8 @@ class StepInput:
 
 
 def read_ground_truth(path: Path) -> tuple[np.ndarray, Geometry]:
-    values, geometry = io.read_image(path)
-    return io.as_label_map(values, path), geometry
+    values, geometry = images.read_image(path)
+    return images.as_label_map(values, path), geometry
 
 
 def load_prediction(
@@ -114,7 +116,6 @@ def load_prediction(
     The file is the participant's: read as untrusted bytes (:mod:`segloop.core.untrusted_images`:
     links never followed, self-contained image files only, header checked against the ground
     truth's shape before any data is read)."""
-    from segloop.core.contract import ModelStepError, validate_prediction
 
     if step.failure is not None:
         return None, step.failure
@@ -122,9 +123,9 @@ def load_prediction(
         return None, {"reason": "missing_output", "detail": "no prediction file", "log_tail": ""}
     try:
         values, geometry = untrusted_images.read_image_at(step.path, tuple(gt_shape))
-        io.check_geometry(str(step.path), geometry, gt_path, gt_geometry, b_role="ground truth")
+        images.check_geometry(str(step.path), geometry, gt_path, gt_geometry, b_role="ground truth")
         prediction = validate_prediction(
-            io.as_label_map(values, str(step.path)), tuple(gt_shape), set(class_ids)
+            images.as_label_map(values, str(step.path)), tuple(gt_shape), set(class_ids)
         )
     except (SegloopError, RefusedFile) as error:
         return None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}
@@ -148,7 +149,7 @@ def score_case(
         prediction, failure = load_prediction(step, gt_path, label.shape, geometry, class_ids)
         if prediction is None:
             prediction = np.zeros(label.shape, dtype=np.uint8)
-        scores = metrics.score_classes(
+        scores = scoring.score_classes(
             prediction,
             label,
             class_ids,
@@ -164,7 +165,7 @@ def score_case(
         )
     auc_steps, auc_x = spec.curve_axis(len(steps))
     summary = {
-        name: metrics.summarise_curve(
+        name: curves.summarise_curve(
             [r["metrics"][name]["mean"] for r in records], auc_steps, auc_x
         )
         for name in spec.metrics

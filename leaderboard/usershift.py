@@ -47,6 +47,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from segloop.core import dataset, images, store
 from segloop.core.records import Interaction, SegloopError
 from segloop.protocols.base import component_edt, whole_mask
 
@@ -638,7 +639,6 @@ def session_from_case_result(result: Mapping[str, Any], where: str = "case resul
 
 def read_run_sessions(run_dir: str | Path) -> dict[str, Session]:
     """{case id: Session} of every finished case of a run folder (``cases/<case>.json``)."""
-    from segloop.core import store
 
     folder = Path(run_dir) / store.CASES_DIR
     if not folder.is_dir():
@@ -660,8 +660,7 @@ def read_dataset_label(
     """A dataset case's label map (z, y, x) and its spacing in mm (z, y, x), without reading its
     images: what ``user_shift_table`` needs per case (``labels=lambda c: read_dataset_label(d,
     c)[0]``; pass the spacings only for distances in mm)."""
-    from segloop.core import io
 
-    found = io.case_files(dataset_dir, case_id)
-    values, geometry = io.read_image(found.label)
-    return io.as_label_map(values, found.label), geometry.spacing_mm
+    found = dataset.case_files(dataset_dir, case_id)
+    values, geometry = images.read_image(found.label)
+    return images.as_label_map(values, found.label), geometry.spacing_mm

@@ -444,7 +444,7 @@ def component_edt(
 EDT_DEVICE_ENV = "SEGLOOP_EDT_DEVICE"
 
 
-def _cupy_modules() -> tuple[Any, Any] | None:
+def cupy_modules() -> tuple[Any, Any] | None:
     """(cupy, cupyx.scipy.ndimage) when cupy imports and sees a CUDA device, else None."""
     try:
         import cupy
@@ -471,7 +471,7 @@ def resolve_edt_device(device: str | None = None) -> str:
         return "cpu"
     if asked not in ("cuda", "gpu"):
         raise SegloopError(f"EDT device {asked!r} (from {EDT_DEVICE_ENV}?): use cpu or cuda")
-    if _cupy_modules() is None:
+    if cupy_modules() is None:
         warnings.warn(
             "EDT on cuda asked for, but cupy or a CUDA device is not available: using the CPU",
             RuntimeWarning,
@@ -497,7 +497,7 @@ def _center_local_cuda(
     too unless two background voxels are exactly equidistant in mm (a rounding tie either EDT
     may break its way).
     """
-    modules = _cupy_modules()
+    modules = cupy_modules()
     assert modules is not None
     cp, cupy_ndimage = modules
     pads = _edt_pads(component, image_border_is_background)

@@ -47,32 +47,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from segloop.core.formats import BOX_MID_SLICES, box_mid_slice
 from segloop.core.records import Case, Interaction, SegloopError
 from segloop.protocols.base import Coord, center_point, largest_error_component, rng_for
-
-BOX_MID_SLICES = ("slice_median", "voxel_median")
-
-
-def box_mid_slice(class_mask: np.ndarray, mid_slice: str = "slice_median") -> int | None:
-    """The z of the MedSegFM box's 2D slice; None for an empty mask.
-
-    ``"slice_median"`` (default; get_boxes.py at HEAD, ``mask3D_to_bbox`` lines 68-72): the
-    distinct foreground slices ``S = np.unique(z)`` in ascending order, ``S[len(S) // 2]`` (for an
-    even count the upper of the two middle slices).
-    ``"voxel_median"`` (get_boxes.py before 1 May 2025): the z of the foreground voxel at index
-    ``n // 2`` of all ``n`` foreground voxels in C order, i.e. the first z whose cumulative voxel
-    count exceeds ``n // 2``.
-    """
-    per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
-    slices = np.flatnonzero(per_slice)
-    if slices.size == 0:
-        return None
-    if mid_slice == "slice_median":
-        return int(slices[slices.size // 2])
-    if mid_slice == "voxel_median":
-        cumulative = np.cumsum(per_slice)
-        return int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
-    raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use slice_median or voxel_median")
 
 
 def medsegfm_box(

@@ -57,6 +57,11 @@ import tomllib
 
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 from segloop.core.task import RobotUser, Task
+from segloop.protocols.autopet import AutoPETUser
+from segloop.protocols.realistic import RealisticUser
+from segloop.protocols.sakinis import SakinisUser
+from segloop.protocols.toothfairy import ToothFairyUser
+from segloop.protocols.trials import TriALSUser
 
 # protocol name -> "module:Class"; wrappers get their inner protocols built recursively
 PROTOCOLS: dict[str, str] = {
@@ -129,7 +134,6 @@ def _x(count: int) -> tuple[float, ...]:
 
 
 def autopet_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from segloop.protocols.autopet import AutoPETUser
 
     return Task(
         name="autopet",
@@ -145,7 +149,6 @@ def autopet_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Tas
 
 
 def toothfairy3_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from segloop.protocols.toothfairy import ToothFairyUser
 
     return Task(
         name="toothfairy3",
@@ -162,7 +165,6 @@ def toothfairy3_task(seed: int = 0, classes: Mapping[int, str] | None = None) ->
 
 
 def trials_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from segloop.protocols.trials import TriALSUser
 
     return Task(
         name="trials",
@@ -178,7 +180,6 @@ def trials_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task
 
 
 def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from segloop.protocols.sakinis import SakinisUser
 
     return Task(
         name="medsegfm",
@@ -198,7 +199,6 @@ def medsegfm_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Ta
 
 
 def generic_task(seed: int = 0, classes: Mapping[int, str] | None = None) -> Task:
-    from segloop.protocols.sakinis import SakinisUser
 
     return Task(
         name="generic",
@@ -219,7 +219,6 @@ def thesis_task(name: str, seed: int = 0, classes: Mapping[int, str] | None = No
     background click per step from step 1, Dice/FPV/FNV, AUC over 0..10 as autoPET's. The model
     gets the clicks only (as SW-FastEdit in the thesis's study); the robot user reacts to its
     predictions."""
-    from segloop.protocols.realistic import RealisticUser
 
     user = RealisticUser() if name == "r5" else robot_user_from_json({"name": name})
     return Task(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.core import io
+from segloop.core import images
 from segloop.core.records import Geometry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,8 @@ def test_score_prints_json_with_known_dice(tmp_path):
     geometry = Geometry(spacing_mm=(3.0, 1.0, 1.0))
     gt = cube((10, 20, 20), (2, 5, 5), (6, 15, 15))  # 4 * 10 * 10 = 400 voxels
     pred = cube((10, 20, 20), (2, 5, 5), (6, 15, 10))  # half of it
-    io.write_image(tmp_path / "gt.nii.gz", gt, geometry)
-    io.write_image(tmp_path / "pred.mha", pred, geometry)
+    images.write_image(tmp_path / "gt.nii.gz", gt, geometry)
+    images.write_image(tmp_path / "pred.mha", pred, geometry)
     result = segloop(
         "score", str(tmp_path / "pred.mha"), str(tmp_path / "gt.nii.gz"), "--metrics", "dice,fnv,hd"
     )
@@ -49,12 +49,12 @@ def test_score_prints_json_with_known_dice(tmp_path):
 
 
 def test_score_refuses_mismatched_grids_in_one_line(tmp_path):
-    io.write_image(
+    images.write_image(
         tmp_path / "gt.nii.gz",
         cube((10, 20, 20), (1, 1, 1), (3, 3, 3)),
         Geometry(spacing_mm=(3.0, 1.0, 1.0)),
     )
-    io.write_image(
+    images.write_image(
         tmp_path / "pred.nii.gz",
         cube((10, 20, 21), (1, 1, 1), (3, 3, 3)),
         Geometry(spacing_mm=(3.0, 1.0, 1.0)),
@@ -67,7 +67,7 @@ def test_score_refuses_mismatched_grids_in_one_line(tmp_path):
 
 def test_score_names_a_corrupt_file(tmp_path):
     (tmp_path / "gt.nii.gz").write_bytes(b"not an image at all")
-    io.write_image(
+    images.write_image(
         tmp_path / "pred.nii.gz",
         cube((4, 4, 4), (1, 1, 1), (2, 2, 2)),
         Geometry(spacing_mm=(1.0, 1.0, 1.0)),
@@ -78,7 +78,7 @@ def test_score_names_a_corrupt_file(tmp_path):
 
 
 def test_unknown_metric_is_a_clear_error(tmp_path):
-    io.write_image(
+    images.write_image(
         tmp_path / "a.nii.gz",
         cube((4, 4, 4), (1, 1, 1), (2, 2, 2)),
         Geometry(spacing_mm=(1.0, 1.0, 1.0)),
@@ -193,8 +193,8 @@ def test_check_reports_every_problem_case_before_any_model_runs(tmp_path):
     assert made.returncode == 0, made.stderr
     corrupt = data / "imagesTs" / "pet_001_0001.nii.gz"
     corrupt.write_bytes(corrupt.read_bytes()[:200])
-    label, geometry = io.read_image(data / "labelsTs" / "pet_002.nii.gz")
-    io.write_image(data / "labelsTs" / "pet_002.nii.gz", np.zeros_like(label), geometry)
+    label, geometry = images.read_image(data / "labelsTs" / "pet_002.nii.gz")
+    images.write_image(data / "labelsTs" / "pet_002.nii.gz", np.zeros_like(label), geometry)
 
     result = segloop("check", "--data", str(data), "--task", "medsegfm", "--no-progress")
     assert result.returncode == 2

@@ -23,25 +23,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop import runs
 from segloop.app import phantoms
 from segloop.cli.commands import execute_run
 from segloop.containers.docker import gc, workspace
-from segloop.containers.docker.backend import (
-    DockerBackend,
-    DockerOptions,
-    cleanup_leftovers,
-    close_shared_backends,
-    failure_of_exit,
-    owner_alive,
-    owner_token,
-    parse_target,
-    resolve_image,
-    sandbox_kwargs,
-)
-from segloop.containers.registry import Limits
+from segloop.containers.docker.backend import DockerBackend, close_shared_backends
+from segloop.containers.docker.resolve import resolve_image
+from segloop.containers.docker.sandbox import cleanup_leftovers, failure_of_exit, sandbox_kwargs
+from segloop.containers.docker.spec import DockerOptions, parse_target
+from segloop.containers.docker.workspace import owner_alive, owner_token
+from segloop.core import dataset
 from segloop.core.contract import ModelStepError, write_case_files
 from segloop.core.records import CaseInput, Geometry, Interaction, SegloopError, StepRequest
+from segloop.core.task import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 docker = pytest.mark.docker
@@ -334,7 +327,7 @@ def test_baseline_in_docker_scores_like_subprocess(
     )
     assert got["failed_steps"] == reference["failed_steps"] == 0
     assert got["mean"] == reference["mean"]
-    for case_id in runs.io.list_case_ids(pet_dataset):
+    for case_id in dataset.list_case_ids(pet_dataset):
         ours = json.loads((tmp_path / "docker" / "cases" / f"{case_id}.json").read_text())
         theirs = json.loads((reference_dir / "cases" / f"{case_id}.json").read_text())
         assert ours["steps"] == theirs["steps"] and ours["summary"] == theirs["summary"]
@@ -529,7 +522,7 @@ def test_a_retagged_image_does_not_resume_into_the_old_run(docker_client, pet_da
     """The run configuration holds the image id, not just the tag a participant may move."""
     tag = "segloop-test/retag:1"
     out = tmp_path / "run"
-    first_case = runs.io.list_case_ids(pet_dataset)[:1]
+    first_case = dataset.list_case_ids(pet_dataset)[:1]
     trivial = docker_client.images.get("segloop/trivial:latest")
     trivial.tag(tag)
     try:

@@ -11,10 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from segloop.containers.docker.backend import DockerBackend, owner_token
+from segloop.containers.docker.backend import DockerBackend
+from segloop.containers.docker.workspace import owner_token
 from segloop.containers.images import HOSTILE_BEHAVIOURS, hostile_image
-from segloop.containers.registry import Limits
 from segloop.core.records import Case, Geometry
+from segloop.core.task import Limits
 from segloop.loop import run_case
 from segloop.protocols.tasks import get_task
 from tests.test_docker import docker_client  # noqa: F401 - the session fixture

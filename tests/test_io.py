@@ -1,4 +1,4 @@
-"""evaluator/io.py: axis convention, round trips, and every user-fixable error (file + problem)."""
+"""segloop.core.images, .dataset, .stamps: axis convention, round trips, and every user-fixable error (file + problem)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segloop.core import io
+from segloop.core import dataset, images, stamps
 from segloop.core.records import Case, Geometry, SegloopError
 
 SHAPE = (5, 6, 7)
@@ -40,10 +40,10 @@ def make_dataset(
 ) -> Path:
     for case_id in case_ids:
         for c in range(channels):
-            io.write_image(root / "imagesTs" / f"{case_id}_{c:04d}{ext}", ramp() + c, GEOM)
-        io.write_image(root / "labelsTs" / f"{case_id}{ext}", small_label(), GEOM)
+            images.write_image(root / "imagesTs" / f"{case_id}_{c:04d}{ext}", ramp() + c, GEOM)
+        images.write_image(root / "labelsTs" / f"{case_id}{ext}", small_label(), GEOM)
         for name in masks:
-            io.write_image(root / "masksTs" / name / f"{case_id}{ext}", small_label() > 0, GEOM)
+            images.write_image(root / "masksTs" / name / f"{case_id}{ext}", small_label() > 0, GEOM)
     return root
 
 
@@ -67,7 +67,7 @@ def test_nibabel_xyz_file_reads_as_zyx_with_reversed_spacing(tmp_path):
     path = tmp_path / "xyz.nii.gz"
     nib.save(nib.Nifti1Image(xyz, affine), str(path))
 
-    array, geometry = io.read_image(path)
+    array, geometry = images.read_image(path)
 
     assert array.shape == (6, 5, 4)
     np.testing.assert_array_equal(array, xyz.transpose(2, 1, 0))
@@ -80,7 +80,7 @@ def test_nibabel_xyz_file_reads_as_zyx_with_reversed_spacing(tmp_path):
 
 def test_write_image_is_read_back_by_nibabel_in_xyz_order(tmp_path):
     path = tmp_path / "zyx.nii"
-    io.write_image(path, ramp(), GEOM)
+    images.write_image(path, ramp(), GEOM)
     image = nib.load(str(path))
     np.testing.assert_array_equal(np.asarray(image.dataobj), ramp().transpose(2, 1, 0))
     assert image.header.get_zooms() == pytest.approx(tuple(reversed(GEOM.spacing_mm)))
@@ -95,8 +95,8 @@ def test_round_trip_anisotropic_spacing_origin_direction(tmp_path, ext):
     )
     array = ramp((4, 9, 11))
     path = tmp_path / f"img{ext}"
-    io.write_image(path, array, geometry)
-    back, back_geometry = io.read_image(path)
+    images.write_image(path, array, geometry)
+    back, back_geometry = images.read_image(path)
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, array)
     assert back_geometry.spacing_mm == pytest.approx(geometry.spacing_mm, rel=1e-6)
@@ -107,8 +107,8 @@ def test_round_trip_anisotropic_spacing_origin_direction(tmp_path, ext):
 def test_mha_round_trip_is_exact(tmp_path):
     geometry = Geometry(spacing_mm=(2.0, 0.976, 0.5), origin_mm=(-250.123, 13.5, -800.0))
     path = tmp_path / "x.mha"
-    io.write_image(path, ramp((3, 4, 5), np.int16), geometry)
-    back, back_geometry = io.read_image(path)
+    images.write_image(path, ramp((3, 4, 5), np.int16), geometry)
+    back, back_geometry = images.read_image(path)
     assert back.dtype == np.int16
     np.testing.assert_array_equal(back, ramp((3, 4, 5), np.int16))
     assert back_geometry == geometry
@@ -120,8 +120,8 @@ def test_nifti_geometry_is_read_exactly_as_simpleitk_and_nibabel_read_it(tmp_pat
     in the file, and SimpleITK, nibabel and the challenges' scripts all compute with that value.
     (Before the fix the reader gave the float32's shortest decimal, 0.4, and this failed.)"""
     path = tmp_path / "x.nii.gz"
-    io.write_image(path, ramp(), Geometry(spacing_mm=(0.6, 0.4, 0.4), origin_mm=(-15.8, 0, 1)))
-    _, geometry = io.read_image(path)
+    images.write_image(path, ramp(), Geometry(spacing_mm=(0.6, 0.4, 0.4), origin_mm=(-15.8, 0, 1)))
+    _, geometry = images.read_image(path)
     as_float32 = tuple(float(np.float32(v)) for v in (0.6, 0.4, 0.4))
     assert (
         geometry.spacing_mm
@@ -144,16 +144,16 @@ def test_nsd_at_the_tolerance_uses_the_file_spacing(tmp_path):
     SimpleITK reads (0.80 here), not the rounded spacing's 1.0."""
     import surface_distance
 
-    from segloop.core.metrics import normalised_surface_dice
+    from segloop.core.metrics.binary import normalised_surface_dice
 
     gt = np.zeros((30, 30, 30), np.uint8)
     gt[8:20, 8:20, 8:20] = 1
     pred = np.roll(gt, 5, axis=2)
     geometry = Geometry(spacing_mm=(0.4, 0.4, 0.4))
-    io.write_image(tmp_path / "gt.nii.gz", gt, geometry)
-    io.write_image(tmp_path / "pred.nii.gz", pred, geometry)
-    gt_read, gt_geometry = io.read_image(tmp_path / "gt.nii.gz")
-    pred_read, _ = io.read_image(tmp_path / "pred.nii.gz")
+    images.write_image(tmp_path / "gt.nii.gz", gt, geometry)
+    images.write_image(tmp_path / "pred.nii.gz", pred, geometry)
+    gt_read, gt_geometry = images.read_image(tmp_path / "gt.nii.gz")
+    pred_read, _ = images.read_image(tmp_path / "pred.nii.gz")
     file_spacing = tuple(reversed(sitk.ReadImage(str(tmp_path / "gt.nii.gz")).GetSpacing()))
 
     def reference(spacing):
@@ -173,34 +173,34 @@ def test_nsd_at_the_tolerance_uses_the_file_spacing(tmp_path):
 
 def test_write_image_is_atomic_and_overwrites(tmp_path):
     path = tmp_path / "sub" / "x.nii.gz"
-    io.write_image(path, ramp(), GEOM)
-    io.write_image(path, ramp() * 2, GEOM)
-    np.testing.assert_array_equal(io.read_image(path)[0], ramp() * 2)
+    images.write_image(path, ramp(), GEOM)
+    images.write_image(path, ramp() * 2, GEOM)
+    np.testing.assert_array_equal(images.read_image(path)[0], ramp() * 2)
     assert sorted(os.listdir(path.parent)) == ["x.nii.gz"]  # no temporary left behind
     assert gzip.open(path).read(4)  # really gzip-compressed
 
 
 def test_write_image_compresses_mha(tmp_path):
     path = tmp_path / "x.mha"
-    io.write_image(path, np.zeros((20, 20, 20), np.float32), GEOM)
+    images.write_image(path, np.zeros((20, 20, 20), np.float32), GEOM)
     assert b"CompressedData = True" in path.read_bytes()[:400]
     assert path.stat().st_size < 20 * 20 * 20 * 4 / 10
 
 
 def test_write_image_bool_becomes_uint8(tmp_path):
     path = tmp_path / "m.nii.gz"
-    io.write_image(path, small_label() > 0, GEOM)
-    array, _ = io.read_image(path)
+    images.write_image(path, small_label() > 0, GEOM)
+    array, _ = images.read_image(path)
     assert array.dtype == np.uint8
     np.testing.assert_array_equal(array, (small_label() > 0).astype(np.uint8))
 
 
 def test_write_image_errors(tmp_path):
-    message = error_of(io.write_image, tmp_path / "x.mhd", ramp(), GEOM)
+    message = error_of(images.write_image, tmp_path / "x.mhd", ramp(), GEOM)
     assert "x.mhd" in message and "format" in message
-    message = error_of(io.write_image, tmp_path / "x.png", ramp(), GEOM)
+    message = error_of(images.write_image, tmp_path / "x.png", ramp(), GEOM)
     assert "x.png" in message
-    message = error_of(io.write_image, tmp_path / "flat.nii.gz", np.zeros((4, 4)), GEOM)
+    message = error_of(images.write_image, tmp_path / "flat.nii.gz", np.zeros((4, 4)), GEOM)
     assert "flat.nii.gz" in message and "3-D" in message
     assert not any(tmp_path.iterdir())
 
@@ -209,78 +209,78 @@ def test_write_image_errors(tmp_path):
 
 
 def test_read_image_missing_file(tmp_path):
-    message = error_of(io.read_image, tmp_path / "nope.nii.gz")
+    message = error_of(images.read_image, tmp_path / "nope.nii.gz")
     assert "nope.nii.gz" in message and "no such file" in message
 
 
 def test_read_image_directory(tmp_path):
-    assert "directory" in error_of(io.read_image, tmp_path)
+    assert "directory" in error_of(images.read_image, tmp_path)
 
 
 def test_read_image_truncated_gzip(tmp_path):
     good = tmp_path / "good.nii.gz"
-    io.write_image(good, np.random.default_rng(0).random((10, 12, 14), dtype=np.float32), GEOM)
+    images.write_image(good, np.random.default_rng(0).random((10, 12, 14), dtype=np.float32), GEOM)
     data = good.read_bytes()
     bad = tmp_path / "cut.nii.gz"
     bad.write_bytes(data[: len(data) // 2])
-    message = error_of(io.read_image, bad)
+    message = error_of(images.read_image, bad)
     assert "cut.nii.gz" in message and "truncated" in message
 
 
 def test_read_image_corrupt_gzip_crc(tmp_path):
     path = tmp_path / "flip.nii.gz"
-    io.write_image(path, np.random.default_rng(1).random((10, 12, 14), dtype=np.float32), GEOM)
+    images.write_image(path, np.random.default_rng(1).random((10, 12, 14), dtype=np.float32), GEOM)
     data = bytearray(path.read_bytes())
     data[-6] ^= 0xFF  # inside the CRC32 of the gzip trailer
     path.write_bytes(bytes(data))
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "flip.nii.gz" in message and "corrupt" in message
 
 
 def test_read_image_truncated_plain_nifti(tmp_path):
     """SimpleITK itself would return zero-filled voxels for this file."""
     path = tmp_path / "cut.nii"
-    io.write_image(path, ramp((10, 12, 14)), GEOM)
+    images.write_image(path, ramp((10, 12, 14)), GEOM)
     path.write_bytes(path.read_bytes()[:2000])
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "cut.nii" in message and "truncated" in message
 
 
 def test_read_image_garbage_nifti(tmp_path):
     path = tmp_path / "junk.nii.gz"
     path.write_bytes(b"this is not an image" * 20)
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "junk.nii.gz" in message and "not a readable NIfTI" in message
 
 
 @pytest.mark.parametrize("ext", [".mha", ".nrrd"])
 def test_read_image_truncated_mha_nrrd(tmp_path, ext):
     path = tmp_path / f"cut{ext}"
-    io.write_image(path, np.random.default_rng(2).random((10, 12, 14), dtype=np.float32), GEOM)
+    images.write_image(path, np.random.default_rng(2).random((10, 12, 14), dtype=np.float32), GEOM)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert f"cut{ext}" in message and "cannot read image" in message
 
 
 def test_read_image_garbage_mha(tmp_path):
     path = tmp_path / "junk.mha"
     path.write_bytes(b"garbage")
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "junk.mha" in message and "cannot read image" in message
 
 
 def test_read_image_rejects_4d(tmp_path):
     path = tmp_path / "four.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 5, 6, 2), np.float32), np.eye(4)), str(path))
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "four.nii.gz" in message and "4-D" in message and "3-D" in message
 
 
 def test_read_image_rejects_2d(tmp_path):
     path = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 5), np.float32), np.eye(4)), str(path))
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "flat.nii.gz" in message and "2-D" in message
 
 
@@ -288,14 +288,14 @@ def test_read_image_rejects_vector_voxels(tmp_path):
     path = tmp_path / "rgb.mha"
     image = sitk.GetImageFromArray(np.zeros((3, 4, 5, 3), np.uint8), isVector=True)
     sitk.WriteImage(image, str(path))
-    message = error_of(io.read_image, path)
+    message = error_of(images.read_image, path)
     assert "rgb.mha" in message and "3 components" in message
 
 
 def test_nifti_with_trailing_singleton_4th_axis_is_3d(tmp_path):
     path = tmp_path / "t1.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((4, 5, 6, 1), np.float32), np.eye(4)), str(path))
-    array, _ = io.read_image(path)
+    array, _ = images.read_image(path)
     assert array.shape == (6, 5, 4)
 
 
@@ -303,40 +303,40 @@ def test_nifti_with_trailing_singleton_4th_axis_is_3d(tmp_path):
 
 
 def write_raw(path: Path, array: np.ndarray, geometry: Geometry = GEOM) -> Path:
-    io.write_image(path, array, geometry)
+    images.write_image(path, array, geometry)
     return path
 
 
 def test_read_label_dtypes(tmp_path):
     floats = write_raw(tmp_path / "f.nii.gz", small_label().astype(np.float32))
-    label = io.read_label(floats)
+    label = images.read_label(floats)
     assert label.dtype == np.uint8
     np.testing.assert_array_equal(label, small_label())
     big = small_label().astype(np.int32)
     big[0, 0, 0] = 300
-    assert io.read_label(write_raw(tmp_path / "u16.nii.gz", big)).dtype == np.uint16
+    assert images.read_label(write_raw(tmp_path / "u16.nii.gz", big)).dtype == np.uint16
     big[0, 0, 0] = 70000
-    assert io.read_label(write_raw(tmp_path / "i32.nii.gz", big)).dtype == np.int32
+    assert images.read_label(write_raw(tmp_path / "i32.nii.gz", big)).dtype == np.int32
 
 
 def test_read_label_non_integer(tmp_path):
     values = small_label().astype(np.float32)
     values[0, 0, 0] = 0.5
-    message = error_of(io.read_label, write_raw(tmp_path / "half.nii.gz", values))
+    message = error_of(images.read_label, write_raw(tmp_path / "half.nii.gz", values))
     assert "half.nii.gz" in message and "non-integer" in message and "0.5" in message
 
 
 def test_read_label_negative(tmp_path):
     values = small_label().astype(np.int16)
     values[0, 0, 0] = -1
-    message = error_of(io.read_label, write_raw(tmp_path / "neg.nii.gz", values))
+    message = error_of(images.read_label, write_raw(tmp_path / "neg.nii.gz", values))
     assert "neg.nii.gz" in message and "negative" in message
 
 
 def test_read_label_nan(tmp_path):
     values = small_label().astype(np.float32)
     values[0, 1, 0] = np.nan
-    message = error_of(io.read_label, write_raw(tmp_path / "nan.mha", values))
+    message = error_of(images.read_label, write_raw(tmp_path / "nan.mha", values))
     assert "nan.mha" in message and "NaN" in message
 
 
@@ -344,7 +344,7 @@ def test_read_label_nan_in_nifti(tmp_path):
     """SimpleITK reads NIfTI NaN/inf as 0; read_image restores them, so they are caught."""
     values = small_label().astype(np.float32)
     values[1, 2, 3] = np.nan
-    message = error_of(io.read_label, write_raw(tmp_path / "nan.nii.gz", values))
+    message = error_of(images.read_label, write_raw(tmp_path / "nan.nii.gz", values))
     assert "nan.nii.gz" in message and "1 NaN voxels" in message
 
 
@@ -353,33 +353,33 @@ def test_nifti_nan_and_inf_survive_reading(tmp_path):
     xyz[1, 2, 3], xyz[0, 1, 2] = np.nan, -np.inf
     path = tmp_path / "nb.nii"
     nib.save(nib.Nifti1Image(xyz, np.eye(4)), str(path))
-    array, _ = io.read_image(path)
+    array, _ = images.read_image(path)
     np.testing.assert_array_equal(array, xyz.transpose(2, 1, 0))  # NaN == NaN here
 
 
 def test_bytes_after_nifti_voxels_are_not_voxels(tmp_path):
     path = tmp_path / "tail.nii"
-    io.write_image(path, ramp(), GEOM)
+    images.write_image(path, ramp(), GEOM)
     path.write_bytes(path.read_bytes() + np.full(3, np.nan, np.float32).tobytes())
-    np.testing.assert_array_equal(io.read_image(path)[0], ramp())
+    np.testing.assert_array_equal(images.read_image(path)[0], ramp())
 
 
 def test_multi_member_gzip_reads(tmp_path):
     path = tmp_path / "one.nii.gz"
-    io.write_image(path, ramp(), GEOM)
+    images.write_image(path, ramp(), GEOM)
     raw = gzip.decompress(path.read_bytes())
     two = tmp_path / "two.nii.gz"
     two.write_bytes(gzip.compress(raw[:500]) + gzip.compress(raw[500:]))
-    np.testing.assert_array_equal(io.read_image(two)[0], ramp())
+    np.testing.assert_array_equal(images.read_image(two)[0], ramp())
 
 
 def test_read_label_against_reference(tmp_path):
     path = write_raw(tmp_path / "l.nii.gz", small_label())
-    assert io.read_label(path, GEOM, "img.nii.gz", SHAPE).shape == SHAPE
+    assert images.read_label(path, GEOM, "img.nii.gz", SHAPE).shape == SHAPE
     other = Geometry(spacing_mm=(2.5, 0.8, 0.7), origin_mm=GEOM.origin_mm)
-    message = error_of(io.read_label, path, other, "img.nii.gz")
+    message = error_of(images.read_label, path, other, "img.nii.gz")
     assert "l.nii.gz" in message and "spacing" in message and "img.nii.gz" in message
-    message = error_of(io.read_label, path, GEOM, "img.nii.gz", (5, 6, 8))
+    message = error_of(images.read_label, path, GEOM, "img.nii.gz", (5, 6, 8))
     assert "shape" in message and "(5, 6, 8)" in message
 
 
@@ -392,7 +392,7 @@ def test_check_same_grid_accepts_within_tolerance():
         origin_mm=(-10.0 + 1e-4, 20.5, 3.25),
         direction=(1.0, 1e-5, 0, 0, 1, 0, 0, 0, 1),
     )
-    io.check_same_grid("a", SHAPE, GEOM, "b", SHAPE, near)
+    images.check_same_grid("a", SHAPE, GEOM, "b", SHAPE, near)
 
 
 @pytest.mark.parametrize(
@@ -410,7 +410,7 @@ def test_check_same_grid_accepts_within_tolerance():
 )
 def test_check_same_grid_messages(shape_b, geometry_b, problem):
     message = error_of(
-        io.check_same_grid,
+        images.check_same_grid,
         "labelsTs/x.nii.gz",
         SHAPE,
         GEOM,
@@ -427,7 +427,7 @@ def test_check_same_grid_messages(shape_b, geometry_b, problem):
 
 def test_load_case_types_and_values(tmp_path):
     root = make_dataset(tmp_path, masks=("liver",))
-    case = io.load_case(root, "a", ("liver",))
+    case = dataset.load_case(root, "a", ("liver",))
     assert isinstance(case, Case)
     assert case.case_id == "a"
     assert len(case.channels) == 2
@@ -446,16 +446,16 @@ def test_list_case_ids_sorted_and_load_dataset(tmp_path):
     root = make_dataset(tmp_path, case_ids=("c10", "c2", "b"), channels=1)
     (root / "dataset.json").write_text("{}")
     (root / "imagesTs" / ".c9_0000.nii.gz.123.tmp.nii.gz").write_bytes(b"")  # a crashed write
-    assert io.list_case_ids(root) == ["b", "c10", "c2"]
-    cases = io.load_dataset(root)
+    assert dataset.list_case_ids(root) == ["b", "c10", "c2"]
+    cases = dataset.load_dataset(root)
     assert [case.case_id for case in cases] == ["b", "c10", "c2"]
 
 
 @pytest.mark.parametrize("ext", [".nii", ".mha", ".nrrd"])
 def test_other_extensions_are_detected(tmp_path, ext):
     root = make_dataset(tmp_path, case_ids=("x",), channels=2, ext=ext, masks=("liver",))
-    assert io.list_case_ids(root) == ["x"]
-    case = io.load_case(root, "x", ("liver",))
+    assert dataset.list_case_ids(root) == ["x"]
+    case = dataset.load_case(root, "x", ("liver",))
     assert len(case.channels) == 2
     np.testing.assert_array_equal(case.label, small_label())
 
@@ -468,10 +468,10 @@ def test_write_case_load_case_round_trip(tmp_path):
         geometry=GEOM,
         extra_masks={"liver": small_label() > 0, "body": np.ones(SHAPE, bool)},
     )
-    io.write_case(tmp_path, case)
+    dataset.write_case(tmp_path, case)
     assert (tmp_path / "imagesTs" / "rt_001_0001.nii.gz").is_file()
     assert (tmp_path / "masksTs" / "body" / "rt_001.nii.gz").is_file()
-    back = io.load_case(tmp_path, "rt_001", ("body", "liver"))
+    back = dataset.load_case(tmp_path, "rt_001", ("body", "liver"))
     for a, b in zip(case.channels, back.channels, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.label, case.label)
@@ -482,34 +482,34 @@ def test_write_case_load_case_round_trip(tmp_path):
 
 def test_write_case_rejects_bad_case_id(tmp_path):
     case = Case("../x", (ramp(),), small_label(), GEOM)
-    assert "../x" in error_of(io.write_case, tmp_path, case)
+    assert "../x" in error_of(dataset.write_case, tmp_path, case)
 
 
 def test_missing_dataset_and_images_folder(tmp_path):
-    message = error_of(io.list_case_ids, tmp_path / "nowhere")
+    message = error_of(dataset.list_case_ids, tmp_path / "nowhere")
     assert "nowhere" in message and "does not exist" in message
-    message = error_of(io.list_case_ids, tmp_path)
+    message = error_of(dataset.list_case_ids, tmp_path)
     assert "imagesTs" in message
 
 
 def test_empty_dataset(tmp_path):
     (tmp_path / "imagesTs").mkdir()
     (tmp_path / "imagesTs" / "notes.txt").write_text("no images here")
-    message = error_of(io.list_case_ids, tmp_path)
+    message = error_of(dataset.list_case_ids, tmp_path)
     assert "imagesTs" in message and "empty dataset" in message
 
 
 def test_image_file_without_channel_suffix(tmp_path):
     root = make_dataset(tmp_path, channels=1)
-    io.write_image(root / "imagesTs" / "c.nii.gz", ramp(), GEOM)
-    message = error_of(io.list_case_ids, root)
+    images.write_image(root / "imagesTs" / "c.nii.gz", ramp(), GEOM)
+    message = error_of(dataset.list_case_ids, root)
     assert "c.nii.gz" in message and "_<4-digit channel>" in message
 
 
 def test_channel_gap(tmp_path):
     root = make_dataset(tmp_path, case_ids=("a",), channels=1)
-    io.write_image(root / "imagesTs" / "a_0002.nii.gz", ramp(), GEOM)
-    for function in (io.list_case_ids, lambda r: io.load_case(r, "a")):
+    images.write_image(root / "imagesTs" / "a_0002.nii.gz", ramp(), GEOM)
+    for function in (dataset.list_case_ids, lambda r: dataset.load_case(r, "a")):
         message = error_of(function, root)
         assert "a_0001" in message and "channel 0001" in message and "missing" in message
 
@@ -517,42 +517,42 @@ def test_channel_gap(tmp_path):
 def test_case_with_fewer_channels_than_others(tmp_path):
     root = make_dataset(tmp_path, case_ids=("a", "b"), channels=2)
     (root / "imagesTs" / "b_0001.nii.gz").unlink()
-    message = error_of(io.list_case_ids, root)
+    message = error_of(dataset.list_case_ids, root)
     assert "case b has 1 channel(s)" in message and "case a has 2" in message
 
 
 def test_duplicate_extension_for_one_channel(tmp_path):
     root = make_dataset(tmp_path, case_ids=("a",), channels=1)
-    io.write_image(root / "imagesTs" / "a_0000.mha", ramp(), GEOM)
-    message = error_of(io.list_case_ids, root)
+    images.write_image(root / "imagesTs" / "a_0000.mha", ramp(), GEOM)
+    message = error_of(dataset.list_case_ids, root)
     assert "a_0000" in message and "channel 0000" in message
 
 
 def test_label_missing(tmp_path):
     root = make_dataset(tmp_path)
     (root / "labelsTs" / "b.nii.gz").unlink()
-    for function in (io.list_case_ids, lambda r: io.load_case(r, "b")):
+    for function in (dataset.list_case_ids, lambda r: dataset.load_case(r, "b")):
         message = error_of(function, root)
         assert str(root / "labelsTs" / "b") in message and "label missing" in message
 
 
 def test_label_without_image(tmp_path):
     root = make_dataset(tmp_path, case_ids=("a",))
-    io.write_image(root / "labelsTs" / "ghost.nii.gz", small_label(), GEOM)
-    message = error_of(io.list_case_ids, root)
+    images.write_image(root / "labelsTs" / "ghost.nii.gz", small_label(), GEOM)
+    message = error_of(dataset.list_case_ids, root)
     assert "ghost.nii.gz" in message and "without image" in message
 
 
 def test_unknown_case(tmp_path):
     root = make_dataset(tmp_path)
-    message = error_of(io.load_case, root, "zzz")
+    message = error_of(dataset.load_case, root, "zzz")
     assert "zzz_0000" in message and "no image" in message
 
 
 def test_label_shape_differs_from_image(tmp_path):
     root = make_dataset(tmp_path)
-    io.write_image(root / "labelsTs" / "a.nii.gz", np.zeros((5, 6, 8), np.uint8), GEOM)
-    message = error_of(io.load_case, root, "a")
+    images.write_image(root / "labelsTs" / "a.nii.gz", np.zeros((5, 6, 8), np.uint8), GEOM)
+    message = error_of(dataset.load_case, root, "a")
     assert message.startswith(str(root / "labelsTs" / "a.nii.gz") + ": shape")
     assert "differs from image" in message and "a_0000.nii.gz" in message
     assert "(5, 6, 8)" in message and "(5, 6, 7)" in message
@@ -568,16 +568,16 @@ def test_label_shape_differs_from_image(tmp_path):
 )
 def test_label_geometry_differs_from_image(tmp_path, geometry, problem):
     root = make_dataset(tmp_path)
-    io.write_image(root / "labelsTs" / "b.nii.gz", small_label(), geometry)
-    message = error_of(io.load_case, root, "b")
+    images.write_image(root / "labelsTs" / "b.nii.gz", small_label(), geometry)
+    message = error_of(dataset.load_case, root, "b")
     assert message.startswith(str(root / "labelsTs" / "b.nii.gz") + f": {problem}")
     assert "b_0000.nii.gz" in message
 
 
 def test_channel_grid_differs_from_channel_0(tmp_path):
     root = make_dataset(tmp_path)
-    io.write_image(root / "imagesTs" / "a_0001.nii.gz", ramp(), Geometry((2.0, 0.8, 0.6)))
-    message = error_of(io.load_case, root, "a")
+    images.write_image(root / "imagesTs" / "a_0001.nii.gz", ramp(), Geometry((2.0, 0.8, 0.6)))
+    message = error_of(dataset.load_case, root, "a")
     assert "a_0001.nii.gz" in message and "spacing" in message and "a_0000.nii.gz" in message
 
 
@@ -585,13 +585,13 @@ def test_non_integer_and_negative_labels_in_dataset(tmp_path):
     root = make_dataset(tmp_path)
     values = small_label().astype(np.float32)
     values[2, 2, 2] = 1.25
-    io.write_image(root / "labelsTs" / "a.nii.gz", values, GEOM)
-    message = error_of(io.load_case, root, "a")
+    images.write_image(root / "labelsTs" / "a.nii.gz", values, GEOM)
+    message = error_of(dataset.load_case, root, "a")
     assert "labelsTs" in message and "a.nii.gz" in message and "non-integer" in message
     values = small_label().astype(np.int8)
     values[2, 2, 2] = -3
-    io.write_image(root / "labelsTs" / "b.nii.gz", values, GEOM)
-    message = error_of(io.load_case, root, "b")
+    images.write_image(root / "labelsTs" / "b.nii.gz", values, GEOM)
+    message = error_of(dataset.load_case, root, "b")
     assert "b.nii.gz" in message and "negative" in message
 
 
@@ -599,8 +599,8 @@ def test_non_finite_image(tmp_path):
     root = make_dataset(tmp_path)
     values = ramp()
     values[0, 0, 1] = np.inf
-    io.write_image(root / "imagesTs" / "a_0001.nii.gz", values, GEOM)
-    message = error_of(io.load_case, root, "a")
+    images.write_image(root / "imagesTs" / "a_0001.nii.gz", values, GEOM)
+    message = error_of(dataset.load_case, root, "a")
     assert "a_0001.nii.gz" in message and "NaN or infinite" in message
 
 
@@ -608,24 +608,24 @@ def test_corrupt_file_in_dataset(tmp_path):
     root = make_dataset(tmp_path)
     path = root / "imagesTs" / "b_0000.nii.gz"
     path.write_bytes(path.read_bytes()[:100])
-    message = error_of(io.load_case, root, "b")
+    message = error_of(dataset.load_case, root, "b")
     assert str(path) in message
 
 
 def test_required_extra_mask_missing(tmp_path):
     root = make_dataset(tmp_path, masks=("liver",))
     (root / "masksTs" / "liver" / "b.nii.gz").unlink()
-    assert io.load_case(root, "a", ("liver",)).extra_masks["liver"].any()
-    message = error_of(io.load_case, root, "b", ("liver",))
+    assert dataset.load_case(root, "a", ("liver",)).extra_masks["liver"].any()
+    message = error_of(dataset.load_case, root, "b", ("liver",))
     assert str(root / "masksTs" / "liver" / "b") in message and "'liver'" in message
-    message = error_of(io.load_case, root, "a", ("spleen",))
+    message = error_of(dataset.load_case, root, "a", ("spleen",))
     assert "masksTs" in message and "'spleen'" in message
 
 
 def test_extra_mask_on_other_grid(tmp_path):
     root = make_dataset(tmp_path, masks=("liver",))
-    io.write_image(root / "masksTs" / "liver" / "a.nii.gz", np.ones((5, 6, 8), bool), GEOM)
-    message = error_of(io.load_case, root, "a", ("liver",))
+    images.write_image(root / "masksTs" / "liver" / "a.nii.gz", np.ones((5, 6, 8), bool), GEOM)
+    message = error_of(dataset.load_case, root, "a", ("liver",))
     assert "masksTs" in message and "liver" in message and "shape" in message
 
 
@@ -635,7 +635,7 @@ def test_case_files_and_input_stamps(tmp_path):
     image.SetSpacing(GEOM.spacing_mm[::-1])
     sitk.WriteImage(image, str(root / "imagesTs" / "a_0001.mhd"))  # MetaImage: .mhd + .raw
     (root / "imagesTs" / "a_0001.nii.gz").unlink()
-    found = io.case_files(root, "a", ("liver",))
+    found = dataset.case_files(root, "a", ("liver",))
     names = [p.relative_to(root).as_posix() for p in found.all_files()]
     assert names == [
         "imagesTs/a_0000.nii.gz",
@@ -644,10 +644,10 @@ def test_case_files_and_input_stamps(tmp_path):
         "labelsTs/a.nii.gz",
         "masksTs/liver/a.nii.gz",
     ]
-    stamps = io.input_stamps(root, found.all_files())
-    assert io.changed_inputs(root, stamps) == []
+    stamped_inputs = stamps.input_stamps(root, found.all_files())
+    assert stamps.changed_inputs(root, stamped_inputs) == []
     os.utime(root / "labelsTs" / "a.nii.gz", ns=(1, 1))  # new time, same bytes
-    assert io.changed_inputs(root, stamps) == []
+    assert stamps.changed_inputs(root, stamped_inputs) == []
     raw = root / "imagesTs" / "a_0001.raw"
     stamped = raw.stat()
     data = bytearray(raw.read_bytes())
@@ -655,7 +655,10 @@ def test_case_files_and_input_stamps(tmp_path):
     time.sleep(0.05)  # file times are coarse (a clock tick): let the rewrite's change time move
     raw.write_bytes(bytes(data))
     os.utime(raw, ns=(stamped.st_atime_ns, stamped.st_mtime_ns))  # the old time put back
-    assert raw.stat().st_mtime_ns == stamps["imagesTs/a_0001.raw"]["mtime_ns"]
+    assert raw.stat().st_mtime_ns == stamped_inputs["imagesTs/a_0001.raw"]["mtime_ns"]
     (root / "masksTs" / "liver" / "a.nii.gz").unlink()
-    assert io.changed_inputs(root, stamps) == ["imagesTs/a_0001.raw", "masksTs/liver/a.nii.gz"]
-    assert "required extra mask 'liver'" in error_of(io.case_files, root, "a", ("liver",))
+    assert stamps.changed_inputs(root, stamped_inputs) == [
+        "imagesTs/a_0001.raw",
+        "masksTs/liver/a.nii.gz",
+    ]
+    assert "required extra mask 'liver'" in error_of(dataset.case_files, root, "a", ("liver",))

@@ -18,6 +18,7 @@ from segloop.app import phantoms
 from segloop.baselines.trivial import OracleBackend
 from segloop.cli.commands import execute_run
 from segloop.containers.local import SubprocessBackend
+from segloop.core import dataset, images
 from segloop.core.records import SegloopError
 from segloop.loop import run_case
 from segloop.protocols.tasks import get_task
@@ -47,7 +48,7 @@ def steps_of(run_dir: Path, case_id: str) -> list[dict]:
 
 
 def lesion_case_id(data: Path) -> str:
-    for case_id in runs.io.list_case_ids(data):
+    for case_id in dataset.list_case_ids(data):
         if runs.load_dataset_case(data, case_id).label.any():
             return case_id
     raise AssertionError("the phantom dataset has no case with lesions")
@@ -82,7 +83,7 @@ def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):
     spec = runs.RunSpec(
         pet_data, "autopet", "python:segloop.baselines.region_growing:predict", "rg", 3
     )
-    ids = runs.io.list_case_ids(pet_data)
+    ids = dataset.list_case_ids(pet_data)
     for name, order in (("a", ids), ("b", ids), ("c", list(reversed(ids)))):
         runs.execute(spec, tmp_path / name, runs.pending_case_ids(spec, tmp_path / name, order))
     first = case_files(tmp_path / "a")
@@ -95,7 +96,7 @@ def test_serial_parallel_and_dask_give_the_same_bytes(pet_data, tmp_path):
     spec = runs.RunSpec(
         pet_data, "autopet", "python:segloop.baselines.region_growing:predict", "rg", 3
     )
-    ids = runs.io.list_case_ids(pet_data)
+    ids = dataset.list_case_ids(pet_data)
     for name, options in (
         ("serial", {}),
         ("jobs", {"jobs": 2}),
@@ -214,7 +215,7 @@ def test_subprocess_baseline_equals_in_process(pet_data, tmp_path, monkeypatch):
 
 
 def test_resume_after_kill_minus_9(pet_data, tmp_path):
-    ids = runs.io.list_case_ids(pet_data)
+    ids = dataset.list_case_ids(pet_data)
     marker = tmp_path / "killed-once"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SEGLOOP_TEST_KILL": f"{ids[1]}:4:{marker}"}
     command = [
@@ -297,8 +298,8 @@ def test_a_case_whose_inputs_changed_runs_again(pet_data, tmp_path, capsys):
 
     case_id = lesion_case_id(data)
     label_path = data / "labelsTs" / f"{case_id}.nii.gz"
-    label, geometry = runs.io.read_image(label_path)
-    runs.io.write_image(label_path, np.zeros_like(label), geometry)  # the lesions are gone
+    label, geometry = images.read_image(label_path)
+    images.write_image(label_path, np.zeros_like(label), geometry)  # the lesions are gone
     times = run_and_times()
     assert f"case {case_id}: labelsTs/{case_id}.nii.gz changed" in capsys.readouterr().err
     again = case_files(out)

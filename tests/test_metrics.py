@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from segloop.core import metrics as M
+from segloop.core.metrics import binary, crops, curves, registry, scoring, surface
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 CUSTOM_POLICY = EmptyMaskPolicy(
@@ -53,7 +53,7 @@ def reference_surfels(mask, spacing):
         view = padded[tuple(slice(c, c + n) for c, n in zip(corner, cells_shape, strict=True))]
         codes += view << bit
     border = (codes != 0) & (codes != (1 << (1 << ndim)) - 1)
-    table = M.surfel_area_table(spacing)
+    table = surface.surfel_area_table(spacing)
     return border, np.argwhere(border), table[codes[border]]
 
 
@@ -88,17 +88,17 @@ def weighted_percentile(distances, areas, percent):
 def test_dice_of_two_overlapping_cubes_is_from_counts():
     a = box_mask((10, 10, 10), (1, 1, 1), (5, 5, 5))  # 64 voxels
     b = box_mask((10, 10, 10), (2, 2, 2), (6, 6, 6))  # 64 voxels, 27 shared
-    assert M.dice(a, b) == pytest.approx(2 * 27 / 128, abs=1e-15)
-    assert M.dice(a, a) == 1.0
+    assert binary.dice(a, b) == pytest.approx(2 * 27 / 128, abs=1e-15)
+    assert binary.dice(a, a) == 1.0
 
 
 def test_identical_masks_have_nsd_one_and_zero_distances():
     a = ball((16, 16, 16), (8, 7, 8), 5)
     spacing = (2.5, 1.0, 0.7)
-    assert M.normalised_surface_dice(a, a, spacing, 0.0) == 1.0
-    assert M.hausdorff_distance_mm(a, a, spacing) == 0.0
-    assert M.hausdorff_distance_mm(a, a, spacing, percentile=95) == 0.0
-    assert M.average_symmetric_surface_distance_mm(a, a, spacing) == 0.0
+    assert binary.normalised_surface_dice(a, a, spacing, 0.0) == 1.0
+    assert binary.hausdorff_distance_mm(a, a, spacing) == 0.0
+    assert binary.hausdorff_distance_mm(a, a, spacing, percentile=95) == 0.0
+    assert binary.average_symmetric_surface_distance_mm(a, a, spacing) == 0.0
 
 
 @pytest.mark.parametrize("axis, k", [(0, 1), (0, 3), (1, 2), (2, 4)])
@@ -111,12 +111,12 @@ def test_cube_shifted_along_an_anisotropic_axis(axis, k):
     hi[axis] += k
     b = box_mask((18, 18, 18), lo, hi)
     shift_mm = k * spacing[axis]
-    assert M.hausdorff_distance_mm(a, b, spacing) == pytest.approx(shift_mm, abs=1e-12)
-    assert M.hausdorff_distance_mm(b, a, spacing) == pytest.approx(shift_mm, abs=1e-12)
-    assert M.normalised_surface_dice(a, b, spacing, shift_mm) == 1.0
-    below = M.normalised_surface_dice(a, b, spacing, shift_mm - 1e-6)
+    assert binary.hausdorff_distance_mm(a, b, spacing) == pytest.approx(shift_mm, abs=1e-12)
+    assert binary.hausdorff_distance_mm(b, a, spacing) == pytest.approx(shift_mm, abs=1e-12)
+    assert binary.normalised_surface_dice(a, b, spacing, shift_mm) == 1.0
+    below = binary.normalised_surface_dice(a, b, spacing, shift_mm - 1e-6)
     assert 0.0 < below < 1.0
-    assert 0.0 < M.average_symmetric_surface_distance_mm(a, b, spacing) < shift_mm
+    assert 0.0 < binary.average_symmetric_surface_distance_mm(a, b, spacing) < shift_mm
 
 
 def test_sphere_against_shifted_sphere():
@@ -124,14 +124,14 @@ def test_sphere_against_shifted_sphere():
     a = ball((30, 30, 30), (15, 15, 15), 8)
     b = ball((30, 30, 30), (15, 15, 17), 8)  # shifted by 2 voxels along x
     both = np.count_nonzero(a & b)
-    assert M.dice(a, b) == pytest.approx(2 * both / (a.sum() + b.sum()), abs=1e-15)
-    hd = M.hausdorff_distance_mm(a, b, spacing)
+    assert binary.dice(a, b) == pytest.approx(2 * both / (a.sum() + b.sum()), abs=1e-15)
+    hd = binary.hausdorff_distance_mm(a, b, spacing)
     assert hd == pytest.approx(2 * 1.5, abs=1e-12)
-    hd95 = M.hausdorff_distance_mm(a, b, spacing, percentile=95)
+    hd95 = binary.hausdorff_distance_mm(a, b, spacing, percentile=95)
     assert 0 < hd95 <= hd
-    assert 0 < M.average_symmetric_surface_distance_mm(a, b, spacing) < hd
-    assert M.normalised_surface_dice(a, b, spacing, 3.0) == 1.0
-    assert M.normalised_surface_dice(a, b, spacing, 1.0) < 1.0
+    assert 0 < binary.average_symmetric_surface_distance_mm(a, b, spacing) < hd
+    assert binary.normalised_surface_dice(a, b, spacing, 3.0) == 1.0
+    assert binary.normalised_surface_dice(a, b, spacing, 1.0) < 1.0
 
 
 def test_surfel_areas_of_a_box_match_the_closed_form():
@@ -147,17 +147,17 @@ def test_surfel_areas_of_a_box_match_the_closed_form():
         + (c_ - 1) * sx * math.hypot(sz, sy) / 2
     )
     corners = 8 * 0.5 * math.sqrt((sy * sx / 4) ** 2 + (sz * sx / 4) ** 2 + (sz * sy / 4) ** 2)
-    sd = M.surface_distances(mask, mask, (sz, sy, sx))
+    sd = surface.surface_distances(mask, mask, (sz, sy, sx))
     assert sd.areas_pred_mm2.sum() == pytest.approx(faces + edges + corners, rel=1e-12)
 
 
 def test_surfel_area_of_a_single_voxel_and_2d_perimeter():
     voxel = box_mask((3, 3, 3), (1, 1, 1), (2, 2, 2))
-    sd = M.surface_distances(voxel, voxel, (1.0, 1.0, 1.0))
+    sd = surface.surface_distances(voxel, voxel, (1.0, 1.0, 1.0))
     assert sd.areas_gt_mm2.sum() == pytest.approx(math.sqrt(3), rel=1e-12)  # octahedron
     rect = box_mask((10, 12), (2, 3), (7, 11))  # 5 x 8 pixels
     sy, sx = 1.5, 0.5
-    sd2 = M.surface_distances(rect, rect, (sy, sx))
+    sd2 = surface.surface_distances(rect, rect, (sy, sx))
     expected = 2 * (4 * sy + 7 * sx) + 4 * 0.5 * math.hypot(sy, sx)
     assert sd2.areas_pred_mm2.sum() == pytest.approx(expected, rel=1e-12)
 
@@ -167,7 +167,7 @@ def test_voxels_meeting_along_an_edge_keep_separate_surfaces():
     # so two voxels sharing only an edge have the surfaces of two single voxels
     pair = np.zeros((3, 4, 4), dtype=bool)
     pair[1, 1, 1] = pair[1, 2, 2] = True
-    sd = M.surface_distances(pair, pair, (1.0, 1.0, 1.0))
+    sd = surface.surface_distances(pair, pair, (1.0, 1.0, 1.0))
     assert sd.areas_pred_mm2.sum() == pytest.approx(2 * math.sqrt(3), rel=1e-12)
 
 
@@ -175,7 +175,7 @@ def test_sphere_surface_area_is_close_to_four_pi_r_squared():
     # midpoint marching cubes on a digital ball overestimates the smooth area by a few %;
     # counting voxel faces (the staircase) would overestimate it by about 50 %
     mask = ball((34, 34, 34), (17, 17, 17), 14)
-    area = M.surface_distances(mask, mask, (1.0, 1.0, 1.0)).areas_pred_mm2.sum()
+    area = surface.surface_distances(mask, mask, (1.0, 1.0, 1.0)).areas_pred_mm2.sum()
     radius = (3 * mask.sum() / (4 * math.pi)) ** (1 / 3)  # radius of the same volume
     assert 1.0 < area / (4 * math.pi * radius**2) < 1.1
 
@@ -205,7 +205,7 @@ def test_surfel_area_table_of_the_marching_cubes_pieces():
     # (cut off separately), three corners of a face (pentagon of the classic triangulation:
     # 1/2 + sqrt(3)/4 + sqrt(3)/8, the centroid fan would give 1.087), a corner with its three
     # neighbours (hexagon, 3 sqrt(3)/4), a zigzag of four corners ((sqrt(3) + sqrt(2)) / 2)
-    table = M.surfel_area_table((1.0, 1.0, 1.0))
+    table = surface.surfel_area_table((1.0, 1.0, 1.0))
     expected = {
         ((0, 0, 0),): SQRT3 / 8,
         ((0, 0, 0), (0, 0, 1)): SQRT2 / 2,
@@ -227,11 +227,11 @@ def test_surfel_area_table_follows_the_symmetries_of_the_cell(seed):
     # permuting (and mirroring) the axes of the cell permutes the spacing the same way
     rng = np.random.default_rng(500 + seed)
     spacing = rng.uniform(0.2, 4.0, size=3)
-    table = M.surfel_area_table(spacing)
+    table = surface.surfel_area_table(spacing)
     corners = list(np.ndindex(2, 2, 2))
     for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
         flips = rng.integers(0, 2, size=3)
-        moved = M.surfel_area_table(spacing[list(perm)])
+        moved = surface.surfel_area_table(spacing[list(perm)])
         for code in range(256):
             inside = [c for c in corners if (code >> corner_bit(c)) & 1]
             image = [tuple(int(c[perm[a]] ^ flips[a]) for a in range(3)) for c in inside]
@@ -254,12 +254,12 @@ def test_surfel_area_table_equals_deepmind_for_every_code(deepmind):
     spacings = [(1.0, 1.0, 1.0), (3.0, 2.0, 2.0), (0.5, 0.5, 5.0)]
     spacings += [tuple(rng.uniform(0.1, 6.0, size=3)) for _ in range(20)]
     for spacing in spacings:
-        ours = M.surfel_area_table(spacing)
+        ours = surface.surfel_area_table(spacing)
         theirs = deepmind.lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
         theirs = theirs[[reversed_bits(code, 8) for code in range(256)]]
         np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0, err_msg=str(spacing))
     for spacing in [(1.0, 1.0), (3.0, 2.0)] + [tuple(rng.uniform(0.1, 6.0, 2)) for _ in range(10)]:
-        ours = M.surfel_area_table(spacing)
+        ours = surface.surfel_area_table(spacing)
         theirs = deepmind.lookup_tables.create_table_neighbour_code_to_contour_length(spacing)
         theirs = theirs[[reversed_bits(code, 4) for code in range(16)]]
         np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0, err_msg=str(spacing))
@@ -282,7 +282,7 @@ def physical_ball(shape, centre_mm, radius_mm, spacing):
 def assert_same_as_deepmind(deepmind, pred, gt, spacing, tolerances=(0.5, 1.0, 2.0, 3.0)):
     """Every surface metric (and the sorted per-surfel arrays) against DeepMind's package."""
     ref = deepmind.compute_surface_distances(gt, pred, spacing)  # their order: (gt, pred)
-    sd = M.surface_distances(pred, gt, spacing)
+    sd = surface.surface_distances(pred, gt, spacing)
     for ours_d, ours_a, key in (
         (sd.distances_gt_to_pred_mm, sd.areas_gt_mm2, "gt_to_pred"),
         (sd.distances_pred_to_gt_mm, sd.areas_pred_mm2, "pred_to_gt"),
@@ -293,26 +293,26 @@ def assert_same_as_deepmind(deepmind, pred, gt, spacing, tolerances=(0.5, 1.0, 2
         np.testing.assert_allclose(ours_a[order], theirs_a, rtol=1e-12, atol=0)
     for tolerance in tolerances:
         theirs = deepmind.compute_surface_dice_at_tolerance(ref, tolerance)
-        assert M.normalised_surface_dice(pred, gt, spacing, tolerance) == pytest.approx(
+        assert binary.normalised_surface_dice(pred, gt, spacing, tolerance) == pytest.approx(
             theirs, rel=1e-12
         )
     for percentile in (50, 95, 100):
         theirs = deepmind.compute_robust_hausdorff(ref, percentile)
-        assert M.hausdorff_distance_mm(pred, gt, spacing, percentile) == pytest.approx(
+        assert binary.hausdorff_distance_mm(pred, gt, spacing, percentile) == pytest.approx(
             theirs, rel=1e-12
         )
     # ASSD: theirs are the two directed averages; ours pools both surfaces, weighted by area
     asd_gt, asd_pred = deepmind.compute_average_surface_distance(ref)
     area_gt, area_pred = ref["surfel_areas_gt"].sum(), ref["surfel_areas_pred"].sum()
     pooled = (area_gt * asd_gt + area_pred * asd_pred) / (area_gt + area_pred)
-    assert M.average_symmetric_surface_distance_mm(pred, gt, spacing) == pytest.approx(
+    assert binary.average_symmetric_surface_distance_mm(pred, gt, spacing) == pytest.approx(
         pooled, rel=1e-12
     )
     # score_classes (NSD alone prunes the search at the tolerance; with HD it does not)
     label, prediction = gt.astype(np.uint8), pred.astype(np.uint8)
     names = [f"nsd@{t}" for t in tolerances]
     for metric_names in (names, [*names, "hd95", "hd"]):
-        scores = M.score_classes(prediction, label, [1], spacing, metric_names)
+        scores = scoring.score_classes(prediction, label, [1], spacing, metric_names)
         for t, name in zip(tolerances, names, strict=True):
             theirs = deepmind.compute_surface_dice_at_tolerance(ref, t)
             assert scores[name]["mean"] == pytest.approx(theirs, rel=1e-12)
@@ -370,18 +370,18 @@ def test_2d_metrics_equal_deepmind(deepmind, seed):
 
 def _all_metrics(pred, gt, spacing, policy):
     return {
-        "dice": M.dice(pred, gt, policy),
-        "nsd": M.normalised_surface_dice(pred, gt, spacing, 2.0, policy),
-        "hd95": M.hausdorff_distance_mm(pred, gt, spacing, 95.0, policy),
-        "hd": M.hausdorff_distance_mm(pred, gt, spacing, 100.0, policy),
-        "assd": M.average_symmetric_surface_distance_mm(pred, gt, spacing, policy),
+        "dice": binary.dice(pred, gt, policy),
+        "nsd": binary.normalised_surface_dice(pred, gt, spacing, 2.0, policy),
+        "hd95": binary.hausdorff_distance_mm(pred, gt, spacing, 95.0, policy),
+        "hd": binary.hausdorff_distance_mm(pred, gt, spacing, 100.0, policy),
+        "assd": binary.average_symmetric_surface_distance_mm(pred, gt, spacing, policy),
     }
 
 
 def test_empty_masks_under_the_default_policy():
     shape, spacing = (6, 8, 10), (3.0, 2.0, 1.0)
     diagonal = math.sqrt(18.0**2 + 16.0**2 + 10.0**2)
-    assert M.image_diagonal_mm(shape, spacing) == pytest.approx(diagonal)
+    assert crops.image_diagonal_mm(shape, spacing) == pytest.approx(diagonal)
     empty = np.zeros(shape, dtype=bool)
     full = box_mask(shape, (1, 1, 1), (4, 4, 4))
     assert _all_metrics(empty, empty, spacing, EmptyMaskPolicy()) == {
@@ -396,11 +396,11 @@ def test_empty_masks_under_the_default_policy():
         assert values["dice"] == 0.0 and values["nsd"] == 0.0
         for name in ("hd95", "hd", "assd"):
             assert values[name] == pytest.approx(diagonal)
-    assert M.false_positive_volume_ml(empty, empty, spacing) == 0.0
-    assert M.false_negative_volume_ml(empty, empty, spacing) == 0.0
-    assert M.false_positive_volume_ml(full, empty, spacing) == pytest.approx(27 * 6.0 / 1000)
-    assert M.false_negative_volume_ml(full, empty, spacing) == 0.0
-    assert M.false_negative_volume_ml(empty, full, spacing) == pytest.approx(27 * 6.0 / 1000)
+    assert binary.false_positive_volume_ml(empty, empty, spacing) == 0.0
+    assert binary.false_negative_volume_ml(empty, empty, spacing) == 0.0
+    assert binary.false_positive_volume_ml(full, empty, spacing) == pytest.approx(27 * 6.0 / 1000)
+    assert binary.false_negative_volume_ml(full, empty, spacing) == 0.0
+    assert binary.false_negative_volume_ml(empty, full, spacing) == pytest.approx(27 * 6.0 / 1000)
 
 
 def test_empty_masks_under_a_custom_policy():
@@ -422,7 +422,7 @@ def test_empty_masks_under_a_custom_policy():
             "hd": 123.0,
             "assd": 123.0,
         }
-    scores = M.score_classes(
+    scores = scoring.score_classes(
         np.zeros(shape, np.uint8),
         full.astype(np.uint8),
         [1, 2],
@@ -437,7 +437,7 @@ def test_empty_masks_under_a_custom_policy():
 
 def test_surface_distances_against_an_empty_mask_are_infinite():
     a = box_mask((6, 6, 6), (1, 1, 1), (3, 3, 3))
-    sd = M.surface_distances(a, np.zeros_like(a), (1.0, 1.0, 1.0))
+    sd = surface.surface_distances(a, np.zeros_like(a), (1.0, 1.0, 1.0))
     assert sd.distances_gt_to_pred_mm.size == 0 and sd.areas_gt_mm2.size == 0
     assert sd.distances_pred_to_gt_mm.size > 0 and np.isinf(sd.distances_pred_to_gt_mm).all()
 
@@ -455,12 +455,12 @@ def test_fpv_counts_only_components_touching_no_ground_truth_18_connected():
     pred[9, 9, 9] = True  # far away ...
     pred[9, 9, 10] = True  # ... with a face neighbour ...
     pred[10, 10, 9] = True  # ... and an edge neighbour: one 18-component of 3 voxels
-    assert M.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(4 * 1.5 / 1000)
+    assert binary.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(4 * 1.5 / 1000)
     # the same voxel moved to share an edge with pred[5, 5, 5] joins the touching component
     pred[6, 6, 6] = False
     pred[6, 6, 5] = True
-    assert M.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(3 * 1.5 / 1000)
-    assert M.false_negative_volume_ml(pred, gt, spacing) == 0.0
+    assert binary.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(3 * 1.5 / 1000)
+    assert binary.false_negative_volume_ml(pred, gt, spacing) == 0.0
 
 
 def test_fnv_counts_ground_truth_components_hit_by_no_prediction():
@@ -472,8 +472,8 @@ def test_fnv_counts_ground_truth_components_hit_by_no_prediction():
     pred = np.zeros_like(gt)
     pred[2, 2, 2] = True
     pred[0, 0, 9] = True
-    assert M.false_negative_volume_ml(pred, gt, spacing) == pytest.approx(13 * 12 / 1000)
-    assert M.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(1 * 12 / 1000)
+    assert binary.false_negative_volume_ml(pred, gt, spacing) == pytest.approx(13 * 12 / 1000)
+    assert binary.false_positive_volume_ml(pred, gt, spacing) == pytest.approx(1 * 12 / 1000)
 
 
 # --- brute-force references and crop invariance ----------------------------------------------
@@ -488,9 +488,9 @@ def test_random_masks_against_brute_force(seed):
     gt = random_mask(rng, shape, rng.uniform(0.05, 0.4))
 
     both = np.count_nonzero(pred & gt)
-    assert M.dice(pred, gt) == pytest.approx(2 * both / (pred.sum() + gt.sum()), abs=1e-15)
+    assert binary.dice(pred, gt) == pytest.approx(2 * both / (pred.sum() + gt.sum()), abs=1e-15)
 
-    sd = M.surface_distances(pred, gt, spacing)
+    sd = surface.surface_distances(pred, gt, spacing)
     d_pg, a_p = brute_force_distances(pred, gt, spacing)
     d_gp, a_g = brute_force_distances(gt, pred, spacing)
     np.testing.assert_allclose(sd.distances_pred_to_gt_mm, d_pg, rtol=1e-12, atol=1e-12)
@@ -499,16 +499,16 @@ def test_random_masks_against_brute_force(seed):
     np.testing.assert_array_equal(sd.areas_gt_mm2, a_g)
 
     hd = max(d_pg.max(), d_gp.max())
-    assert M.hausdorff_distance_mm(pred, gt, spacing) == pytest.approx(hd, rel=1e-12)
+    assert binary.hausdorff_distance_mm(pred, gt, spacing) == pytest.approx(hd, rel=1e-12)
     hd95 = max(weighted_percentile(d_pg, a_p, 95), weighted_percentile(d_gp, a_g, 95))
-    assert M.hausdorff_distance_mm(pred, gt, spacing, 95) == pytest.approx(hd95, rel=1e-12)
+    assert binary.hausdorff_distance_mm(pred, gt, spacing, 95) == pytest.approx(hd95, rel=1e-12)
     assd = ((d_pg * a_p).sum() + (d_gp * a_g).sum()) / (a_p.sum() + a_g.sum())
-    assert M.average_symmetric_surface_distance_mm(pred, gt, spacing) == pytest.approx(assd)
+    assert binary.average_symmetric_surface_distance_mm(pred, gt, spacing) == pytest.approx(assd)
     for tolerance in (0.5, 1.0, 2.0, 4.0):
         nsd = (a_p[d_pg <= tolerance].sum() + a_g[d_gp <= tolerance].sum()) / (
             a_p.sum() + a_g.sum()
         )
-        assert M.normalised_surface_dice(pred, gt, spacing, tolerance) == pytest.approx(nsd)
+        assert binary.normalised_surface_dice(pred, gt, spacing, tolerance) == pytest.approx(nsd)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -524,8 +524,8 @@ def test_cropping_changes_nothing_bit_for_bit(seed):
             lo = rng.integers(0, np.array(shape) - 2)
             hi = lo + rng.integers(1, 4, size=3)
             mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
-    cropped = M._surface_distances(pred, gt, spacing, crop=True)
-    full = M._surface_distances(pred, gt, spacing, crop=False)
+    cropped = surface._surface_distances(pred, gt, spacing, crop=True)
+    full = surface._surface_distances(pred, gt, spacing, crop=False)
     for field in (
         "distances_pred_to_gt_mm",
         "areas_pred_mm2",
@@ -544,7 +544,7 @@ def test_distances_equal_scipy_edt_on_the_full_volume(seed):
     spacing = tuple(float(s) for s in rng.choice([0.5, 1.0, 1.5, 2.0, 3.0], size=3))
     pred = random_mask(rng, shape, 0.15)
     gt = random_mask(rng, shape, 0.25)
-    sd = M.surface_distances(pred, gt, spacing)
+    sd = surface.surface_distances(pred, gt, spacing)
     d_pg, _ = edt_distances(pred, gt, spacing)
     d_gp, _ = edt_distances(gt, pred, spacing)
     np.testing.assert_array_equal(sd.distances_pred_to_gt_mm, d_pg)
@@ -558,9 +558,9 @@ def test_surfel_blocks_do_not_change_results(monkeypatch, block):
     pred = ball((30, 28, 26), (14, 13, 12), 11)
     gt = box_mask((30, 28, 26), (4, 5, 3), (25, 23, 24))
     gt[10:14, 10:14, 10:14] = False  # a cavity deep inside
-    reference = M.surface_distances(pred, gt, spacing)
-    monkeypatch.setattr(M, "SURFEL_BLOCK", block)
-    other = M.surface_distances(pred, gt, spacing)
+    reference = surface.surface_distances(pred, gt, spacing)
+    monkeypatch.setattr(surface, "SURFEL_BLOCK", block)
+    other = surface.surface_distances(pred, gt, spacing)
     np.testing.assert_array_equal(other.distances_pred_to_gt_mm, reference.distances_pred_to_gt_mm)
     np.testing.assert_array_equal(other.distances_gt_to_pred_mm, reference.distances_gt_to_pred_mm)
     np.testing.assert_array_equal(other.areas_gt_mm2, reference.areas_gt_mm2)
@@ -578,9 +578,9 @@ def test_2d_masks_against_brute_force(seed):
     d_pg, a_p = brute_force_distances(pred, gt, spacing)
     d_gp, a_g = brute_force_distances(gt, pred, spacing)
     hd = max(d_pg.max(), d_gp.max())
-    assert M.hausdorff_distance_mm(pred, gt, spacing) == pytest.approx(hd, rel=1e-12)
+    assert binary.hausdorff_distance_mm(pred, gt, spacing) == pytest.approx(hd, rel=1e-12)
     nsd = (a_p[d_pg <= 1.0].sum() + a_g[d_gp <= 1.0].sum()) / (a_p.sum() + a_g.sum())
-    assert M.normalised_surface_dice(pred, gt, spacing, 1.0) == pytest.approx(nsd)
+    assert binary.normalised_surface_dice(pred, gt, spacing, 1.0) == pytest.approx(nsd)
 
 
 # --- score_classes ----------------------------------------------------------------------------
@@ -602,18 +602,18 @@ def test_score_classes_matches_the_single_mask_functions():
     prediction, label = _label_maps()
     spacing = (2.0, 1.0, 1.5)
     names = ["dice", "nsd@2", "nsd@0.5", "hd95", "hd", "assd", "fpv", "fnv"]
-    scores = M.score_classes(prediction, label, [1, 2, 3, 4], spacing, names)
+    scores = scoring.score_classes(prediction, label, [1, 2, 3, 4], spacing, names)
     for c in (1, 2, 3, 4):
         p, g = prediction == c, label == c
         expected = {
-            "dice": M.dice(p, g),
-            "nsd@2": M.normalised_surface_dice(p, g, spacing, 2.0),
-            "nsd@0.5": M.normalised_surface_dice(p, g, spacing, 0.5),
-            "hd95": M.hausdorff_distance_mm(p, g, spacing, 95),
-            "hd": M.hausdorff_distance_mm(p, g, spacing),
-            "assd": M.average_symmetric_surface_distance_mm(p, g, spacing),
-            "fpv": M.false_positive_volume_ml(p, g, spacing),
-            "fnv": M.false_negative_volume_ml(p, g, spacing),
+            "dice": binary.dice(p, g),
+            "nsd@2": binary.normalised_surface_dice(p, g, spacing, 2.0),
+            "nsd@0.5": binary.normalised_surface_dice(p, g, spacing, 0.5),
+            "hd95": binary.hausdorff_distance_mm(p, g, spacing, 95),
+            "hd": binary.hausdorff_distance_mm(p, g, spacing),
+            "assd": binary.average_symmetric_surface_distance_mm(p, g, spacing),
+            "fpv": binary.false_positive_volume_ml(p, g, spacing),
+            "fnv": binary.false_negative_volume_ml(p, g, spacing),
         }
         for name in names:
             assert scores[name]["per_class"][str(c)] == pytest.approx(expected[name], abs=1e-12)
@@ -635,27 +635,29 @@ def test_score_classes_nsd_alone_equals_the_unbounded_nsd(seed):
     prediction = random_mask(rng, shape, 0.2).astype(np.uint8)
     label = random_mask(rng, shape, 0.2).astype(np.uint8)
     names = ["nsd@1", "nsd@2", "nsd@2.5", "nsd@3"]
-    scores = M.score_classes(prediction, label, [1], spacing, names)
+    scores = scoring.score_classes(prediction, label, [1], spacing, names)
     for name in names:
-        tolerance = M.parse_metric_name(name).tolerance_mm
-        expected = M.normalised_surface_dice(prediction, label, spacing, tolerance)
+        tolerance = registry.parse_metric_name(name).tolerance_mm
+        expected = binary.normalised_surface_dice(prediction, label, spacing, tolerance)
         assert scores[name]["mean"] == expected
 
 
 def test_score_classes_computes_surface_distances_once_per_class(monkeypatch):
     prediction, label = _label_maps()
     calls = []
-    original = M._surface_distances_crop
+    original = surface.surface_distances_crop
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(M, "_surface_distances_crop", counting)
-    M.score_classes(prediction, label, [1, 2], (1.0, 1.0, 1.0), ["nsd@1", "nsd@2", "hd95", "hd"])
+    monkeypatch.setattr(scoring, "surface_distances_crop", counting)
+    scoring.score_classes(
+        prediction, label, [1, 2], (1.0, 1.0, 1.0), ["nsd@1", "nsd@2", "hd95", "hd"]
+    )
     assert len(calls) == 2
     calls.clear()
-    M.score_classes(prediction, label, [1, 2], (1.0, 1.0, 1.0), ["dice", "fpv"])
+    scoring.score_classes(prediction, label, [1, 2], (1.0, 1.0, 1.0), ["dice", "fpv"])
     assert calls == []
 
 
@@ -664,12 +666,16 @@ def test_nsd_is_zeroed_where_dice_is_at_most_the_threshold():
     label = box_mask(shape, (5, 5, 5), (15, 15, 15)).astype(np.uint8)
     prediction = box_mask(shape, (5, 5, 13), (15, 15, 23)).astype(np.uint8)  # dice 400/2000
     spacing = (1.0, 1.0, 1.0)
-    plain = M.score_classes(prediction, label, [1], spacing, ["nsd@2"])
+    plain = scoring.score_classes(prediction, label, [1], spacing, ["nsd@2"])
     assert plain["nsd@2"]["mean"] > 0
-    ruled = M.score_classes(prediction, label, [1], spacing, ["nsd@2"], nsd_zero_below_dice=0.2)
+    ruled = scoring.score_classes(
+        prediction, label, [1], spacing, ["nsd@2"], nsd_zero_below_dice=0.2
+    )
     assert ruled["nsd@2"]["mean"] == 0.0
-    assert M.dice(prediction, label) == pytest.approx(0.2)
-    lenient = M.score_classes(prediction, label, [1], spacing, ["nsd@2"], nsd_zero_below_dice=0.1)
+    assert binary.dice(prediction, label) == pytest.approx(0.2)
+    lenient = scoring.score_classes(
+        prediction, label, [1], spacing, ["nsd@2"], nsd_zero_below_dice=0.1
+    )
     assert lenient["nsd@2"]["mean"] == plain["nsd@2"]["mean"]
 
 
@@ -687,32 +693,34 @@ def test_nsd_rule_on_the_case_dice_as_cvpr25_or_per_class():
     prediction, label = two_class_case()
     spacing = (1.0, 1.0, 1.0)
     names = ["dice", "nsd@2"]
-    plain = M.score_classes(prediction, label, [1, 2], spacing, names)
+    plain = scoring.score_classes(prediction, label, [1, 2], spacing, names)
     assert plain["dice"]["per_class"]["2"] == pytest.approx(0.1)
     assert plain["nsd@2"]["per_class"]["2"] > 0
     # CVPR25_iter_eval.py: the case's Dice (0.55) is above 0.2, so no NSD is zeroed
-    case = M.score_classes(prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.2)
+    case = scoring.score_classes(prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.2)
     assert case["nsd@2"] == plain["nsd@2"]
-    per_class = M.score_classes(
+    per_class = scoring.score_classes(
         prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.2, nsd_zero_scope="class"
     )
     assert per_class["nsd@2"]["per_class"] == {"1": 1.0, "2": 0.0}
     # a case Dice at or below the threshold zeroes every class's NSD, the perfect one too
-    strict = M.score_classes(prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.55)
+    strict = scoring.score_classes(
+        prediction, label, [1, 2], spacing, names, nsd_zero_below_dice=0.55
+    )
     assert strict["nsd@2"] == {"mean": 0.0, "per_class": {"1": 0.0, "2": 0.0}}
 
 
 def test_present_classes_only_skips_classes_absent_from_the_ground_truth():
     prediction, label = two_class_case()
     spacing = (1.0, 1.0, 1.0)
-    every = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"])
+    every = scoring.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"])
     assert every["dice"]["per_class"]["3"] == 1.0  # both empty: the policy's 1
-    present = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
+    present = scoring.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
                               present_classes_only=True)  # fmt: skip
     assert set(present["dice"]["per_class"]) == {"1", "2"}
     assert present["dice"]["mean"] == pytest.approx(0.55)
     prediction[0, 0, 0] = 3  # a class the GT lacks, predicted anyway: still not scored
-    again = M.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
+    again = scoring.score_classes(prediction, label, [1, 2, 3], spacing, ["dice"],
                             present_classes_only=True)  # fmt: skip
     assert again["dice"] == present["dice"]
 
@@ -722,11 +730,13 @@ def test_non_finite_values_become_none():
     label = box_mask((8, 8, 8), (2, 2, 2), (5, 5, 5)).astype(np.uint8)
     prediction = np.zeros_like(label)
     prediction[label == 1] = 2
-    scores = M.score_classes(prediction, label, [1, 2], (1.0, 1.0, 1.0), ["hd", "dice"], policy)
+    scores = scoring.score_classes(
+        prediction, label, [1, 2], (1.0, 1.0, 1.0), ["hd", "dice"], policy
+    )
     assert scores["hd"] == {"mean": None, "per_class": {"1": None, "2": None}}
     assert scores["dice"]["mean"] == 0.0
     json.dumps(scores, allow_nan=False)
-    assert M.score_classes(prediction, label, [], (1.0, 1.0, 1.0), ["dice"])["dice"] == {
+    assert scoring.score_classes(prediction, label, [], (1.0, 1.0, 1.0), ["dice"])["dice"] == {
         "mean": None,
         "per_class": {},
     }
@@ -734,57 +744,61 @@ def test_non_finite_values_become_none():
 
 def test_shape_mismatch_and_bad_spacing_are_user_errors():
     with pytest.raises(SegloopError, match=r"\(4, 4, 4\).*\(4, 4, 5\)"):
-        M.dice(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
+        binary.dice(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
     with pytest.raises(SegloopError, match=r"\(4, 4, 4\).*\(4, 4, 5\)"):
-        M.score_classes(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)), [1], (1, 1, 1), ["dice"])
+        scoring.score_classes(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)), [1], (1, 1, 1), ["dice"])
     with pytest.raises(SegloopError, match="spacing"):
-        M.hausdorff_distance_mm(np.ones((4, 4, 4)), np.ones((4, 4, 4)), (1.0, 1.0))
+        binary.hausdorff_distance_mm(np.ones((4, 4, 4)), np.ones((4, 4, 4)), (1.0, 1.0))
     with pytest.raises(SegloopError, match="spacing"):
-        M.hausdorff_distance_mm(np.ones((4, 4, 4)), np.ones((4, 4, 4)), (1.0, 0.0, 1.0))
+        binary.hausdorff_distance_mm(np.ones((4, 4, 4)), np.ones((4, 4, 4)), (1.0, 0.0, 1.0))
 
 
 # --- metric names ------------------------------------------------------------------------------
 
 
 def test_parse_metric_names():
-    assert M.parse_metric_name("dice").kind == "dice"
-    assert M.parse_metric_name("nsd@2").tolerance_mm == 2.0
-    assert M.parse_metric_name("nsd@1.5").tolerance_mm == 1.5
-    assert M.parse_metric_name("hd95").percentile == 95.0
-    assert M.parse_metric_name("hd").percentile == 100.0
-    assert [M.parse_metric_name(n).kind for n in ("assd", "fpv", "fnv")] == ["assd", "fpv", "fnv"]
+    assert registry.parse_metric_name("dice").kind == "dice"
+    assert registry.parse_metric_name("nsd@2").tolerance_mm == 2.0
+    assert registry.parse_metric_name("nsd@1.5").tolerance_mm == 1.5
+    assert registry.parse_metric_name("hd95").percentile == 95.0
+    assert registry.parse_metric_name("hd").percentile == 100.0
+    assert [registry.parse_metric_name(n).kind for n in ("assd", "fpv", "fnv")] == [
+        "assd",
+        "fpv",
+        "fnv",
+    ]
     for bad in ("dsc", "nsd", "nsd@", "nsd@x", "nsd@-1", "nsd@inf", "hd99"):
         with pytest.raises(SegloopError):
-            M.parse_metric_name(bad)
-    assert [M.higher_is_better(n) for n in ("dice", "nsd@2")] == [True, True]
-    assert not any(M.higher_is_better(n) for n in ("hd95", "hd", "assd", "fpv", "fnv"))
+            registry.parse_metric_name(bad)
+    assert [registry.higher_is_better(n) for n in ("dice", "nsd@2")] == [True, True]
+    assert not any(registry.higher_is_better(n) for n in ("hd95", "hd", "assd", "fpv", "fnv"))
 
 
 # --- AUC and curves ----------------------------------------------------------------------------
 
 
 def test_auc_trapezoid_and_normalisation():
-    assert M.auc([0.0, 1.0, 1.0], [0, 1, 2]) == (1.5, 0.75)
-    raw, normalised = M.auc([0.2, 0.6, 0.8, 0.9], [0, 1, 3, 4])
+    assert curves.auc([0.0, 1.0, 1.0], [0, 1, 2]) == (1.5, 0.75)
+    raw, normalised = curves.auc([0.2, 0.6, 0.8, 0.9], [0, 1, 3, 4])
     expected = (0.2 + 0.6) / 2 + 2 * (0.6 + 0.8) / 2 + (0.8 + 0.9) / 2
     assert raw == pytest.approx(expected)
     assert normalised == pytest.approx(expected / 4)
-    assert M.auc([0.7], [3]) == (0.0, 0.7)
-    assert M.auc([0.5, None, 0.7], [0, 1, 2]) == (None, None)
-    assert M.auc([0.5, float("nan")], [0, 1]) == (None, None)
+    assert curves.auc([0.7], [3]) == (0.0, 0.7)
+    assert curves.auc([0.5, None, 0.7], [0, 1, 2]) == (None, None)
+    assert curves.auc([0.5, float("nan")], [0, 1]) == (None, None)
     with pytest.raises(SegloopError):
-        M.auc([0.5, 0.6], [0, 1, 2])
+        curves.auc([0.5, 0.6], [0, 1, 2])
 
 
 def test_summarise_curve_uses_the_auc_steps_and_the_last_step():
     values = [0.1, 0.2, 0.4, 0.6, 0.7, 0.8]  # box step, then 5 click steps (MedSegFM)
-    summary = M.summarise_curve(values, [1, 2, 3, 4, 5], [0, 1, 2, 3, 4])
+    summary = curves.summarise_curve(values, [1, 2, 3, 4, 5], [0, 1, 2, 3, 4])
     raw = (0.2 + 0.4) / 2 + (0.4 + 0.6) / 2 + (0.6 + 0.7) / 2 + (0.7 + 0.8) / 2
     assert summary["auc_raw"] == pytest.approx(raw)
     assert summary["auc_normalised"] == pytest.approx(raw / 4)
     assert summary["final"] == 0.8
-    with_none = M.summarise_curve([0.1, None, 0.3], [0, 1, 2], [0, 1, 2])
+    with_none = curves.summarise_curve([0.1, None, 0.3], [0, 1, 2], [0, 1, 2])
     assert with_none == {"auc_raw": None, "auc_normalised": None, "final": 0.3}
-    assert M.summarise_curve([0.1, 0.2, None], [0, 1], [0, 1])["final"] is None
+    assert curves.summarise_curve([0.1, 0.2, None], [0, 1], [0, 1])["final"] is None
     with pytest.raises(SegloopError):
-        M.summarise_curve([0.1, 0.2], [0, 1, 2], [0, 1, 2])
+        curves.summarise_curve([0.1, 0.2], [0, 1, 2], [0, 1, 2])

@@ -24,7 +24,7 @@ import pytest
 from segloop import runs
 from segloop.app import phantoms
 from segloop.baselines import region_growing
-from segloop.core import store
+from segloop.core import dataset, store
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "python:tests.test_parallel_resume:slow_region_growing"
@@ -151,7 +151,7 @@ def check_resumed(run_dir: Path, clean: Path, finished_at_kill: dict[str, int]) 
     assert len(finished_at_kill) < CASES, "the kill came too late to test anything"
     files = case_files(run_dir)
     assert files == case_files(clean)  # nothing lost, nothing different
-    ids = sorted(runs.io.list_case_ids(run_dir.parent / "data"))
+    ids = sorted(dataset.list_case_ids(run_dir.parent / "data"))
     assert sorted(name.removesuffix(".json") for name in files) == ids  # each case once
     timings = sorted((run_dir / "cases").glob(f"*{store.TIMING_SUFFIX}"))
     assert [p.name.removesuffix(store.TIMING_SUFFIX) for p in timings] == ids

@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from segloop.app import phantoms
-from segloop.core import io
+from segloop.core import dataset
 from segloop.core.records import SegloopError
 
 SMALL = {"pet": (24, 40, 40), "jaw": (24, 40, 40), "abdomen": (20, 40, 40)}
@@ -195,10 +195,10 @@ def float32s(values):
 
 def test_written_dataset_loads_with_anisotropic_geometry(tmp_path):
     ids = phantoms.write_phantom_dataset(tmp_path, "abdomen", 2, seed=3)
-    assert io.list_case_ids(tmp_path) == ids == ["abdomen_000", "abdomen_001"]
+    assert dataset.list_case_ids(tmp_path) == ids == ["abdomen_000", "abdomen_001"]
     for case_id in ids:
         original = phantoms.abdomen_phantom(int(case_id[-3:]), seed=3)
-        loaded = io.load_case(tmp_path, case_id, ("liver",))
+        loaded = dataset.load_case(tmp_path, case_id, ("liver",))
         # NIfTI stores float32 and the reader never rounds (issue 15, D3): 0.8 reads as
         # 0.800000011920929, the value SimpleITK and nibabel give
         assert loaded.spacing_mm == float32s((2.5, 0.8, 0.8))
@@ -218,10 +218,10 @@ def test_written_dataset_loads_with_anisotropic_geometry(tmp_path):
 
 def test_written_pet_and_jaw_datasets_load(tmp_path):
     phantoms.write_phantom_dataset(tmp_path / "pet", "pet", 1, shape=SMALL["pet"])
-    pet = io.load_case(tmp_path / "pet", "pet_000")
+    pet = dataset.load_case(tmp_path / "pet", "pet_000")
     assert len(pet.channels) == 2 and pet.spacing_mm == (3.0, 2.0, 2.0)
     phantoms.write_phantom_dataset(tmp_path / "jaw", "jaw", 1, shape=SMALL["jaw"])
-    jaw = io.load_case(tmp_path / "jaw", "jaw_000")
+    jaw = dataset.load_case(tmp_path / "jaw", "jaw_000")
     assert jaw.spacing_mm == float32s((0.6, 0.4, 0.4)) and jaw.shape == SMALL["jaw"]
     assert set(np.unique(jaw.label)) == {0, 1, 2}
 

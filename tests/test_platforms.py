@@ -18,8 +18,9 @@ from segloop import runs
 from segloop.cli.commands import execute_run
 from segloop.cli.main import main
 from segloop.containers.docker.gc import GC_PRESETS, multiple_points
-from segloop.containers.registry import Limits, open_backend
-from segloop.core import io
+from segloop.containers.registry import open_backend
+from segloop.core import dataset, images
+from segloop.core.task import Limits
 from segloop.leaderboard import codabench, gc_evaluate
 from segloop.leaderboard.scoring import KINDS
 from segloop.loop import run_case
@@ -75,7 +76,7 @@ def recorded(tmp_path_factory):
     )
     task = get_task("autopet")
     backend = RecordingBackend(open_backend(model, Limits(), task.send_previous_prediction))
-    case_ids = io.list_case_ids(data)
+    case_ids = dataset.list_case_ids(data)
     for case_id in case_ids:
         run_case(runs.load_dataset_case(data, case_id), task, backend)
     return {
@@ -116,7 +117,7 @@ def build_gc_layout(recorded, folder: Path, drop: tuple[str, int], fail: tuple[s
     interface = GC_PRESETS["autopet"]
     jobs = []
     for case_id in recorded["case_ids"]:
-        _, geometry = io.read_image(label_path(recorded["data"], case_id))
+        _, geometry = images.read_image(label_path(recorded["data"], case_id))
         for step, (interactions, prediction) in enumerate(recorded["steps"][case_id]):
             if (case_id, step) == drop:
                 continue
@@ -124,7 +125,7 @@ def build_gc_layout(recorded, folder: Path, drop: tuple[str, int], fail: tuple[s
             failed = (case_id, step) == fail
             output_name = f"{uuid.uuid5(uuid.NAMESPACE_DNS, pk)}.mha"
             if not failed:
-                io.write_image(
+                images.write_image(
                     folder / "input" / pk / "output/images/tumor-lesion-segmentation" / output_name,
                     prediction,
                     geometry,
@@ -283,11 +284,11 @@ def build_codabench_input(recorded, folder: Path, drop: tuple[str, int] | None =
     (input_dir / "ref" / "segloop.json").write_text(json.dumps({"task": "autopet"}))
     for case_id in recorded["case_ids"]:
         shutil.copy(label_path(recorded["data"], case_id), input_dir / "ref" / f"{case_id}.nii.gz")
-        _, geometry = io.read_image(label_path(recorded["data"], case_id))
+        _, geometry = images.read_image(label_path(recorded["data"], case_id))
         for step, (_, prediction) in enumerate(recorded["steps"][case_id]):
             if (case_id, step) != drop:
                 name = f"{case_id}_step{step}.nii.gz"
-                io.write_image(input_dir / "res" / "predictions" / name, prediction, geometry)
+                images.write_image(input_dir / "res" / "predictions" / name, prediction, geometry)
     (input_dir / "res" / "README.txt").write_text("not a prediction")
     return input_dir
 
@@ -383,11 +384,11 @@ def test_gc_evaluate_reads_socket_keys_of_newer_grand_challenge(recorded, tmp_pa
 def test_invalid_predictions_score_empty_with_their_reason(recorded, tmp_path):
     input_dir = build_codabench_input(recorded, tmp_path)
     first, second = recorded["case_ids"][:2]
-    _, geometry = io.read_image(label_path(recorded["data"], first))
+    _, geometry = images.read_image(label_path(recorded["data"], first))
     shape = recorded["steps"][first][0][1].shape
     res = input_dir / "res" / "predictions"
-    io.write_image(res / f"{first}_step4.nii.gz", np.full(shape, 7, np.uint8), geometry)
-    io.write_image(res / f"{second}_step5.nii.gz", np.zeros((4, 4, 4), np.uint8), geometry)
+    images.write_image(res / f"{first}_step4.nii.gz", np.full(shape, 7, np.uint8), geometry)
+    images.write_image(res / f"{second}_step5.nii.gz", np.zeros((4, 4, 4), np.uint8), geometry)
     result = codabench.score_submission(input_dir, codabench_spec())
     bad_label = result["case"][first]["steps"][4]["failure"]
     bad_shape = result["case"][second]["steps"][5]["failure"]

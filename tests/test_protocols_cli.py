@@ -10,8 +10,8 @@ import pytest
 
 from segloop.app import phantoms
 from segloop.cli.main import main
+from segloop.core.dataset import write_case
 from segloop.core.formats import CHALLENGE_FORMATS, read_clicks, read_segloop_json
-from segloop.core.io import write_case
 from segloop.core.records import Case, Geometry
 from segloop.protocols.tasks import TASKS, get_task
 

@@ -29,9 +29,9 @@ import SimpleITK as sitk
 from segloop.containers.docker import workspace
 from segloop.containers.docker.backend import DockerBackend
 from segloop.containers.images import hostile_image
-from segloop.containers.registry import Limits
-from segloop.core import io
+from segloop.core import images
 from segloop.core.records import Case, CaseInput, Geometry, StepRequest
+from segloop.core.task import Limits
 from tests.test_docker import docker_client  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.docker
@@ -74,7 +74,7 @@ def canary():
     label = hostile_case().label
     np.save(CANARY / "label.npy", label)
     (CANARY / "label.raw").write_bytes(label.tobytes())
-    io.write_image(CANARY / "label.nii", label, hostile_case().geometry)
+    images.write_image(CANARY / "label.nii", label, hostile_case().geometry)
     image = sitk.GetImageFromArray(label)
     image.SetSpacing((2.0, 2.0, 2.0))
     sitk.WriteImage(image, str(CANARY / "label.mha"))

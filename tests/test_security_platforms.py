@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from segloop.cli.main import main
-from segloop.core import io
+from segloop.core import images
 from tests.test_leaderboard_helpers import read_json
 from tests.test_platforms import build_gc_layout, gc_args, label_path, recorded  # noqa: F401
 
@@ -28,7 +28,7 @@ def attack_file(folder: Path, stem: str, gt: Path, attack: str) -> tuple[Path, s
     """Write, in ``folder``, a 'prediction' named ``stem`` + extension whose voxels would be
     the ground truth ``gt`` (an uncompressed .nii) if the scorer followed it; (file, reason)."""
     folder.mkdir(parents=True, exist_ok=True)
-    label, _ = io.read_image(gt)
+    label, _ = images.read_image(gt)
     z, y, x = label.shape
     relative = os.path.relpath(gt, folder)
     if attack == "nrrd-data-file":
@@ -66,9 +66,9 @@ def uncompressed_reference(recorded, folder: Path) -> dict[str, Path]:  # noqa: 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for case_id in recorded["case_ids"]:
-        label, geometry = io.read_image(label_path(recorded["data"], case_id))
+        label, geometry = images.read_image(label_path(recorded["data"], case_id))
         paths[case_id] = folder / f"{case_id}.nii"
-        io.write_image(paths[case_id], label.astype(np.uint8), geometry)
+        images.write_image(paths[case_id], label.astype(np.uint8), geometry)
     return paths
 
 
@@ -130,8 +130,8 @@ def test_gc_evaluate_outputs_cannot_reach_the_ground_truth(recorded, tmp_path): 
         folder = tmp_path / "input" / job["pk"] / "output" / "images" / "tumor-lesion-segmentation"
         shutil.rmtree(folder)
         if index == 0:
-            label, geometry = io.read_image(references[case_id])
-            io.write_image(outside, label, geometry)
+            label, geometry = images.read_image(references[case_id])
+            images.write_image(outside, label, geometry)
             job["outputs"][0]["interface"]["relative_path"] = "../../../outside.mha"
             continue
         attack_file(folder, "output", references[case_id], ATTACKS[index % len(ATTACKS)])

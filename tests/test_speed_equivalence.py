@@ -20,7 +20,7 @@ import pytest
 from scipy import ndimage
 
 from segloop.app import bench, phantoms
-from segloop.core.metrics import score_classes
+from segloop.core.metrics.scoring import score_classes
 from segloop.core.records import SegloopError
 from segloop.loop import run_case
 from segloop.protocols import base, sakinis
@@ -311,7 +311,7 @@ def test_fast_metrics_equal_naive_full_volume_metrics():
 
 
 def _cuda_available() -> bool:
-    return base._cupy_modules() is not None
+    return base.cupy_modules() is not None
 
 
 @pytest.mark.skipif(not _cuda_available(), reason="cupy with a CUDA device is not available here")

@@ -1,4 +1,4 @@
-"""Tests of segloop.core.surface: the organ-scale engine equals DeepMind's surface-distance (surfels)
+"""Tests of segloop.core.metrics.surface_engine: the organ-scale engine equals DeepMind's surface-distance (surfels)
 and a direct medpy-style implementation (boundary voxels, full-volume EDT) to 1e-12, and the
 one-pass multi-class statistics equal per-class loops."""
 
@@ -12,8 +12,8 @@ import pytest
 from scipy import ndimage
 
 from segloop.app.bench_surface import organ_phantom, parcellation_phantom, perturbed_prediction
-from segloop.core import metrics as M
-from segloop.core import surface as S
+from segloop.core.metrics import binary, scoring, surface
+from segloop.core.metrics import surface_engine as S
 from segloop.core.records import EmptyMaskPolicy
 
 TOL = 1e-12
@@ -76,7 +76,7 @@ def assert_equals_deepmind(deepmind, pred, gt, spacing):
     expected = deepmind.compute_average_surface_distance(ref)
     ours = S.average_surface_distances_mm(sd)
     assert close(ours[0], expected[0]) and close(ours[1], expected[1])
-    assert close(S.assd_mm(sd), M.average_symmetric_surface_distance_mm(pred, gt, spacing))
+    assert close(S.assd_mm(sd), binary.average_symmetric_surface_distance_mm(pred, gt, spacing))
     return sd
 
 
@@ -113,7 +113,7 @@ def test_surfel_codes_are_the_metrics_neighbour_codes(ndim):
     rng = np.random.default_rng(ndim)
     shape = (7, 9, 6)[:ndim]
     mask = random_mask(rng, shape, 0.4)
-    assert np.array_equal(S.surfel_codes(mask), M._neighbour_codes(np.pad(mask, 1)))
+    assert np.array_equal(S.surfel_codes(mask), surface.neighbour_codes(np.pad(mask, 1)))
 
 
 # --- surfels against DeepMind ------------------------------------------------------------------
@@ -453,8 +453,10 @@ def test_score_surface_per_class_equals_the_binary_metrics(label_maps):
     scores = S.score_surface_per_class(
         pred, gt, ids, spacing, tolerances_mm=(1.0, 2.0), percentiles=(95.0, 100.0), assd=True
     )
-    reference = M.score_classes(pred, gt, ids, spacing, ["dice", "nsd@1", "nsd@2", "hd95", "hd"])
-    assd_ref = M.score_classes(pred, gt, ids, spacing, ["assd"])["assd"]["per_class"]
+    reference = scoring.score_classes(
+        pred, gt, ids, spacing, ["dice", "nsd@1", "nsd@2", "hd95", "hd"]
+    )
+    assd_ref = scoring.score_classes(pred, gt, ids, spacing, ["assd"])["assd"]["per_class"]
     for class_id in ids:
         key = str(class_id)
         ours = scores[class_id]

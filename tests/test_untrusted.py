@@ -23,7 +23,7 @@ import pytest
 import SimpleITK as sitk
 
 from segloop.containers.docker import workspace
-from segloop.core import io, untrusted, untrusted_images
+from segloop.core import images, untrusted, untrusted_images
 from segloop.core.records import Geometry
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 
@@ -280,8 +280,8 @@ def label() -> np.ndarray:
 @pytest.mark.parametrize("extension", [".nii.gz", ".nii", ".mha", ".nrrd"])
 def test_self_contained_images_read_as_simpleitk_reads_them(tmp_path, extension):
     path = tmp_path / f"p{extension}"
-    io.write_image(path, label(), GEOMETRY)
-    expected, geometry = io.read_image(path)
+    images.write_image(path, label(), GEOMETRY)
+    expected, geometry = images.read_image(path)
     array, read_geometry = untrusted_images.read_image_bytes(path.read_bytes(), path.name, SHAPE)
     assert np.array_equal(array, expected)
     assert read_geometry == geometry

@@ -463,7 +463,7 @@ def test_session_from_case_result_reads_clicks_and_dice(tmp_path):
 
 
 def test_read_dataset_label_reads_the_label_and_its_spacing(tmp_path):
-    from segloop.core.io import write_case
+    from segloop.core.dataset import write_case
     from segloop.leaderboard.usershift import read_dataset_label
 
     pet = phantoms.pet_phantom(1, shape=(12, 20, 16), spacing_mm=(3.0, 2.0, 1.5))

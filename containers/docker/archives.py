@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from segloop.core.records import SegloopError
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -102,7 +104,6 @@ def load_archive(client: Any, path: Path) -> str:
     The rewritten archive is streamed to the engine through a pipe (never a second copy on
     disk); the id is the one the archive's manifest names, checked against the engine.
     """
-    import docker.errors
 
     read_fd, write_fd = os.pipe()
     result: dict[str, str] = {}

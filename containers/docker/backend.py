@@ -38,287 +38,45 @@ killed, the next back-end created on this host removes what its dead owners left
 from __future__ import annotations
 
 import atexit
-import json
-import os
 import tempfile
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import docker
 import numpy as np
 
-from segloop.containers.docker import archives, workspace
-from segloop.containers.docker.workspace import owner_alive, owner_token
-from segloop.containers.registry import Limits, Terminated
-from segloop.core import untrusted
-from segloop.core.contract import (
-    PREDICTION_FILE,
-    REQUEST_FILE,
-    ModelStepError,
-    prepare_step_input,
-    read_prediction,
-    request_json,
-    write_case_files,
+from segloop.containers.docker import workspace
+from segloop.containers.docker.gc import GcStepSession, gc_interface
+from segloop.containers.docker.per_step import DockerStepSession
+from segloop.containers.docker.resolve import resolve_image
+from segloop.containers.docker.sandbox import (
+    LABEL_CASE,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_ROOT,
+    LABEL_RUN,
+    ContainerRun,
+    cleanup_leftovers,
+    container_env,
+    failure_of_exit,
+    force_remove,
+    remove_all_containers,
+    safe_name,
+    sandbox_kwargs,
 )
-from segloop.core.io import file_signature
-from segloop.core.records import CaseInput, SegloopError, StepRequest
-from segloop.core.untrusted import RefusedFile
-
-LOG_TAIL_CHARS = 2000
-LOG_TAIL_LINES = 200
-# json-file log driver cap: a container cannot fill the disk through stdout.
-LOG_MAX_SIZE = "10m"
-NOBODY = "65534:65534"
-SESSION_MODES = ("per-step", "case", "submission")
-SESSION_STOP_GRACE_S = 5.0
-POLL_START_S = 0.001
-POLL_MAX_S = 0.02
-ARCHIVE_SUFFIXES = archives.ARCHIVE_SUFFIXES
-
-# Session protocol (docs/containers.md, containers/sdk/segloop_sdk.py).
-SESSION_MOUNT = "/session"
-READY_MARKER = "ready"
-DONE_MARKER = "done"
-ERROR_FILE = "error.txt"
-STOP_MARKER = "stop"
-
-LABEL_ROOT = "segloop"
-LABEL_RUN = "segloop.run"
-LABEL_OWNER = "segloop.owner"
-LABEL_ROLE = "segloop.role"
-LABEL_CASE = "segloop.case"
-
-
-# --------------------------------------------------------------------------------------------
-# Leftovers of a killed harness
-
-
-def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = None) -> int:
-    """Remove segloop containers and work folders whose owning harness process is dead.
-
-    Containers of live harnesses (other runs, other workers on this host) are left alone.
-    Returns the number of containers removed.
-    """
-    if client is None:
-        from segloop.containers.images import docker_client
-
-        client = docker_client()
-    removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL_OWNER}):
-        token = container.labels.get(LABEL_OWNER, "")
-        if owner_alive(token):
-            continue
-        try:
-            container.remove(force=True, v=True)
-            removed += 1
-            if log:
-                log(f"removed leftover container {container.short_id} (owner {token} is gone)")
-        except Exception:  # noqa: BLE001 - already gone, or being removed by someone else
-            pass
-    workspace.cleanup_dead_work_dirs(log)
-    return removed
-
-
-def remove_all_containers(client: Any, run_id: str | None = None) -> int:
-    """Remove every segloop container (or those of one run), alive owner or not."""
-    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_ROOT
-    containers = client.containers.list(all=True, filters={"label": label})
-    for container in containers:
-        try:
-            container.remove(force=True, v=True)
-        except Exception:  # noqa: BLE001
-            pass
-    return len(containers)
-
-
-# --------------------------------------------------------------------------------------------
-# Options and sandbox
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    """What the ``OPTIONS+`` prefix of a docker: spec chose (None: take it from Limits)."""
-
-    session_mode: str | None = None
-    gc_preset: str | None = None
-    user: str | None = None  # "image" = the image's own USER
-
-
-def parse_target(target: str) -> tuple[DockerOptions, str]:
-    """Split ``[OPTIONS+]IMAGE`` (image references never contain '+')."""
-    if "+" not in target:
-        return DockerOptions(), target
-    prefix, _, image = target.partition("+")
-    options = DockerOptions()
-    for token in filter(None, (t.strip() for t in prefix.split(","))):
-        if token in ("per-step", "session-case", "session-submission"):
-            mode = token.removeprefix("session-")
-            options = replace(options, session_mode=mode)
-        elif token.startswith("gc-"):
-            options = replace(options, gc_preset=token[3:])
-        elif token.startswith("user="):
-            options = replace(options, user=token[5:])
-        else:
-            raise SegloopError(
-                f"docker model option '{token}': expected per-step, session-case, "
-                "session-submission, gc-<preset> or user=UID:GID|image"
-            )
-    if not image:
-        raise SegloopError(f"docker model '{target}': no image after '+'")
-    return options, image
-
-
-def default_user() -> str:
-    """Non-root in the container: nobody when the harness is root, else the harness's uid."""
-    uid = os.getuid()
-    return NOBODY if uid == 0 else f"{uid}:{os.getgid()}"
-
-
-def sandbox_kwargs(limits: Limits, labels: Mapping[str, str], user: str | None) -> dict[str, Any]:
-    """``containers.create`` arguments of the sandbox every segloop container runs in."""
-    import docker.types
-
-    memory = f"{int(limits.memory_mb)}m"
-    nofile = int(limits.nofile)
-    kwargs: dict[str, Any] = {
-        "network_mode": "none",
-        # Nothing lands on the host disk but /output: the image's filesystem is read-only and
-        # /tmp a tmpfs (its pages count against the memory limit too).
-        "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={int(limits.tmp_mb)}m,mode=1777"},
-        "ulimits": [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)],
-        "mem_limit": memory,
-        "memswap_limit": memory,  # no swap beyond the memory limit
-        "pids_limit": int(limits.pids),
-        "nano_cpus": int(limits.cpus * 1e9),
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "init": True,
-        "shm_size": f"{int(limits.shm_mb)}m",
-        "labels": dict(labels),
-        "log_config": docker.types.LogConfig(
-            type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": "1"}
-        ),
-        "detach": True,
-        "stdin_open": False,
-        "tty": False,
-    }
-    if user:
-        kwargs["user"] = user
-    if limits.gpus:
-        kwargs["device_requests"] = [
-            docker.types.DeviceRequest(
-                device_ids=[str(g) for g in limits.gpus], capabilities=[["gpu"]]
-            )
-        ]
-    return kwargs
-
-
-def container_env(limits: Limits, extra: Mapping[str, str]) -> dict[str, str]:
-    threads = str(max(1, int(limits.cpus)))
-    return {
-        "HOME": "/tmp",
-        "OMP_NUM_THREADS": threads,
-        "OPENBLAS_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        **extra,
-    }
-
-
-def failure_of_exit(state: Mapping[str, Any], log_tail: str) -> ModelStepError | None:
-    """The step failure a finished container's State means (None for a clean exit)."""
-    exit_code = int(state.get("ExitCode", 0) or 0)
-    if exit_code == 0:
-        return None
-    if state.get("OOMKilled"):
-        return ModelStepError("oom", f"killed for memory (exit code {exit_code})", log_tail)
-    detail = f"exit code {exit_code}"
-    if exit_code > 128:
-        detail += f" (signal {exit_code - 128})"
-    if state.get("Error"):
-        detail += f": {state['Error']}"
-    return ModelStepError("exit_code", detail, log_tail)
-
-
-def _is_request_timeout(error: BaseException) -> bool:
-    import requests
-
-    return isinstance(error, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError))
-
-
-# --------------------------------------------------------------------------------------------
-# Running one container
-
-
-@dataclass
-class ContainerRun:
-    """A started container and what is known about how it ended."""
-
-    container: Any
-    started: float = field(default_factory=time.monotonic)
-
-    def log_tail(self) -> str:
-        try:
-            raw = self.container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES)
-        except Exception:  # noqa: BLE001 - the container may be gone
-            return ""
-        return raw.decode("utf-8", "replace")[-LOG_TAIL_CHARS:]
-
-    def state(self) -> dict[str, Any]:
-        try:
-            self.container.reload()
-            return dict(self.container.attrs.get("State", {}))
-        except Exception:  # noqa: BLE001
-            return {}
-
-    def wait(self, time_limit_s: float) -> bool:
-        """Wait until the container exits or ``time_limit_s`` passes; True if it exited."""
-        started = time.monotonic()
-        try:
-            self.container.wait(timeout=max(time_limit_s, 0.001))
-            return True
-        except Exception as error:  # noqa: BLE001
-            # A read timeout (on the unix socket it surfaces as a ConnectionError) means the
-            # limit passed; a connection error before that means the engine went away.
-            if _is_request_timeout(error) and time.monotonic() - started >= 0.9 * time_limit_s:
-                return False
-            raise
-
-    def kill(self) -> None:
-        try:
-            self.container.kill()
-        except Exception:  # noqa: BLE001 - it may have exited just now
-            pass
-
-    def remove(self, make_sure: bool = False) -> None:
-        """Force-remove the container; ``make_sure``: retry until the engine no longer has it
-        (after an interrupted create/start the engine may still be busy with it)."""
-        force_remove(self.container.client, self.container.id, make_sure)
-
-
-def force_remove(client: Any, reference: str, make_sure: bool = False) -> None:
-    """Remove a container by id or name, ignoring "already gone"; see ContainerRun.remove."""
-    import docker.errors
-
-    deadline = time.monotonic() + (3.0 if make_sure else 0.0)
-    while True:
-        try:
-            client.api.remove_container(reference, force=True, v=True)
-            if not make_sure:
-                return
-            client.api.inspect_container(reference)  # still there?
-        except docker.errors.NotFound:
-            return
-        except Exception:  # noqa: BLE001 - e.g. "removal already in progress"
-            pass
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.1)
+from segloop.containers.docker.session import DockerSessionCase, SessionServer
+from segloop.containers.docker.spec import SESSION_MODES, DockerOptions, default_user, parse_target
+from segloop.containers.docker.workspace import owner_token
+from segloop.containers.images import docker_client
+from segloop.core.contract import (
+    ModelStepError,
+)
+from segloop.core.records import CaseInput, SegloopError
+from segloop.core.task import Limits, Terminated
 
 
 class DockerBackend:
@@ -329,17 +87,17 @@ class DockerBackend:
         image: str,
         limits: Limits,
         send_previous_prediction: bool,
-        options: DockerOptions = DockerOptions(),
+        options: DockerOptions | None = None,
         client: Any = None,
         name: str | None = None,
     ) -> None:
-        from segloop.containers.images import docker_client
 
         self.client = client if client is not None else docker_client()
         self.image_ref = image
         self.image_id = resolve_image(self.client, image)
         self.limits = limits
         self.send_previous_prediction = send_previous_prediction
+        options = options or DockerOptions()
         self.options = options
         self.session_mode = options.session_mode or limits.session_mode
         if self.session_mode not in SESSION_MODES:
@@ -348,8 +106,6 @@ class DockerBackend:
             )
         self.gc_interface = None
         if options.gc_preset:
-            from segloop.containers.docker.gc import gc_interface
-
             self.gc_interface = gc_interface(options.gc_preset)
             if self.session_mode != "per-step":
                 raise SegloopError(
@@ -384,7 +140,6 @@ class DockerBackend:
         In session-submission mode the back-end (and its one container) is shared by every
         case this process runs with the same spec and limits.
         """
-        from segloop.containers.images import docker_client
 
         options, image = parse_target(target)
         client = docker_client()
@@ -505,7 +260,7 @@ class DockerBackend:
     def new_work_dir(self, what: str) -> Path:
         """A fresh private folder for what the harness writes (inputs, requests)."""
         workspace.private_dir(self.work_dir)
-        return Path(tempfile.mkdtemp(prefix=f"{_safe_name(what)}-", dir=self.work_dir))
+        return Path(tempfile.mkdtemp(prefix=f"{safe_name(what)}-", dir=self.work_dir))
 
     def new_output_dir(self, what: str) -> Path:
         """A fresh, empty folder in the output area for a container to write into."""
@@ -515,7 +270,7 @@ class DockerBackend:
                 self.work_dir / workspace.OUTPUT_FOLDER, self.limits.output_mb
             )
         return self._outputs.new_folder(
-            f"{_safe_name(what)}-{uuid.uuid4().hex[:8]}", self.container_ids
+            f"{safe_name(what)}-{uuid.uuid4().hex[:8]}", self.container_ids
         )
 
     def check_outputs(self, log_tail: str = "") -> None:
@@ -544,8 +299,6 @@ class DockerBackend:
         if self.closed:
             raise SegloopError(f"{self.name}: the back-end is closed")
         if self.gc_interface is not None:
-            from segloop.containers.docker.gc import GcStepSession
-
             return GcStepSession(self, case_input, self.gc_interface)
         if self.session_mode == "per-step":
             return DockerStepSession(self, case_input)
@@ -576,8 +329,6 @@ class DockerBackend:
         self.terminated = True
         self.closed = True
         try:
-            import docker
-
             client = docker.from_env(timeout=30)  # our own: the case's thread may be using
             try:  # self.client right now
                 remove_all_containers(client, self.run_id)
@@ -596,6 +347,8 @@ class DockerBackend:
 
 
 _LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
+
+
 _SHARED_BACKENDS: dict[tuple, DockerBackend] = {}
 
 
@@ -637,370 +390,3 @@ def _close_live_backends() -> None:
             backend.close()
         except Exception:  # noqa: BLE001 - best effort at interpreter exit
             pass
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "x"
-
-
-# --------------------------------------------------------------------------------------------
-# Image resolution (never pull)
-
-
-def _archive_cache_path() -> Path:
-    from segloop.containers.images import cache_dir
-
-    return cache_dir() / "loaded-archives.json"
-
-
-def resolve_image(client: Any, reference: str) -> str:
-    """The image id of ``reference``: a local image, or an archive loaded once by content
-    (:func:`segloop.containers.docker.archives.load_archive`: its tags are never applied), cached by path and
-    :func:`segloop.core.io.file_signature` (a rewritten archive is loaded again). Never pulls."""
-    import docker.errors
-
-    if reference.endswith(ARCHIVE_SUFFIXES) or Path(reference).is_file():
-        path = Path(reference).resolve()
-        if not path.is_file():
-            raise SegloopError(f"docker model: image archive {path} does not exist")
-        key = ":".join([str(path), *map(str, file_signature(path.stat()).values())])
-        cache_path = _archive_cache_path()
-        try:
-            cache = json.loads(cache_path.read_text())
-        except (OSError, ValueError):
-            cache = {}
-        image_id = cache.get(key)
-        if image_id:
-            try:
-                return client.images.get(image_id).id
-            except docker.errors.ImageNotFound:
-                pass
-        image_id = archives.load_archive(client, path)  # by content: no tag moves
-        cache[key] = image_id
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(cache, indent=1))
-        os.replace(partial, cache_path)
-        return image_id
-    try:
-        return client.images.get(reference).id
-    except docker.errors.ImageNotFound:
-        raise SegloopError(
-            f"docker image '{reference}' is not in the engine and segloop never pulls: "
-            "`docker load -i FILE`, pass the archive (docker:FILE.tar.gz), or build it "
-            "(`segloop images build` for segloop's own images)"
-        ) from None
-    except docker.errors.APIError as error:
-        raise SegloopError(f"docker image '{reference}': {error.explanation or error}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# Per-step mode
-
-
-def _with_tail(error: ModelStepError, tail: str) -> ModelStepError:
-    return ModelStepError(error.reason, error.detail, error.log_tail or tail)
-
-
-class DockerStepSession:
-    """One case, one container per step (fresh /input read-only, empty /output)."""
-
-    def __init__(self, backend: DockerBackend, case_input: CaseInput) -> None:
-        self.backend = backend
-        self.case_input = case_input
-        self.case_deadline = time.monotonic() + backend.limits.case_time_limit_s
-        self.work_dir = backend.new_work_dir(case_input.case_id)
-        self.case_folder = self.work_dir / "case"
-        write_case_files(self.case_folder, case_input)
-
-    def predict(self, request: StepRequest) -> np.ndarray:
-        return self.backend.guarded_step(lambda: self._predict(request))
-
-    def _predict(self, request: StepRequest) -> np.ndarray:
-        time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
-        step_folder = self.work_dir / f"step_{request.step:03d}"
-        untrusted.remove_tree(step_folder)
-        input_dir = prepare_step_input(
-            self.case_folder, step_folder, request, self.backend.send_previous_prediction
-        )
-        self.backend.share_inputs(input_dir)
-        output_dir = self.backend.new_output_dir(f"{self.case_input.case_id}-{request.step}")
-        try:
-            tail = self.backend.run_to_end(
-                {
-                    str(input_dir): {"bind": "/input", "mode": "ro"},
-                    str(output_dir): {"bind": "/output", "mode": "rw"},
-                },
-                {
-                    "SEGLOOP_MODE": "per-step",
-                    "SEGLOOP_INPUT": "/input",
-                    "SEGLOOP_OUTPUT": "/output",
-                },
-                time_limit_s,
-                timeout_reason,
-                self.case_input.case_id,
-            )
-            try:
-                self.backend.check_outputs()
-                return read_prediction(
-                    output_dir, self.case_input.shape, set(self.case_input.classes)
-                )
-            except ModelStepError as error:
-                raise _with_tail(error, tail) from None
-        finally:
-            untrusted.remove_tree(step_folder)
-            untrusted.remove_tree(output_dir)
-
-    def close(self) -> None:
-        untrusted.remove_tree(self.work_dir)
-
-
-# --------------------------------------------------------------------------------------------
-# Session mode
-
-
-class SessionServer:
-    """A long-lived container answering step requests through mounted folders.
-
-    Host layout (mounted under /session in the container)::
-
-        root/cases/<case_id>/        read-only: case.json, image_0000.npy, ...
-        root/requests/<name>/        read-only: request.json (+ case_dir, previous prediction),
-                                     then an empty ``ready``; root/requests/stop ends the server
-        <output area>/responses-*/<name>/   written by the container: prediction.npy + ``done``,
-                                     or error.txt + ``done``
-
-    Everything under responses is the container's: it is read through a descriptor of the
-    responses folder (the mount point, which the container cannot replace), one name at a
-    time, links never followed (:mod:`segloop.core.untrusted`).
-    """
-
-    def __init__(self, backend: DockerBackend, root: Path, scope: str) -> None:
-        self.backend = backend
-        self.root = root
-        self.scope = scope
-        self.cases_dir = root / "cases"
-        self.requests_dir = root / "requests"
-        for folder in (self.cases_dir, self.requests_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-            backend.share_inputs(folder)
-        self.responses_dir = backend.new_output_dir(f"responses-{scope}")
-        self.responses_fd = untrusted.open_dir(None, self.responses_dir)
-        self.run: ContainerRun | None = None
-        self.exited = threading.Event()
-        self.sequence = 0
-        self.started_count = 0
-        self.busy = False  # a request is out and unanswered: stop() kills without a grace
-
-    def ensure_running(self, case_id: str) -> ContainerRun:
-        if self.run is not None and not self.exited.is_set():
-            return self.run
-        if self.run is not None:
-            self.run.remove()
-        self.exited = threading.Event()
-        self.run = self.backend.start_container(
-            {
-                str(self.cases_dir): {"bind": f"{SESSION_MOUNT}/cases", "mode": "ro"},
-                str(self.requests_dir): {"bind": f"{SESSION_MOUNT}/requests", "mode": "ro"},
-                str(self.responses_dir): {"bind": f"{SESSION_MOUNT}/responses", "mode": "rw"},
-            },
-            {"SEGLOOP_MODE": "session", "SEGLOOP_SESSION": SESSION_MOUNT},
-            f"session-{self.scope}",
-            case_id if self.scope == "case" else "",
-        )
-        self.started_count += 1
-        watcher = threading.Thread(
-            target=_watch_exit, args=(self.run.container.id, self.exited), daemon=True
-        )
-        watcher.start()
-        return self.run
-
-    def add_case(self, case_input: CaseInput) -> Path:
-        folder = self.cases_dir / _safe_name(case_input.case_id)
-        untrusted.remove_tree(folder)
-        write_case_files(folder, case_input)
-        self.backend.share_inputs(folder)
-        return folder
-
-    def remove_case(self, folder: Path) -> None:
-        untrusted.remove_tree(folder)
-
-    def ask(
-        self,
-        case_input: CaseInput,
-        case_folder: Path,
-        request: StepRequest,
-        time_limit_s: float,
-        timeout_reason: str,
-    ) -> np.ndarray:
-        run = self.ensure_running(case_input.case_id)
-        self.sequence += 1
-        name = f"{self.sequence:06d}"
-        request_dir = self.requests_dir / name
-        self.busy = True
-        try:
-            request_dir.mkdir()
-            payload = request_json(request, self.backend.send_previous_prediction)
-            payload["case_dir"] = f"cases/{case_folder.name}"
-            if payload["previous_prediction"]:
-                np.save(request_dir / payload["previous_prediction"], request.previous_prediction)
-            (request_dir / REQUEST_FILE).write_text(json.dumps(payload, indent=1))
-            self.backend.share_inputs(request_dir)
-            (request_dir / READY_MARKER).touch()  # last: the request is complete
-            response_fd = self._wait_for_answer(run, name, time_limit_s, timeout_reason)
-            self.busy = False
-            try:
-                return self._read_answer(response_fd, name, case_input, run)
-            finally:
-                os.close(response_fd)
-        finally:
-            untrusted.remove_tree(request_dir)
-            untrusted.remove_tree_at(self.responses_fd, name)
-
-    def _read_answer(
-        self, response_fd: int, name: str, case_input: CaseInput, run: ContainerRun
-    ) -> np.ndarray:
-        where = f"responses/{name}/"
-        if untrusted.exists(response_fd, ERROR_FILE):
-            try:
-                text = untrusted.read_text_tail(response_fd, ERROR_FILE, LOG_TAIL_CHARS * 10)
-            except RefusedFile as error:
-                raise ModelStepError("invalid_output", str(error), run.log_tail()) from None
-            last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
-            raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
-        try:
-            self.backend.check_outputs()
-            return read_prediction(
-                response_fd, case_input.shape, set(case_input.classes), where=where
-            )
-        except ModelStepError as error:
-            raise _with_tail(error, run.log_tail()) from None
-
-    def _answer_fd(self, name: str) -> int | None:
-        """A descriptor of ``responses/<name>/`` once it holds ``done``, else None. A symlink
-        in its place (or any non-folder) is the model's invalid output."""
-        try:
-            folder_fd = untrusted.open_dir(self.responses_fd, name, "responses/")
-        except RefusedFile as error:
-            if "no such folder" in str(error):
-                return None
-            raise ModelStepError("invalid_output", str(error)) from None
-        if untrusted.exists(folder_fd, DONE_MARKER):
-            return folder_fd
-        os.close(folder_fd)
-        return None
-
-    def _wait_for_answer(
-        self, run: ContainerRun, name: str, time_limit_s: float, timeout_reason: str
-    ) -> int:
-        deadline = time.monotonic() + time_limit_s
-        interval = POLL_START_S
-        while True:
-            self.backend.check_terminated()
-            answer = self._answer_fd(name)
-            if answer is not None:
-                return answer
-            if self.exited.is_set():
-                answer = self._answer_fd(name)
-                if answer is not None:
-                    return answer
-                tail = run.log_tail()
-                failure = failure_of_exit(run.state(), tail) or ModelStepError(
-                    "exit_code", "the session container exited without answering", tail
-                )
-                run.remove()
-                self.backend.check_outputs(tail)
-                raise failure
-            if time.monotonic() >= deadline:
-                run.kill()
-                self.exited.wait(10.0)
-                tail = run.log_tail()
-                run.remove()
-                raise ModelStepError(timeout_reason, f"killed after {time_limit_s:.1f} s", tail)
-            time.sleep(interval)
-            interval = min(interval * 1.5, POLL_MAX_S)
-
-    def stop(self) -> None:
-        """Ask the server to exit, give it a moment if it is idle, then remove the container
-        (at once when a step was interrupted: it would not look at the stop marker)."""
-        if self.run is not None:
-            run, self.run = self.run, None
-            if not self.exited.is_set() and not self.busy:
-                try:
-                    (self.requests_dir / STOP_MARKER).touch()
-                except OSError:
-                    pass
-                self.exited.wait(SESSION_STOP_GRACE_S)
-            run.remove()
-        if self.responses_fd >= 0:
-            os.close(self.responses_fd)
-            self.responses_fd = -1
-        untrusted.remove_tree(self.responses_dir)
-        untrusted.remove_tree(self.root)
-
-
-def _watch_exit(container_id: str, exited: threading.Event) -> None:
-    """Set ``exited`` when the container stops (or is removed, or the engine is lost).
-
-    Blocks on its own client: requests sessions are not meant to be shared across threads.
-    """
-    try:
-        import docker
-
-        client = docker.from_env(timeout=60)
-        try:
-            client.api.wait(container_id, timeout=None)  # no timeout: until it stops
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001
-        pass
-    exited.set()
-
-
-class DockerSessionCase:
-    """One case answered by a session container (its own, or the submission's shared one)."""
-
-    def __init__(
-        self,
-        backend: DockerBackend,
-        server: SessionServer,
-        case_input: CaseInput,
-        owns_server: bool,
-    ) -> None:
-        self.backend = backend
-        self.server = server
-        self.case_input = case_input
-        self.owns_server = owns_server
-        self.case_deadline = time.monotonic() + backend.limits.case_time_limit_s
-        self.case_folder = server.add_case(case_input)
-        try:
-            server.ensure_running(case_input.case_id)  # the model loads while the robot thinks
-        except ModelStepError:
-            pass  # recorded at the first step, which retries the start
-
-    def predict(self, request: StepRequest) -> np.ndarray:
-        def step() -> np.ndarray:
-            time_limit_s, timeout_reason = self.backend.step_budget(self.case_deadline)
-            return self.server.ask(
-                self.case_input, self.case_folder, request, time_limit_s, timeout_reason
-            )
-
-        return self.backend.guarded_step(step)
-
-    def close(self) -> None:
-        if self.owns_server:
-            self.server.stop()
-        else:
-            self.server.remove_case(self.case_folder)
-
-
-__all__ = [
-    "DockerBackend",
-    "DockerOptions",
-    "cleanup_leftovers",
-    "close_shared_backends",
-    "terminate_backends",
-    "parse_target",
-    "sandbox_kwargs",
-    "PREDICTION_FILE",
-]

@@ -47,9 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from segloop.core import untrusted, untrusted_images
 from segloop.core.contract import ModelStepError, validate_prediction
+from segloop.core.formats import BACKGROUND_NAME, to_gc_points
 from segloop.core.records import CaseInput, Interaction, SegloopError, StepRequest
 from segloop.core.untrusted import RefusedFile
 
@@ -117,7 +119,6 @@ def multiple_points(interactions: Iterable[Interaction], interface: GcInterface)
     """The clicks as a GC "Multiple points" object in the challenge's point order and names,
     written as the challenge's own simulate_clicks.py did (``segloop.core.formats.to_gc_points``:
     grouped by name, classes in ascending id, then background, each group in step order)."""
-    from segloop.core.formats import BACKGROUND_NAME, to_gc_points
 
     interactions = tuple(interactions)
     for interaction in interactions:
@@ -144,7 +145,6 @@ def image_uuid(case_id: str, slug: str) -> str:
 
 
 def _sitk_image(array: np.ndarray, case_input: CaseInput):
-    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(array)
     geometry = case_input.geometry
@@ -156,7 +156,6 @@ def _sitk_image(array: np.ndarray, case_input: CaseInput):
 
 def write_case_images(folder: Path, case_input: CaseInput, interface: GcInterface) -> list[Path]:
     """``images/<slug>/<uuid>.mha`` for every channel, written once per case."""
-    import SimpleITK as sitk
 
     if len(case_input.channels) != len(interface.image_slugs):
         raise SegloopError(

@@ -52,7 +52,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from segloop import runs
+from segloop.app import phantoms
+from segloop.app.bench_docker import bench_docker_overhead
+from segloop.containers.images import docker_client, image_exists
+from segloop.core.metrics.scoring import score_classes
+from segloop.core.metrics.surface import surfel_area_table
 from segloop.core.records import SegloopError
+from segloop.protocols.base import cupy_modules
+from segloop.protocols.sakinis import sakinis_click, sakinis_click_naive
 
 AUTOPET_SHAPE = (352, 400, 400)  # (z, y, x): 400 x 400 x 352 voxels
 AUTOPET_SPACING_MM = (3.0, 2.0, 2.0)  # (z, y, x): 2 x 2 x 3 mm
@@ -221,7 +229,6 @@ def naive_dice_nsd(
     G) / (total surfel area) (Nikolov et al. 2021; SPEC Metrics). Empty masks: the default
     policy (both empty -> 1, 1; one empty -> 0, 0). No crop anywhere: the reference.
     """
-    from segloop.core.metrics import surfel_area_table
 
     p = np.asarray(prediction) == class_id
     g = np.asarray(label) == class_id
@@ -248,7 +255,7 @@ def naive_dice_nsd(
 # Measurements in fresh subprocesses
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB (Linux VmHWM, else ru_maxrss)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -260,7 +267,7 @@ def _peak_rss_mib() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
     """Start a new peak at the current resident size (Linux >= 4.0: clear_refs 5), if we can."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -270,15 +277,10 @@ def _reset_peak_rss() -> None:
 
 def _probe_operation(kind: str, label: np.ndarray, prediction: np.ndarray, spacing: tuple):
     if kind == "click":
-        from segloop.protocols.sakinis import sakinis_click
-
         return lambda: sakinis_click(label, prediction, class_id=1)
     if kind == "click_naive":
-        from segloop.protocols.sakinis import sakinis_click_naive
-
         return lambda: sakinis_click_naive(label == 1, prediction == 1)
     if kind == "metrics":
-        from segloop.core.metrics import score_classes
 
         def fast() -> tuple[float, float]:
             scores = score_classes(prediction, label, [1], spacing, ["dice", "nsd@2"])
@@ -304,12 +306,12 @@ def probe_main(argv: Sequence[str]) -> int:
     prediction = np.load(folder / f"prediction_{index}.npy")
     spacing = tuple(json.loads((folder / "spacing.json").read_text()))
     operation = _probe_operation(kind, label, prediction, spacing)
-    _reset_peak_rss()
-    before = _peak_rss_mib()
+    reset_peak_rss()
+    before = peak_rss_mib()
     started = time.perf_counter()
     result = operation()  # cold call
     times = [time.perf_counter() - started]
-    extra = _peak_rss_mib() - before
+    extra = peak_rss_mib() - before
     tracemalloc.start()  # a second, untimed call (tracing slows allocations)
     operation()
     _, traced_peak = tracemalloc.get_traced_memory()
@@ -366,8 +368,6 @@ def _probe(kind: str, folder: Path, index: int, repeats: int) -> dict[str, Any]:
 def _run_throughput(
     folder: Path, cases: int, shape: Sequence[int], task: str, model: str, jobs: int, dask: bool
 ) -> dict[str, Any]:
-    from segloop import runs
-    from segloop.app import phantoms
 
     data = folder / "data"
     phantoms.write_phantom_dataset(data, "pet", cases, seed=0, shape=tuple(shape))
@@ -425,7 +425,6 @@ class BenchOptions:
 
 
 def machine_info() -> dict[str, Any]:
-    from segloop.protocols.base import _cupy_modules
 
     try:
         memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -437,7 +436,7 @@ def machine_info() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "gpu_edt": _cupy_modules() is not None,
+        "gpu_edt": cupy_modules() is not None,
     }
 
 
@@ -552,8 +551,6 @@ def docker_overhead(
     reason}`` when no engine is reachable or ``image`` is not in it (nothing is pulled).
     """
     try:
-        from segloop.containers.images import docker_client, image_exists
-
         client = docker_client()
     except SegloopError as error:
         return {"skipped": str(error)}
@@ -562,7 +559,6 @@ def docker_overhead(
             return {"skipped": f"{image} is not built: run `segloop images build`"}
     finally:
         client.close()
-    from segloop.app.bench_docker import bench_docker_overhead
 
     figures: dict[str, Any] = dict(
         bench_docker_overhead(image, tuple(shape), steps, print_fn=lambda text: None)

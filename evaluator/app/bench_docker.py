@@ -22,8 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from segloop.containers.registry import Limits
+from segloop.baselines.trivial import empty
+from segloop.containers.docker.backend import DockerBackend
+from segloop.containers.local import InProcessBackend
 from segloop.core.records import CaseInput, Geometry, Interaction, StepRequest
+from segloop.core.task import Limits
 
 
 def _case(shape: Sequence[int], seed: int) -> CaseInput:
@@ -73,9 +76,6 @@ def bench_docker_overhead(
     Returns seconds: open_case and the mean/median step of each mode, the in-process floor,
     the overhead per step of each mode (step minus floor) and their ratio.
     """
-    from segloop.baselines.trivial import empty
-    from segloop.containers.docker.backend import DockerBackend
-    from segloop.containers.local import InProcessBackend
 
     limits = limits or Limits(step_time_limit_s=600.0, case_time_limit_s=7200.0)
     case = _case(shape, seed)

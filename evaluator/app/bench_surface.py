@@ -1,10 +1,10 @@
-"""Benchmark of the organ-scale surface engine (:mod:`segloop.core.surface`, issue 16).
+"""Benchmark of the organ-scale surface engine (:mod:`segloop.core.metrics.surface_engine`, issue 16).
 
 Figures, each as min / median / max over repeated calls in this process:
 
 1. Dice + NSD@2 mm + HD95 of one class, one step, on (a) a synthetic organ-scale phantom
    (:func:`organ_phantom`: a folded, white-matter-like label in an ellipsoid) and (b) the real
-   MNI152 2009a white matter: :func:`segloop.core.surface.score_surface_per_class` against DeepMind's
+   MNI152 2009a white matter: :func:`segloop.core.metrics.surface_engine.score_surface_per_class` against DeepMind's
    surface-distance (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance`` +
    ``compute_robust_hausdorff`` + ``compute_dice_coefficient``) in the same run, with the ratio of
    the medians and the largest difference of the values.
@@ -42,10 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel
 import numpy as np
 from scipy import ndimage
 
-from segloop.core import surface
+from segloop.app.bench import peak_rss_mib, reset_peak_rss
+from segloop.core.metrics import surface_engine as surface
 
 DEFAULT_CACHE = Path.home() / ".cache" / "segloop" / "nilearn"
 MNI_PREFIX = "nilearn/datasets/data/mni_icbm152_"
@@ -154,7 +156,6 @@ def read_mni_map(wheel: Path, kind: str) -> tuple[np.ndarray, tuple[float, ...]]
     """One of the MNI152 2009a maps (``kind`` "t1", "wm" or "gm") from nilearn's wheel, as a
     (z, y, x) C-ordered array (the transpose of nibabel's (x, y, z) Fortran-ordered one, as
     SimpleITK would give it) with its spacing in mm in the same order."""
-    import nibabel
 
     with zipfile.ZipFile(wheel) as archive:
         data = archive.read(f"{MNI_PREFIX}{kind}{MNI_SUFFIX}")
@@ -216,7 +217,7 @@ def timed(call: Callable[[], Any], repeats: int) -> Timing:
 def engine_one_class(
     label: np.ndarray, prediction: np.ndarray, spacing_mm: Sequence[float]
 ) -> tuple[float, float, float]:
-    """(Dice, NSD@2, HD95) of class 1 by :func:`segloop.core.surface.score_surface_per_class`."""
+    """(Dice, NSD@2, HD95) of class 1 by :func:`segloop.core.metrics.surface_engine.score_surface_per_class`."""
     scores = surface.score_surface_per_class(
         prediction.view(np.uint8), label.view(np.uint8), [1], spacing_mm
     )[1]
@@ -241,15 +242,14 @@ def deepmind_one_class(
 
 def _peak_memory(call: Callable[[], Any]) -> tuple[float, float]:
     """(numpy/Python allocation peak, growth of the resident-set peak) of one call, MiB."""
-    from segloop.app.bench import _peak_rss_mib, _reset_peak_rss
 
-    _reset_peak_rss()
-    before = _peak_rss_mib()
+    reset_peak_rss()
+    before = peak_rss_mib()
     tracemalloc.start()
     call()
     _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return traced / 2**20, _peak_rss_mib() - before
+    return traced / 2**20, peak_rss_mib() - before
 
 
 def one_class_rows(

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from segloop.core.io import write_case
+from segloop.core.dataset import write_case
 from segloop.core.records import Case, Geometry, SegloopError
 
 Shape = tuple[int, int, int]

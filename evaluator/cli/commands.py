@@ -14,9 +14,13 @@ from tqdm import tqdm
 
 from segloop import runs
 from segloop.app import phantoms
-from segloop.containers.registry import Limits, model_identity
-from segloop.core import io, metrics, store
+from segloop.cli import leaderboard as leaderboard_cli
+from segloop.containers.registry import model_identity
+from segloop.core import dataset, images, store
+from segloop.core.metrics import registry, scoring
 from segloop.core.records import SegloopError
+from segloop.core.task import Limits
+from segloop.protocols.tasks import get_task
 
 DEFAULT_METRICS = "dice,nsd@2,hd95,fpv,fnv"
 
@@ -219,7 +223,6 @@ def execute_run(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from segloop.protocols.tasks import get_task
 
     summary = execute_run(
         args.data,
@@ -259,7 +262,7 @@ def check_command(args: argparse.Namespace) -> int:
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
     )
-    case_ids = args.cases.split(",") if args.cases else io.list_case_ids(args.data)
+    case_ids = args.cases.split(",") if args.cases else dataset.list_case_ids(args.data)
     with tqdm(
         total=len(case_ids), desc="checking", unit="case", disable=args.no_progress, file=sys.stderr
     ) as bar:
@@ -336,7 +339,6 @@ def demo_command(args: argparse.Namespace) -> int:
             summary = execute_run(data, task, model, run_dir, submission, args.seed, ready)
             print(format_summary(summary))
             run_dirs.append(run_dir)
-    from segloop.cli import leaderboard as leaderboard_cli
 
     index = leaderboard_cli.write_site(run_dirs, out / "leaderboard")
     print(f"leaderboard: {index}")
@@ -351,7 +353,7 @@ def _demo_cases(data: Path, task: str, seed: int) -> list[str]:
     problems = runs.check_dataset(spec)
     for case_id, message in problems.items():
         print(f"demo: {task} skips {case_id}: {message}")
-    return [case_id for case_id in io.list_case_ids(data) if case_id not in problems]
+    return [case_id for case_id in dataset.list_case_ids(data) if case_id not in problems]
 
 
 def phantoms_command(args: argparse.Namespace) -> int:
@@ -364,21 +366,21 @@ def phantoms_command(args: argparse.Namespace) -> int:
 
 
 def score_command(args: argparse.Namespace) -> int:
-    gt_image, gt_geometry = io.read_image(args.gt)
-    gt = io.read_label(args.gt)
-    pred_image, pred_geometry = io.read_image(args.pred)
-    io.check_same_grid(
+    gt_image, gt_geometry = images.read_image(args.gt)
+    gt = images.read_label(args.gt)
+    pred_image, pred_geometry = images.read_image(args.pred)
+    images.check_same_grid(
         args.pred, pred_image.shape, pred_geometry, args.gt, gt_image.shape, gt_geometry
     )
-    pred = io.read_label(args.pred)
+    pred = images.read_label(args.pred)
     if args.classes:
         classes = [int(c) for c in args.classes.split(",")]
     else:
         classes = sorted({int(v) for v in np.union1d(np.unique(gt), np.unique(pred))} - {0})
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     for name in names:
-        metrics.parse_metric_name(name)
-    scores = metrics.score_classes(pred, gt, classes, gt_geometry.spacing_mm, names)
+        registry.parse_metric_name(name)
+    scores = scoring.score_classes(pred, gt, classes, gt_geometry.spacing_mm, names)
     print(
         json.dumps(
             store.json_safe({"pred": str(args.pred), "gt": str(args.gt), "metrics": scores}),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from segloop.containers.docker.sandbox import cleanup_leftovers, remove_all_containers
+from segloop.containers.images import build_images, docker_client, list_images, remove_images
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register this package's sub-commands; each sets ``handler=function(args) -> int``."""
@@ -63,7 +66,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from segloop.containers.images import build_images
 
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     build_images(
@@ -76,7 +78,6 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from segloop.containers.images import docker_client, list_images
 
     rows = list_images(docker_client())
     if not rows:
@@ -90,8 +91,6 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def clean_command(args: argparse.Namespace) -> int:
-    from segloop.containers.docker.backend import cleanup_leftovers, remove_all_containers
-    from segloop.containers.images import docker_client, remove_images
 
     client = docker_client()
     if args.all_containers:

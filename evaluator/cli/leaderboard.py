@@ -15,6 +15,10 @@ import argparse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from segloop.leaderboard import codabench, gc_evaluate, html
+from segloop.leaderboard.scoring import parse_score_overrides
+from segloop.leaderboard.stepscore import parse_classes, scoring_spec
+
 DEFAULT_BOOTSTRAP = 1000
 
 
@@ -123,7 +127,6 @@ def add_metric_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _spec(args: argparse.Namespace, task: str):
-    from segloop.leaderboard.stepscore import parse_classes, scoring_spec
 
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     return scoring_spec(task, names, parse_classes(args.classes))
@@ -137,8 +140,6 @@ def write_site(
     seed: int = 0,
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
-    from segloop.leaderboard import html
-    from segloop.leaderboard.scoring import parse_score_overrides
 
     overrides: Mapping = parse_score_overrides(score)
     return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed)
@@ -152,7 +153,6 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
 
 def gc_evaluate_command(args: argparse.Namespace) -> int:
-    from segloop.leaderboard import gc_evaluate
 
     spec = _spec(args, args.task)
     preset = gc_evaluate.preset_sockets(spec.task)
@@ -171,7 +171,6 @@ def gc_evaluate_command(args: argparse.Namespace) -> int:
 
 
 def codabench_score_command(args: argparse.Namespace) -> int:
-    from segloop.leaderboard import codabench
 
     task = codabench.task_from_reference(args.input, args.task)
     result = codabench.score_submission(args.input, _spec(args, task))
@@ -181,7 +180,6 @@ def codabench_score_command(args: argparse.Namespace) -> int:
 
 
 def codabench_bundle_command(args: argparse.Namespace) -> int:
-    from segloop.leaderboard import codabench
 
     written = codabench.write_bundle(_spec(args, args.task), args.out)
     print(f"wrote {len(written)} files to {args.out}; zip its content to upload it to Codabench")

@@ -13,15 +13,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from segloop.app import bench
+from segloop.cli import commands as evaluator_commands
+from segloop.cli import images as containers_cli
+from segloop.cli import leaderboard as leaderboard_cli
+from segloop.cli import protocols as protocols_cli
 from segloop.core.records import SegloopError
+from segloop.core.task import Terminated
+from segloop.runs import termination_handler
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segloop.app import bench
-    from segloop.cli import commands as evaluator_commands
-    from segloop.cli import images as containers_cli
-    from segloop.cli import leaderboard as leaderboard_cli
-    from segloop.cli import protocols as protocols_cli
 
     parser = argparse.ArgumentParser(
         prog="segloop",
@@ -45,8 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
-    from segloop.containers.registry import Terminated
-    from segloop.runs import termination_handler
 
     try:
         with termination_handler():

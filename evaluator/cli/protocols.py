@@ -37,7 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop import runs
+from segloop.cli.commands import parse_classes
+from segloop.core import dataset
+from segloop.core.formats import ClickFileFormat, challenge_format, encode_clicks, to_segloop_json
 from segloop.core.records import SegloopError
+from segloop.loop import check_label_classes
+from segloop.protocols.tasks import TASKS, get_task, is_reactive
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +96,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-    from segloop.protocols.tasks import TASKS, get_task
 
     if args.task:
         task = get_task(args.task, seed=args.seed)
@@ -128,16 +133,6 @@ def step_file_name(case_id: str, step: int, num_steps: int) -> str:
 
 
 def run_clicks(args: argparse.Namespace) -> int:
-    from segloop import runs
-    from segloop.cli.commands import parse_classes
-    from segloop.core.formats import (
-        ClickFileFormat,
-        challenge_format,
-        encode_clicks,
-        to_segloop_json,
-    )
-    from segloop.loop import check_label_classes
-    from segloop.protocols.tasks import get_task, is_reactive
 
     classes = parse_classes(args.classes) if args.classes else None
     task = get_task(args.task, seed=args.seed, classes=classes)
@@ -159,7 +154,7 @@ def run_clicks(args: argparse.Namespace) -> int:
                 "--coordinates world writes physical (x, y, z) mm: drop --axis-order"
             )
         file_format = replace(file_format, axis_order=("x", "y", "z"))
-    case_ids = runs.io.list_case_ids(args.data)
+    case_ids = dataset.list_case_ids(args.data)
     if not case_ids:
         raise SegloopError(f"{args.data}: no cases")
 

@@ -69,7 +69,7 @@ unique ground-truth labels). ``clicks_order[i]`` has one entry per click step so
 CVPR25_iter_eval.py line 424 appends ``None``). A box's ``z_mid`` is the slice its 2D box was
 taken on; our box interactions hold only the two corners, so the writer needs the middle slices
 (``box_mid_slices``) or the ground truth to recompute them with get_boxes.py's rule
-(``segloop.protocols.sakinis.box_mid_slice``, "slice_median"). ``spacing`` is written in array order
+(:func:`box_mid_slice`, "slice_median"). ``spacing`` is written in array order
 (z, y, x) by default (``spacing_order="xyz"`` for SimpleITK's order). Steps on reading: the boxes
 are step 0, entry k of ``clicks_order`` is step k + 1 (a ``None`` entry is a step without a
 click).
@@ -473,6 +473,31 @@ def read_clicks(
 
 
 # --------------------------------------------------------------------------- CVPR 2025 npz
+BOX_MID_SLICES = ("slice_median", "voxel_median")
+
+
+def box_mid_slice(class_mask: np.ndarray, mid_slice: str = "slice_median") -> int | None:
+    """The z of the MedSegFM box's 2D slice; None for an empty mask.
+
+    ``"slice_median"`` (default; get_boxes.py at HEAD, ``mask3D_to_bbox`` lines 68-72): the
+    distinct foreground slices ``S = np.unique(z)`` in ascending order, ``S[len(S) // 2]`` (for an
+    even count the upper of the two middle slices).
+    ``"voxel_median"`` (get_boxes.py before 1 May 2025): the z of the foreground voxel at index
+    ``n // 2`` of all ``n`` foreground voxels in C order, i.e. the first z whose cumulative voxel
+    count exceeds ``n // 2``.
+    """
+    per_slice = class_mask.reshape(class_mask.shape[0], -1).sum(axis=1)
+    slices = np.flatnonzero(per_slice)
+    if slices.size == 0:
+        return None
+    if mid_slice == "slice_median":
+        return int(slices[slices.size // 2])
+    if mid_slice == "voxel_median":
+        cumulative = np.cumsum(per_slice)
+        return int(np.searchsorted(cumulative, cumulative[-1] // 2, side="right"))
+    raise SegloopError(f"unknown box mid_slice {mid_slice!r}: use slice_median or voxel_median")
+
+
 def _box_dict(interaction: Interaction, z_mid: int) -> dict[str, int]:
     (z0, y0, x0), (z1, y1, x1) = interaction.coords[:2]
     return {
@@ -496,8 +521,6 @@ def _box_mid(
     if box_mid_slices is not None and class_id in box_mid_slices:
         return int(box_mid_slices[class_id])
     if label is not None:
-        from segloop.protocols.sakinis import box_mid_slice
-
         z_mid = box_mid_slice(np.asarray(label) == class_id, mid_slice)
         if z_mid is not None:
             return z_mid
@@ -526,7 +549,7 @@ def cvpr25_request(
     classes present in the case's ground truth, so pass those to reproduce its positions.
 
     ``box_mid_slices``: the z_mid of each class's box; a box without one takes it from
-    ``label`` (the ground truth) with ``segloop.protocols.sakinis.box_mid_slice(label == c,
+    ``label`` (the ground truth) with :func:`box_mid_slice` ``(label == c,
     box_mid_slice)``, the rule of get_boxes.py ("slice_median"); with neither, SegloopError.
     A class without a box gets ``None`` in ``boxes``; no box at all -> no ``boxes`` key (as the
     challenge's box-less cases).

@@ -55,6 +55,31 @@ class ModelBackend(Protocol):
     def open_case(self, case_input: CaseInput) -> CaseSession: ...
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run; the harness enforces the wall-clock ones itself."""
+
+    step_time_limit_s: float = 300.0
+    case_time_limit_s: float = 3600.0
+    memory_mb: int = 8192
+    cpus: float = 2.0
+    pids: int = 256
+    shm_mb: int = 512
+    tmp_mb: int = 1024  # the container's /tmp (a tmpfs; its root filesystem is read-only)
+    output_mb: int = 4096  # what its outputs may hold (a tmpfs when the harness can mount one)
+    nofile: int = 4096  # open files per process
+    gpus: tuple[int, ...] = ()
+    session_mode: str = "per-step"  # "per-step", "case" or "submission" (Docker only)
+
+
+class Terminated(KeyboardInterrupt):
+    """The harness was told to stop (SIGTERM, e.g. from a batch scheduler).
+
+    A KeyboardInterrupt, so every clean-up path of Ctrl-C runs (containers removed, the case in
+    flight not stored) and no ``except Exception`` records it as a failed step.
+    """
+
+
 #: Resource limits a task may set (seconds, MiB, CPUs, processes); ``segloop.containers.registry.Limits``.
 LIMIT_KEYS = (
     "step_time_limit_s",

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segloop.core import io, untrusted
+from segloop.core import images, untrusted
 from segloop.core.records import Geometry, SegloopError
 from segloop.core.untrusted import RefusedFile
 
@@ -425,7 +425,7 @@ def read_image_bytes(
             handle.write(clean)
         del clean
         try:
-            array, geometry = io.read_image(path)
+            array, geometry = images.read_image(path)
         except SegloopError as error:
             raise RefusedFile(f"{name}: {str(error).removeprefix(path + ': ')}") from None
     finally:

@@ -65,7 +65,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from segloop.core.metrics import surfel_area_table
+from segloop.core.metrics.surface import surfel_area_table
 from segloop.core.records import EmptyMaskPolicy
 
 Box = tuple[slice, ...]
