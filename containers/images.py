@@ -97,6 +97,8 @@ HOSTILE_ATTACKS = (
     "gc-symlink",
     "gc-bomb",
     "gc-bomb-dims",
+    "session-chain",
+    "fill-volume",
 )
 
 Log = Callable[[str], None]
@@ -165,7 +167,9 @@ def recipes() -> tuple[Recipe, ...]:
             Recipe(
                 f"hostile-{behaviour}",
                 hostile_image(behaviour),
-                "tests/hostile/Dockerfile",
+                "tests/hostile/Dockerfile.volume"
+                if behaviour == "fill-volume"
+                else "tests/hostile/Dockerfile",
                 (("hostile.py", "tests/hostile/hostile.py"), sdk),
                 buildargs={"BEHAVIOUR": behaviour},
                 for_tests=True,

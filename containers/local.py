@@ -17,9 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import numpy as np
 
@@ -108,14 +109,15 @@ class InProcessBackend:
         return InProcessSession(self.predict_fn, case_input)
 
 
-def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
-    """The last ``chars`` characters of a log file (decoded leniently)."""
+def log_tail(handle: BinaryIO, chars: int = LOG_TAIL_CHARS) -> str:
+    """The last ``chars`` characters of the log the harness opened (read from its own handle:
+    the model may replace the file behind the name), decoded leniently."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 4 * chars))
-            return handle.read().decode("utf-8", "replace")[-chars:]
+        handle.flush()
+        size = os.fstat(handle.fileno()).st_size
+        return os.pread(handle.fileno(), 4 * chars, max(0, size - 4 * chars)).decode(
+            "utf-8", "replace"
+        )[-chars:]
     except OSError:
         return ""
 
@@ -148,7 +150,7 @@ class SubprocessSession:
             for part in self.backend.command
         ]
         env = {**os.environ, "SEGLOOP_INPUT": str(input_dir), "SEGLOOP_OUTPUT": str(output_dir)}
-        with open(log_path, "wb") as log:
+        with open(log_path, "w+b") as log:
             try:
                 process = subprocess.Popen(
                     command,
@@ -156,7 +158,7 @@ class SubprocessSession:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=env,
-                    cwd=step_folder,
+                    cwd=self.backend.working_dir,  # the caller's: `python my_model.py` works
                     start_new_session=True,  # so the whole process group can be killed
                 )
             except OSError as error:
@@ -169,16 +171,18 @@ class SubprocessSession:
                     "timeout" if step_limit_s == self.backend.step_time_limit_s else "case_timeout"
                 )
                 raise ModelStepError(
-                    reason, f"killed after {step_limit_s:.1f} s", log_tail(log_path)
+                    reason, f"killed after {step_limit_s:.1f} s", log_tail(log)
                 ) from None
             finally:
                 _kill_group(process)  # children left running after the leader exited
-        if return_code != 0:
-            raise ModelStepError("exit_code", f"exit code {return_code}", log_tail(log_path))
-        try:
-            return read_prediction(output_dir, self.case_input.shape, set(self.case_input.classes))
-        except ModelStepError as error:
-            raise ModelStepError(error.reason, error.detail, log_tail(log_path)) from None
+            if return_code != 0:
+                raise ModelStepError("exit_code", f"exit code {return_code}", log_tail(log))
+            try:
+                return read_prediction(
+                    output_dir, self.case_input.shape, set(self.case_input.classes)
+                )
+            except ModelStepError as error:
+                raise ModelStepError(error.reason, error.detail, log_tail(log)) from None
 
     def close(self) -> None:
         untrusted.remove_tree(self.work_dir)
@@ -197,6 +201,7 @@ class SubprocessBackend:
     """Runs ``command`` once per step under the native file contract."""
 
     command: tuple[str, ...]
+    working_dir: Path = field(default_factory=Path.cwd)  # where the command runs
     step_time_limit_s: float = 300.0
     case_time_limit_s: float = 3600.0
     send_previous_prediction: bool = True

@@ -225,8 +225,8 @@ def read_predictions(path: Path) -> list[Mapping[str, Any]]:
         jobs = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise SegloopError(f"{path}: no such file") from None
-    except (OSError, ValueError) as error:
-        raise SegloopError(f"{path}: not readable JSON ({error})") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise SegloopError(f"{path}: not readable JSON ({str(error)[:200]})") from None
     if not isinstance(jobs, list) or not all(isinstance(j, Mapping) for j in jobs):
         raise SegloopError(f"{path}: expected a list of jobs")
     return jobs

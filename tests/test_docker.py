@@ -30,9 +30,9 @@ from segloop.containers.docker.backend import DockerBackend, close_shared_backen
 from segloop.containers.docker.resolve import resolve_image
 from segloop.containers.docker.sandbox import cleanup_leftovers, failure_of_exit, sandbox_kwargs
 from segloop.containers.docker.spec import DockerOptions, parse_target
-from segloop.containers.docker.workspace import owner_alive, owner_token
 from segloop.core import dataset
 from segloop.core.contract import ModelStepError, write_case_files
+from segloop.core.owners import owner_alive, owner_token
 from segloop.core.records import CaseInput, Geometry, Interaction, SegloopError, StepRequest
 from segloop.core.task import Limits
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from segloop.containers.docker.backend import DockerBackend
-from segloop.containers.docker.workspace import owner_token
 from segloop.containers.images import HOSTILE_BEHAVIOURS, hostile_image
+from segloop.core.owners import owner_token
 from segloop.core.records import Case, Geometry
 from segloop.core.task import Limits
 from segloop.loop import run_case

@@ -352,3 +352,129 @@ def test_work_folders_are_private_and_outputs_capped(docker_client):  # noqa: F8
     assert "timeout" in str(outcome[0])
     assert not backend.work_dir.exists()
     assert workspace.mounts_under(backend.work_dir) == []
+
+
+# ------------------------------------------------------------------ found by a red team
+
+
+def test_a_folder_growing_while_removed_stops_the_container(docker_client, canary):  # noqa: F811
+    """The session container answers, then keeps extending a folder chain inside its answer
+    folder while the harness removes it: the removal gives up after its entry budget, the
+    container is stopped, the step fails with the reason, and the run goes on and ends."""
+    started = time.monotonic()
+    result = run_harness(
+        f"docker:session-case+{hostile_image('session-chain')}", steps=2, timeout_s=300
+    )
+    assert time.monotonic() - started < 240
+    for step in result["steps"]:
+        assert step["reason"] == "invalid_output", step
+        assert "kept growing while it was removed" in step["text"]
+    assert_nothing_left(docker_client, result)
+
+
+def test_a_declared_volume_is_a_capped_tmpfs(docker_client, canary):  # noqa: F811
+    """An image declaring VOLUME /data: without care the engine gives it an anonymous volume on
+    the host disk; segloop mounts a tmpfs of --tmp-mb there, so 1 GiB stops at the cap and no
+    volume is created."""
+    volumes_before = {v.id for v in docker_client.volumes.list()}
+    free_before = shutil.disk_usage("/var/lib/docker").free
+    result = run_harness(f"docker:{hostile_image('fill-volume')}", steps=1, tmp_mb=32)
+    (step,) = result["steps"]
+    assert step["reason"] == "exit_code"  # the image exits 9 to hand its log to the test
+    assert "/data/filler: stopped after 3" in step["text"]  # 31-32 MiB: the tmpfs cap
+    assert {v.id for v in docker_client.volumes.list()} == volumes_before
+    assert shutil.disk_usage("/var/lib/docker").free > free_before - (16 << 20)
+    assert_nothing_left(docker_client, result)
+
+
+def tiny_image_archive(docker_client, tmp_path: Path) -> tuple[bytes, str]:  # noqa: F811
+    """A `docker save` archive of a one-file image (as bytes) and its image id."""
+    import io as pyio
+    import tarfile
+
+    rootfs = pyio.BytesIO()
+    with tarfile.open(fileobj=rootfs, mode="w") as archive:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        archive.addfile(info, pyio.BytesIO(b"hello"))
+    docker_client.api.import_image_from_data(
+        rootfs.getvalue(), repository="segloop-test/tiny", tag="1"
+    )
+    image = docker_client.images.get("segloop-test/tiny:1")
+    data = b"".join(image.save(named=True))
+    docker_client.images.remove("segloop-test/tiny:1", force=True)
+    return data, image.id
+
+
+def test_a_second_manifest_cannot_retag_another_teams_image(docker_client, tmp_path):  # noqa: F811
+    """`x/../manifest.json` after the real one, carrying the victim's tag: the engine would read
+    it as a second manifest.json; segloop refuses the archive and the victim's tag stays."""
+    import io as pyio
+    import tarfile
+
+    data, image_id = tiny_image_archive(docker_client, tmp_path)
+    victim = docker_client.images.get("segloop/trivial:latest")
+    victim.tag("segloop-test/victim-team", "2")
+    members = tarfile.open(fileobj=pyio.BytesIO(data))
+    manifest = json.loads(members.extractfile("manifest.json").read())
+    manifest[0]["RepoTags"] = ["segloop-test/victim-team:2"]
+    payload = json.dumps(manifest).encode()
+    archive = tmp_path / "team-a.tar"
+    with tarfile.open(archive, "w") as out:
+        for member in members.getmembers():
+            out.addfile(member, members.extractfile(member) if member.isfile() else None)
+        info = tarfile.TarInfo("x/../manifest.json")
+        info.size = len(payload)
+        out.addfile(info, pyio.BytesIO(payload))
+    try:
+        with pytest.raises(Exception, match="appears twice"):
+            DockerBackend(str(archive), Limits(), False)
+        assert docker_client.images.get("segloop-test/victim-team:2").id == victim.id
+    finally:
+        docker_client.images.remove("segloop-test/victim-team:2")
+
+
+@pytest.mark.parametrize("attack", ["pax-bomb", "many-members", "not-a-tar", "escaping-link"])
+def test_hostile_archives_are_refused_with_bounded_memory(docker_client, tmp_path, attack):  # noqa: F811
+    """A 256 MiB pax header (gzip: a few hundred KiB), 200,000 members, garbage and a link out
+    of the archive: one clear line each, the harness's memory bounded."""
+    import gzip
+    import resource
+    import tarfile
+
+    archive = tmp_path / "submission.tar.gz"
+    if attack == "pax-bomb":
+        header = b"%d comment=" % (256 << 20)
+        with gzip.open(archive, "wb", compresslevel=1) as raw:
+            info = tarfile.TarInfo("././@PaxHeader")
+            info.type = tarfile.XHDTYPE
+            info.size = 256 << 20
+            raw.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+            chunk = b"a" * (1 << 20)
+            raw.write(header)
+            for _ in range(256):
+                raw.write(chunk)
+        reason = "pax header"
+    elif attack == "many-members":
+        with tarfile.open(archive, "w:gz", compresslevel=1) as out:
+            info = tarfile.TarInfo("x")
+            for index in range(200_001):
+                info.name = f"f{index}"
+                out.addfile(info)
+        reason = "more than 100000 archive members"
+    elif attack == "not-a-tar":
+        archive.write_bytes(gzip.compress(b"this is not a tar archive" * 100))
+        reason = "not a"
+    else:
+        with tarfile.open(archive, "w:gz") as out:
+            info = tarfile.TarInfo("layer/evil")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "../../../etc/shadow"
+            out.addfile(info)
+        reason = "points out of the archive"
+    before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(Exception, match=reason) as raised:
+        DockerBackend(str(archive), Limits(), False)
+    assert "\n" not in str(raised.value) and str(archive) in str(raised.value)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kib
+    assert grown_kib < 200 * 1024, f"peak memory grew by {grown_kib} KiB"

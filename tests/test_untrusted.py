@@ -23,7 +23,7 @@ import pytest
 import SimpleITK as sitk
 
 from segloop.containers.docker import workspace
-from segloop.core import images, untrusted, untrusted_images
+from segloop.core import images, owners, untrusted, untrusted_images
 from segloop.core.records import Geometry
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 
@@ -250,7 +250,7 @@ def test_dead_harness_work_folders_are_removed_safely(tmp_path, canary, monkeypa
     (dead / "out").mkdir(parents=True)
     make_deep_tree(dead / "out", 1500, canary)
     (dead / "out" / "link").symlink_to(canary)
-    alive = root / f"{os.getpid()}.{workspace.owner_token().rsplit(':', 1)[1]}.cafe"
+    alive = root / f"{os.getpid()}.{owners.owner_token().rsplit(':', 1)[1]}.cafe"
     alive.mkdir()
     before = snapshot(canary)
     assert workspace.cleanup_dead_work_dirs() == 1
@@ -392,3 +392,91 @@ def test_metaimage_geometry_keys_pass_through_unknown_keys_dropped(tmp_path):
     assert np.array_equal(array, label())
     assert geometry.spacing_mm == (0.4, 0.7, 1.3) and geometry.origin_mm == (1.0, 2.0, 3.0)
     assert geometry.direction == (0, 1, 0, 1, 0, 0, 0, 0, 1)
+
+
+# ------------------------------------------------------------------------------ polyglots
+
+
+def hdf5_image(shape: tuple[int, ...], tmp_path: Path) -> bytes:
+    """An ITK HDF5 image of ``shape``, all ones (what a Dice-1 answer would hold)."""
+    path = tmp_path / "bait.hdf5"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones(shape, dtype=np.uint8)), str(path))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("extension", [".mha", ".nrrd", ".nii"])
+def test_an_hdf5_file_hidden_in_the_voxels_is_read_as_voxels(tmp_path, extension):
+    """Voxel bytes that form an HDF5 file starting at byte 2048 of the checked copy (where the
+    HDF5 library looks for one): SimpleITK picking its reader by content would read the HDF5
+    image (whose data could be any host file); the forced reader returns the voxels as sent."""
+    shape = (8, 64, 64)
+    blob = hdf5_image(shape, tmp_path)
+    voxels = np.zeros(shape, dtype=np.uint8)
+    plain = tmp_path / f"plain{extension}"
+    sitk.WriteImage(sitk.GetImageFromArray(voxels), str(plain), useCompression=False)
+    data = plain.read_bytes()
+    clean, _ = untrusted_images.sanitized_image_file(data, plain.name, shape)
+    header_bytes = len(clean) - voxels.size
+    offset = 2048 - header_bytes  # where the blob must sit among the voxels
+    flat = voxels.reshape(-1)
+    flat[offset : offset + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+    data = data[: len(data) - voxels.size] + flat.tobytes()
+    clean, _ = untrusted_images.sanitized_image_file(data, plain.name, shape)
+    assert clean[2048:2056] == b"\x89HDF\r\n\x1a\n"  # the bait is in place
+    array, _ = untrusted_images.read_image_bytes(data, plain.name, shape)
+    assert np.array_equal(array.reshape(-1), flat)  # the voxels, not the HDF5 image's ones
+
+
+def test_a_nifti_that_is_also_a_dicom_file_is_read_as_nifti(tmp_path):
+    """The NIfTI header in a DICOM file's preamble and its magic inside a UID: the file is both
+    (SimpleITK tries DICOM before NIfTI when it picks by content). Read as the NIfTI it was
+    checked as: the NIfTI's voxels, never the DICOM's pixels."""
+    dicom = tmp_path / "bait.dcm"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 16, 16), 7, np.uint16)), str(dicom))
+    data = bytearray(dicom.read_bytes())
+    shape = (4, 16, 16)
+    voxels = int(np.prod(shape))
+    if len(data) + 12 < 352 + voxels:  # pad with a DataSetTrailingPadding element
+        pad = 352 + voxels - len(data) - 12
+        data += struct.pack("<HH2sHI", 0xFFFC, 0xFFFC, b"OB", 0, pad) + b"\0" * pad
+    vox_offset = len(data) - voxels
+    struct.pack_into("<i", data, 0, 348)
+    struct.pack_into("<8h", data, 40, 3, 16, 16, 4, 1, 1, 1, 1)
+    struct.pack_into("<hh", data, 70, 2, 8)
+    struct.pack_into("<8f", data, 76, 1.0, 1.0, 1.0, 1.0, 1, 1, 1, 1)
+    struct.pack_into("<f", data, 108, float(vox_offset))
+    struct.pack_into("<ff", data, 112, 1.0, 0.0)
+    data[344:352] = b"n+1\0\0\0\0\0"
+    data[252:256] = b"\0\0\0\0"
+    assert sitk.ReadImage(str(_write(tmp_path / "poly.nii", bytes(data)))).GetSize() == (16, 16, 4)
+    array, _ = untrusted_images.read_image_bytes(bytes(data), "poly.nii", shape)
+    expected = np.frombuffer(bytes(data[vox_offset:]), dtype=np.uint8).reshape(shape)
+    assert np.array_equal(array, expected)
+    assert not (array == 7).all()  # not the DICOM's pixels
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_dataset_images_are_read_with_the_reader_of_their_extension(tmp_path):
+    """An organizer's .nii that is also a DICOM file reads as NIfTI; a .mhd whose data file is
+    elsewhere, and a header announcing more than the size cap, are refused with one line."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.raw").write_bytes(b"\0" * 64)
+    mhd = tmp_path / "case_0000.mhd"
+    mhd.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+        "ElementDataFile = elsewhere/data.raw\n"
+    )
+    with pytest.raises(Exception, match="not a plain file name next to it"):
+        images.read_image(mhd)
+    big = tmp_path / "big.mha"
+    big.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4096 4096 4096\nElementType = MET_FLOAT\n"
+        "ElementDataFile = LOCAL\n"
+    )
+    with pytest.raises(Exception, match="more than .SEGLOOP_MAX_IMAGE_GB allows"):
+        images.read_image(big)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import posixpath
 import tarfile
 import threading
 from pathlib import Path
@@ -26,16 +27,50 @@ from segloop.core.records import SegloopError
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 ARCHIVE_REPOSITORY = "segloop-archive"
 _MAX_METADATA_BYTES = 1 << 20
+_MAX_HEADER_BYTES = 64 << 10
+_MAX_MEMBERS = 100_000
 _OCI_NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
-def _json_member(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> Any:
+class _CappedTarInfo(tarfile.TarInfo):
+    """A tar header parser that refuses pax and GNU long-name headers over a size cap (the
+    stdlib reads them whole: a 1.5 GiB pax header would be 1.5 GiB of our memory)."""
+
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size > _MAX_HEADER_BYTES:
+            raise tarfile.HeaderError(f"a {self.size}-byte pax header")
+        return super()._proc_pax(archive)
+
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size > _MAX_HEADER_BYTES:
+            raise tarfile.HeaderError(f"a {self.size}-byte long-name header")
+        return super()._proc_gnulong(archive)
+
+
+def _member_name(member: tarfile.TarInfo, path: Path) -> str:
+    """The member's name as the engine will see it (normalised), refused if it could mean
+    anything else: absolute, going up, or a link or special file leading out of the archive."""
+    raw = member.name
+    name = posixpath.normpath(raw)
+    if raw.startswith("/") or name == ".." or name.startswith("../"):
+        raise SegloopError(f"{path}: archive member {raw[:80]!r} leaves the archive")
+    if member.issym() or member.islnk():
+        base = posixpath.dirname(name) if member.issym() else ""
+        target = posixpath.normpath(posixpath.join(base, member.linkname))
+        if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            raise SegloopError(f"{path}: archive link {raw[:80]!r} points out of the archive")
+    elif not (member.isfile() or member.isdir()):
+        raise SegloopError(f"{path}: archive member {raw[:80]!r} is a device or FIFO")
+    return name
+
+
+def _json_payload(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> Any:
     if member.size > _MAX_METADATA_BYTES:
         raise SegloopError(f"{path}: {member.name} is {member.size} bytes (not an image archive?)")
     handle = archive.extractfile(member)
     try:
         return json.loads(handle.read() if handle else b"")
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise SegloopError(f"{path}: {member.name} is not JSON ({error})") from None
 
 
@@ -64,38 +99,74 @@ def _untagged_index(index: Any) -> bytes:
 
 
 def _rewrite(path: Path, sink: Any, result: dict[str, str]) -> None:
-    """Copy the archive at ``path`` into ``sink`` (a tar stream) with the tags stripped; the
-    image id goes to ``result["id"]``. Members are streamed, never held whole in memory."""
-    with tarfile.open(path, mode="r:*") as archive, tarfile.open(fileobj=sink, mode="w|") as out:
-        members = archive.getmembers()
-        manifest = next(
-            (m for m in members if m.name in ("manifest.json", "./manifest.json")), None
-        )
-        if manifest is None:
-            raise SegloopError(f"{path}: no manifest.json (not a `docker save` archive)")
-        data, result["id"] = _untagged_manifest(_json_member(archive, manifest, path), path)
-        for member in members:
-            name = member.name.removeprefix("./")
+    """Copy the archive at ``path`` into ``sink`` (a tar stream) in one streaming pass, member
+    names normalised (so the engine reads what we read), tags stripped from the one
+    manifest.json, the ``repositories`` file dropped, OCI name annotations removed; the image id
+    goes to ``result["id"]``. Duplicate names (a second manifest.json under ``x/../``), names
+    leaving the archive, special files, oversized headers and too many members are refused."""
+    seen: set[str] = set()
+    with (
+        tarfile.open(path, mode="r|*", tarinfo=_CappedTarInfo) as archive,
+        tarfile.open(fileobj=sink, mode="w|") as out,
+    ):
+        for count, member in enumerate(archive, start=1):
+            if count > _MAX_MEMBERS:
+                raise SegloopError(f"{path}: more than {_MAX_MEMBERS} archive members")
+            name = _member_name(member, path)
+            if name == ".":
+                continue
+            if name in seen:
+                raise SegloopError(f"{path}: archive member {name!r} appears twice")
+            seen.add(name)
+            member.name = name
             if name == "repositories":
                 continue
-            if member is manifest or name == "index.json":
-                payload = (
-                    data
-                    if member is manifest
-                    else _untagged_index(_json_member(archive, member, path))
-                )
-                info = tarfile.TarInfo(member.name)
+            if name in ("manifest.json", "index.json"):
+                document = _json_payload(archive, member, path)
+                if name == "manifest.json":
+                    payload, result["id"] = _untagged_manifest(document, path)
+                else:
+                    payload = _untagged_index(document)
+                info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(payload), member.mtime, member.mode
                 out.addfile(info, io.BytesIO(payload))
             elif member.isfile():
                 out.addfile(member, archive.extractfile(member))
             else:
                 out.addfile(member)
+    if "id" not in result:
+        raise SegloopError(f"{path}: no manifest.json (not a `docker save` archive)")
 
 
 def _chunks(reader: Any):
     while chunk := reader.read(1 << 20):
         yield chunk
+
+
+def _manifest_image_id(path: Path) -> str | None:
+    """The image id the archive's manifest names, read without loading (None if unreadable:
+    the load reports why)."""
+    try:
+        with tarfile.open(path, mode="r|*", tarinfo=_CappedTarInfo) as archive:
+            for count, member in enumerate(archive, start=1):
+                if count > _MAX_MEMBERS:
+                    return None
+                if posixpath.normpath(member.name) == "manifest.json":
+                    return _untagged_manifest(_json_payload(archive, member, path), path)[1]
+    except (tarfile.TarError, OSError, EOFError, SegloopError):
+        return None
+    return None
+
+
+def _tags_of_existing(client: Any, path: Path) -> set[str]:
+    """The tags the archive's image has in the engine already (it may be loaded twice)."""
+    image_id = _manifest_image_id(path)
+    if image_id is None:
+        return set()
+    try:
+        return set(client.images.get(image_id).tags)
+    except docker.errors.ImageNotFound:
+        return set()
 
 
 def load_archive(client: Any, path: Path) -> str:
@@ -105,6 +176,7 @@ def load_archive(client: Any, path: Path) -> str:
     disk); the id is the one the archive's manifest names, checked against the engine.
     """
 
+    tags_before = _tags_of_existing(client, path)
     read_fd, write_fd = os.pipe()
     result: dict[str, str] = {}
     failure: list[BaseException] = []
@@ -119,25 +191,27 @@ def load_archive(client: Any, path: Path) -> str:
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     reader = open(read_fd, "rb")  # noqa: SIM115 - closed below, whatever happens
-    stream = _chunks(reader)
     try:
-        client.images.load(stream)
-    except docker.errors.APIError as error:
+        loaded = client.images.load(_chunks(reader))
+    except docker.errors.DockerException as error:
         reader.close()
         writer.join()
         if failure:
             raise _as_segloop_error(failure[0], path) from None
-        raise SegloopError(f"{path}: not a loadable image archive: {error.explanation}") from None
+        explanation = getattr(error, "explanation", None) or str(error)
+        raise SegloopError(f"{path}: not a loadable image archive: {explanation}") from None
     finally:
         reader.close()  # a writer still blocked on the pipe gets EPIPE and ends
         writer.join()
     if failure:
         raise _as_segloop_error(failure[0], path) from None
     image_id = result["id"]
-    try:
-        image = client.images.get(image_id)
-    except docker.errors.ImageNotFound:
-        raise SegloopError(f"{path}: the engine did not load image {image_id[:19]}") from None
+    if [image.id for image in loaded] != [image_id]:
+        names = [image.id[:19] for image in loaded]
+        raise SegloopError(f"{path}: the engine loaded {names}, the manifest names {image_id[:19]}")
+    image = loaded[0]
+    if not set(image.tags) <= tags_before:
+        raise SegloopError(f"{path}: loading it tagged {sorted(set(image.tags) - tags_before)}")
     image.tag(ARCHIVE_REPOSITORY, image_id.removeprefix("sha256:")[:20])
     return image.id
 

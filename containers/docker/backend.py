@@ -70,11 +70,11 @@ from segloop.containers.docker.sandbox import (
 )
 from segloop.containers.docker.session import DockerSessionCase, SessionServer
 from segloop.containers.docker.spec import SESSION_MODES, DockerOptions, default_user, parse_target
-from segloop.containers.docker.workspace import owner_token
 from segloop.containers.images import docker_client
 from segloop.core.contract import (
     ModelStepError,
 )
+from segloop.core.owners import owner_token
 from segloop.core.records import CaseInput, SegloopError
 from segloop.core.task import Limits, Terminated
 
@@ -95,6 +95,9 @@ class DockerBackend:
         self.client = client if client is not None else docker_client()
         self.image_ref = image
         self.image_id = resolve_image(self.client, image)
+        config = self.client.images.get(self.image_id).attrs.get("Config") or {}
+        # VOLUME paths of the image: given a capped tmpfs each (sandbox_kwargs)
+        self.declared_volumes = tuple(sorted((config.get("Volumes") or {}).keys()))
         self.limits = limits
         self.send_previous_prediction = send_previous_prediction
         options = options or DockerOptions()
@@ -187,7 +190,16 @@ class DockerBackend:
                 name=name,
                 volumes={k: dict(v) for k, v in volumes.items()},
                 environment=container_env(self.limits, env),
-                **sandbox_kwargs(self.limits, self.labels(role, case_id), self.user),
+                **sandbox_kwargs(
+                    self.limits,
+                    self.labels(role, case_id),
+                    self.user,
+                    declared_volumes=[
+                        path
+                        for path in self.declared_volumes
+                        if all(path != mount["bind"] for mount in volumes.values())
+                    ],
+                ),
             )
         except BaseException:
             force_remove(self.client, name, make_sure=True)

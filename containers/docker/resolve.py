@@ -45,9 +45,11 @@ def resolve_image(client: Any, reference: str) -> str:
                 pass
         image_id = archives.load_archive(client, path)  # by content: no tag moves
         cache[key] = image_id
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = cache_path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(cache, indent=1))
+        # 0600: the archive paths of every submission are the organizer's business only
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(json.dumps(cache, indent=1))
         os.replace(partial, cache_path)
         return image_id
     try:

@@ -10,7 +10,7 @@ so that a later harness can remove what a killed one left (:func:`cleanup_leftov
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +19,12 @@ import docker.types
 import requests
 
 from segloop.containers.docker import workspace
-from segloop.containers.docker.workspace import owner_alive
 from segloop.containers.images import docker_client
+from segloop.core import owners, untrusted_images
 from segloop.core.contract import (
     ModelStepError,
 )
+from segloop.core.owners import owner_alive
 from segloop.core.task import Limits
 
 LOG_TAIL_CHARS = 2000
@@ -72,6 +73,7 @@ def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = No
         except Exception:  # noqa: BLE001 - already gone, or being removed by someone else
             pass
     workspace.cleanup_dead_work_dirs(log)
+    owners.remove_dead_temp_dirs(untrusted_images.PRIVATE_COPY_PREFIX)
     return removed
 
 
@@ -87,8 +89,18 @@ def remove_all_containers(client: Any, run_id: str | None = None) -> int:
     return len(containers)
 
 
-def sandbox_kwargs(limits: Limits, labels: Mapping[str, str], user: str | None) -> dict[str, Any]:
-    """``containers.create`` arguments of the sandbox every segloop container runs in."""
+def sandbox_kwargs(
+    limits: Limits,
+    labels: Mapping[str, str],
+    user: str | None,
+    declared_volumes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``containers.create`` arguments of the sandbox every segloop container runs in.
+
+    ``declared_volumes``: the image's ``VOLUME`` paths not bind-mounted by segloop; each gets a
+    tmpfs of ``limits.tmp_mb`` (else the engine would make an anonymous volume on the host
+    disk, writable despite the read-only root and capped by nothing).
+    """
 
     memory = f"{int(limits.memory_mb)}m"
     nofile = int(limits.nofile)
@@ -97,7 +109,10 @@ def sandbox_kwargs(limits: Limits, labels: Mapping[str, str], user: str | None) 
         # Nothing lands on the host disk but /output: the image's filesystem is read-only and
         # /tmp a tmpfs (its pages count against the memory limit too).
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={int(limits.tmp_mb)}m,mode=1777"},
+        "tmpfs": {
+            path: f"rw,nosuid,nodev,size={int(limits.tmp_mb)}m,mode=1777"
+            for path in ("/tmp", *declared_volumes)
+        },
         "ulimits": [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)],
         "mem_limit": memory,
         "memswap_limit": memory,  # no swap beyond the memory limit

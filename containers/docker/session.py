@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import docker
 import numpy as np
 
+from segloop.containers.docker import workspace
 from segloop.containers.docker.sandbox import (
     LOG_TAIL_CHARS,
     ContainerRun,
@@ -49,6 +50,8 @@ POLL_MAX_S = 0.02
 
 # Session protocol (docs/containers.md, containers/sdk/segloop_sdk.py).
 SESSION_MOUNT = "/session"
+#: Entries the harness visits removing one answer folder: two full output areas' worth.
+ANSWER_MAX_ENTRIES = 2 * workspace.OUTPUT_MAX_INODES
 
 
 READY_MARKER = "ready"
@@ -159,7 +162,22 @@ class SessionServer:
                 os.close(response_fd)
         finally:
             untrusted.remove_tree(request_dir)
+            self._remove_answer(name, run)
+
+    def _remove_answer(self, name: str, run: ContainerRun) -> None:
+        """Remove ``responses/<name>/``. A container that keeps filling it while it is removed
+        is stopped (it is not answering, it is keeping the harness busy) and the step fails."""
+        try:
+            untrusted.remove_tree_at(self.responses_fd, name, ANSWER_MAX_ENTRIES)
+        except RefusedFile:
+            run.kill()
+            run.remove()
             untrusted.remove_tree_at(self.responses_fd, name)
+            raise ModelStepError(
+                "invalid_output",
+                f"responses/{name}/ kept growing while it was removed (over "
+                f"{ANSWER_MAX_ENTRIES} entries); the session container was stopped",
+            ) from None
 
     def _read_answer(
         self, response_fd: int, name: str, case_input: CaseInput, run: ContainerRun

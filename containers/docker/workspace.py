@@ -1,6 +1,6 @@
 """Work folders shared with participant containers: private, capped, and removed safely.
 
-Layout on the host (``$SEGLOOP_WORK_DIR`` or the temp dir)::
+Layout on the host (``$SEGLOOP_WORK_DIR``, else ``/var/lib/segloop`` for root or ``~/.cache/segloop``)::
 
     segloop-docker/                    0700, the harness's own (refused if anyone else owns it)
       <pid>.<start>.<run id>/          0700, one per back-end (its owner token: a later harness
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from segloop.core import untrusted
+from segloop.core.owners import folder_owner, owner_alive
 from segloop.core.records import SegloopError
 
 WORK_DIR_ENV = "SEGLOOP_WORK_DIR"
@@ -40,32 +39,6 @@ OUTPUT_MAX_INODES = 65536
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MNT_DETACH = 2
 _notes_given: set[str] = set()
-
-
-def _process_start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/pid/stat), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()[19]
-
-
-def owner_token(pid: int | None = None) -> str:
-    """``host:pid:start`` of this process: unique even when pids are reused."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or 0}"
-
-
-def owner_alive(token: str) -> bool:
-    """False only when ``token``'s process is known dead (same host, pid gone or reused)."""
-    parts = token.rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return True  # not a token of ours: leave it alone
-    host, pid_text, start = parts
-    if host != socket.gethostname():
-        return True  # another machine's harness on a shared engine: not ours to judge
-    return _process_start_ticks(int(pid_text)) == start
 
 
 def note_once(text: str) -> None:
@@ -93,9 +66,21 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def default_work_base() -> Path:
+    """Where work folders live unless ``$SEGLOOP_WORK_DIR`` says otherwise: a place no other
+    local user can create first (a shared temp dir would let anyone plant ``segloop-docker``
+    and refuse every run): ``/var/lib/segloop`` for root, else the user's cache folder."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/segloop")
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "segloop"
+
+
 def work_root() -> Path:
-    """Where work folders live (``$SEGLOOP_WORK_DIR`` or the temp dir); the engine must see it."""
-    base = Path(os.environ.get(WORK_DIR_ENV) or tempfile.gettempdir())
+    """The work folders' root (``$SEGLOOP_WORK_DIR`` or :func:`default_work_base`, then
+    ``segloop-docker``); the Docker engine must see it at the same path."""
+    base = Path(os.environ.get(WORK_DIR_ENV) or default_work_base())
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
     return private_dir(base / "segloop-docker")
 
 
@@ -250,10 +235,8 @@ def cleanup_dead_work_dirs(log: Callable[[str], None] | None = None) -> int:
     root = work_root()
     removed = 0
     for folder in sorted(root.iterdir()):
-        pid_text, _, rest = folder.name.partition(".")
-        start = rest.partition(".")[0]
-        token = f"{socket.gethostname()}:{pid_text}:{start}"
-        if pid_text.isdigit() and not owner_alive(token):
+        token = folder_owner(folder.name)
+        if token is not None and not owner_alive(token):
             remove_work_dir(folder)
             removed += 1
             if log:

@@ -14,6 +14,7 @@ naming the file. Participants' files are read by :mod:`segloop.core.untrusted_im
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import uuid
@@ -195,12 +196,99 @@ def _geometry_of(image: sitk.Image) -> Geometry:
     )
 
 
+#: The one SimpleITK reader of each extension. Never chosen by content: a file can be a valid
+#: NIfTI and a valid DICOM or HDF5 file at once, and ITK's content sniffing would pick those
+#: (an HDF5 "image" can name any host file as its data).
+IMAGE_IO: dict[str, str] = {
+    ".nii.gz": "NiftiImageIO",
+    ".nii": "NiftiImageIO",
+    ".mha": "MetaImageIO",
+    ".mhd": "MetaImageIO",
+    ".nrrd": "NrrdImageIO",
+}
+#: Largest image (voxels x bytes per voxel) read before SimpleITK allocates it; a header that
+#: announces more is refused (``$SEGLOOP_MAX_IMAGE_GB``, default 16).
+MAX_IMAGE_GB_ENV = "SEGLOOP_MAX_IMAGE_GB"
+_BYTES_PER_COMPONENT = {
+    sitk.sitkUInt8: 1,
+    sitk.sitkInt8: 1,
+    sitk.sitkUInt16: 2,
+    sitk.sitkInt16: 2,
+    sitk.sitkUInt32: 4,
+    sitk.sitkInt32: 4,
+    sitk.sitkUInt64: 8,
+    sitk.sitkInt64: 8,
+    sitk.sitkFloat32: 4,
+    sitk.sitkFloat64: 8,
+}
+
+
+def max_image_bytes() -> int:
+    """The size cap of one image in bytes (``$SEGLOOP_MAX_IMAGE_GB``, default 16 GiB)."""
+    try:
+        gigabytes = float(os.environ.get(MAX_IMAGE_GB_ENV, "16"))
+    except ValueError:
+        raise SegloopError(f"${MAX_IMAGE_GB_ENV} must be a number of GiB") from None
+    return int(gigabytes * 2**30)
+
+
+def _check_detached_data_file(path: Path, ext: str) -> None:
+    """A header's own data file must be a plain name next to it: never another folder's file,
+    a list or a pattern (the header would decide what the harness opens)."""
+    if ext not in (".mhd", ".mha", ".nrrd"):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(65536).decode("latin-1")
+    for line in head.splitlines():
+        key, sep, value = line.partition("=" if ext != ".nrrd" else ":")
+        key = key.strip().lower()
+        if not sep or key not in ("elementdatafile", "data file", "datafile"):
+            if ext == ".nrrd" and not line.strip():
+                return  # end of the NRRD header
+            continue
+        value = value.strip()
+        if value == "LOCAL" and key == "elementdatafile":
+            return
+        if (
+            not value
+            or "/" in value
+            or "\\" in value
+            or value.startswith(("..", "LIST", "list"))
+            or "%" in value
+        ):
+            raise SegloopError(
+                f"{path}: its data file {value[:80]!r} is not a plain file name next to it"
+            )
+        return
+
+
+def _read_information(path: Path, image_io: str) -> sitk.ImageFileReader:
+    """A reader of ``path`` with its forced ImageIO, the header read and its size checked."""
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO(image_io)
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise SegloopError(f"{path}: cannot read image ({_itk_reason(error)})") from None
+    voxels = math.prod(int(v) for v in reader.GetSize())
+    per_voxel = _BYTES_PER_COMPONENT.get(reader.GetPixelID(), 16) * reader.GetNumberOfComponents()
+    if voxels * per_voxel > max_image_bytes():
+        raise SegloopError(
+            f"{path}: the header announces {list(reader.GetSize())} voxels "
+            f"({voxels * per_voxel / 2**30:.1f} GiB), more than ${MAX_IMAGE_GB_ENV} allows"
+        )
+    return reader
+
+
 def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a 3-D scalar image: its voxel array in (z, y, x) order (stored dtype) and geometry.
 
     ``Geometry.spacing_mm`` is SimpleITK's spacing reversed into array order; origin and
     direction are SimpleITK's physical (x, y, z) values. NIfTI, MHA/MHD and NRRD are read by
-    SimpleITK; NIfTI files are also checked for truncation and their NaN/inf voxels kept (see
+    SimpleITK with the reader their extension names (:data:`IMAGE_IO`, never chosen by the
+    file's content), after the header: a detached header's data file must be a plain name next
+    to it, and an image larger than :func:`max_image_bytes` is refused before it is read; NIfTI files are also checked for truncation and their NaN/inf voxels kept (see
     :func:`_scan_nifti`). Spacing and origin are SimpleITK's values, never rounded (a NIfTI
     file's float32 0.6 reads as 0.6000000238418579, as in SimpleITK and nibabel).
     Raises SegloopError naming the file when it is missing, unreadable, corrupt, not 3-D or
@@ -211,11 +299,17 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
         raise SegloopError(f"{path}: no such file")
     if path.is_dir():
         raise SegloopError(f"{path}: is a directory, expected an image file")
-    is_nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    _, ext = split_extension(path)
+    ext = ext.lower()
+    if ext not in IMAGE_IO:
+        raise SegloopError(f"{path}: not an image file segloop reads ({', '.join(IMAGE_IO)})")
+    _check_detached_data_file(path, ext)
+    is_nifti = ext in (".nii", ".nii.gz")
     if is_nifti:
         nonfinite_index, nonfinite_values = _scan_nifti(path)
+    reader = _read_information(path, IMAGE_IO[ext])
     try:
-        image = sitk.ReadImage(str(path))
+        image = reader.Execute()
     except RuntimeError as error:
         raise SegloopError(f"{path}: cannot read image ({_itk_reason(error)})") from None
     if image.GetDimension() != 3:

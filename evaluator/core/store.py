@@ -127,8 +127,8 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise SegloopError(f"{path}: no such file") from None
-    except (OSError, ValueError) as error:
-        raise SegloopError(f"{path}: not readable JSON ({error})") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise SegloopError(f"{path}: not readable JSON ({str(error)[:200]})") from None
 
 
 @dataclass(frozen=True)

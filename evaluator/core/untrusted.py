@@ -300,34 +300,39 @@ class UntrustedPath:
 def walk_files(
     root: Path, max_depth: int = 16, max_files: int = MAX_DIR_ENTRIES
 ) -> tuple[list[UntrustedPath], list[tuple[str, str]]]:
-    """Every regular file below ``root`` (iteratively, through descriptors), and the entries
-    that were skipped with why (links, special files, folders too deep)."""
+    """Every regular file below ``root`` and the entries skipped with why (links, special
+    files, folders too deep). Iterative; one descriptor open at a time besides the root's (a
+    folder is reopened from the root by its path when its turn comes), so a submission of many
+    folders cannot exhaust the open-files limit."""
     files: list[UntrustedPath] = []
     skipped: list[tuple[str, str]] = []
     root_fd = open_dir(None, root)
-    pending: list[tuple[int, tuple[str, ...]]] = [(root_fd, ())]
+    pending: list[tuple[str, ...]] = [()]
     try:
         while pending:
-            folder_fd, parts = pending.pop()
+            parts = pending.pop()
+            folder_fd = open_relative_dir(root_fd, parts, f"{root}/")
             try:
-                for entry in list_dir(folder_fd, "/".join(parts) or str(root), max_files):
-                    relative = (*parts, entry.name)
-                    if entry.kind == "file":
-                        files.append(UntrustedPath(Path(root), relative))
-                        if len(files) > max_files:
-                            raise RefusedFile(f"{root}: more than {max_files} files")
-                    elif entry.kind == "dir" and len(relative) < max_depth:
-                        pending.append((open_dir(folder_fd, entry.name), relative))
-                    else:
-                        why = {"link": "a symlink (links are never followed)", "dir": "too deep"}
-                        skipped.append(
-                            ("/".join(relative), why.get(entry.kind, "not a regular file"))
-                        )
+                entries = list_dir(folder_fd, "/".join(parts) or str(root), max_files)
             finally:
                 os.close(folder_fd)
+            for entry in entries:
+                relative = (*parts, entry.name)
+                if entry.kind == "file":
+                    files.append(UntrustedPath(Path(root), relative))
+                    if len(files) > max_files:
+                        raise RefusedFile(f"{root}: more than {max_files} files")
+                elif entry.kind == "dir" and len(relative) < max_depth:
+                    pending.append(relative)
+                    if len(pending) > max_files:
+                        raise RefusedFile(f"{root}: more than {max_files} folders")
+                else:
+                    why = {"link": "a symlink (links are never followed)", "dir": "too deep"}
+                    skipped.append(("/".join(relative), why.get(entry.kind, "not a regular file")))
+    except OSError as error:
+        raise RefusedFile(f"{root}: {error.strerror or error}") from None
     finally:
-        for folder_fd, _ in pending:
-            os.close(folder_fd)
+        os.close(root_fd)
     return sorted(files, key=lambda f: f.parts), sorted(skipped)
 
 
@@ -389,7 +394,21 @@ def _rmdir_entry(dir_fd: int, name: str) -> None:
         pass
 
 
-def _empty_below(top_fd: int, start_fd: int, deferred: list[str]) -> None:
+class _Budget:
+    """How many more entries a removal may visit (None: no limit); a writer that keeps adding
+    entries while we remove them would otherwise keep us busy for ever."""
+
+    def __init__(self, entries: int | None) -> None:
+        self.left = entries
+
+    def spend(self) -> None:
+        if self.left is not None:
+            self.left -= 1
+            if self.left < 0:
+                raise RefusedFile("the folder kept growing while it was removed")
+
+
+def _empty_below(top_fd: int, start_fd: int, deferred: list[str], budget: _Budget) -> None:
     """Remove everything inside ``start_fd``, iteratively, holding at most
     ``REMOVE_MAX_DEPTH`` descriptors: a folder deeper than that is renamed to the top of the
     tree (``top_fd``) and its name appended to ``deferred``, to be emptied from there. Every
@@ -400,6 +419,7 @@ def _empty_below(top_fd: int, start_fd: int, deferred: list[str]) -> None:
         while frames:
             folder_fd, iterator, _ = frames[-1]
             entry = next(iterator, None)
+            budget.spend()
             if entry is None:
                 iterator.close()
                 _, _, name = frames.pop()
@@ -454,23 +474,26 @@ def remove_tree(path: str | os.PathLike) -> None:
         os.close(parent_fd)
 
 
-def remove_tree_at(parent_fd: int, name: str) -> None:
-    """:func:`remove_tree` of the entry ``name`` under ``parent_fd``."""
+def remove_tree_at(parent_fd: int, name: str, max_entries: int | None = None) -> None:
+    """:func:`remove_tree` of the entry ``name`` under ``parent_fd``; with ``max_entries``,
+    RefusedFile once more entries than that were visited (what is left stays)."""
     folder_fd = _open_for_removal(parent_fd, check_name(name))
     if folder_fd is None:
         _unlink_entry(parent_fd, name)
         return
     try:
-        empty_folder(folder_fd)
+        empty_folder(folder_fd, max_entries)
     finally:
         os.close(folder_fd)
     _rmdir_entry(parent_fd, name)
 
 
-def empty_folder(folder_fd: int) -> None:
-    """Remove everything inside the folder ``folder_fd`` (the folder itself stays)."""
+def empty_folder(folder_fd: int, max_entries: int | None = None) -> None:
+    """Remove everything inside the folder ``folder_fd`` (the folder itself stays); see
+    :func:`remove_tree_at` for ``max_entries``."""
     deferred: list[str] = []
-    _empty_below(folder_fd, folder_fd, deferred)
+    budget = _Budget(max_entries)
+    _empty_below(folder_fd, folder_fd, deferred, budget)
     while deferred:
         name = deferred.pop()
         child = _open_for_removal(folder_fd, name)
@@ -478,7 +501,7 @@ def empty_folder(folder_fd: int) -> None:
             _unlink_entry(folder_fd, name)
             continue
         try:
-            _empty_below(folder_fd, child, deferred)
+            _empty_below(folder_fd, child, deferred, budget)
         finally:
             os.close(child)
         _rmdir_entry(folder_fd, name)

@@ -18,8 +18,10 @@ can make the harness allocate more than one label volume.
 
 Geometry (spacing, origin, direction) is SimpleITK's, as for every other image segloop reads:
 the checked header and data are written, re-serialised from what was understood (unknown keys
-dropped), to a private temporary file that SimpleITK then reads. The participant's file is
-never given to SimpleITK or any other library by its path.
+dropped), to a private temporary file that SimpleITK then reads with the reader of the format
+the header was checked as (:data:`segloop.core.images.IMAGE_IO`), never one chosen by content:
+voxel bytes that happen to form an HDF5 or DICOM file stay voxel bytes. The participant's file
+is never given to SimpleITK or any other library by its path.
 """
 
 from __future__ import annotations
@@ -28,16 +30,17 @@ import io as _io
 import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from segloop.core import images, untrusted
+from segloop.core import images, owners, untrusted
 from segloop.core.records import Geometry, SegloopError
 from segloop.core.untrusted import RefusedFile
 
+#: Prefix of the private folders that hold a checked copy while SimpleITK reads it.
+PRIVATE_COPY_PREFIX = "segloop-untrusted"
 #: Room for headers (NIfTI extensions, long MetaImage/NRRD headers) beyond the voxel data.
 HEADER_ALLOWANCE_BYTES = 1 << 20
 #: Extensions accepted for participants' image files (``.npy`` is the native contract's).
@@ -418,7 +421,7 @@ def read_image_bytes(
     """(voxel array in (z, y, x), geometry) of a participant's image file given as bytes; its
     shape is ``expected_shape``. RefusedFile with a reason for anything else."""
     clean, extension = sanitized_image_file(data, name, expected_shape)
-    folder = tempfile.mkdtemp(prefix="segloop-untrusted-")  # 0700: ours alone
+    folder = owners.private_temp_dir(PRIVATE_COPY_PREFIX)  # 0700, removed even if we are killed
     path = os.path.join(folder, f"image{extension}")
     try:
         with open(path, "wb") as handle:

@@ -244,6 +244,38 @@ def bait_for(behaviour):
     }[behaviour]
 
 
+def grow_chain(top):
+    """Keep extending a folder chain below ``top`` (holding a descriptor of the deepest
+    folder, which follows it wherever it is renamed), staying under the output area's file
+    cap, until the folder is gone: a harness that removes it while we run never finishes."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    try:
+        fd = os.open(top, flags)
+    except OSError:
+        return
+    made = 0
+    while True:
+        made += 1
+        if made % 1000 == 0 and os.statvfs(top).f_favail < 30000:
+            time.sleep(0.001)
+            continue
+        try:
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", flags, dir_fd=fd)
+        except FileNotFoundError:
+            os.close(fd)
+            try:
+                fd = os.open(top, flags)
+            except OSError:
+                return
+            continue
+        except OSError:
+            time.sleep(0.001)
+            continue
+        os.close(fd)
+        fd = child
+
+
 def serve_racing_session(session):
     """A session server that answers every request, then attacks the harness's reads."""
     requests, responses = Path(session) / "requests", Path(session) / "responses"
@@ -261,7 +293,15 @@ def serve_racing_session(session):
             shape = tuple(case["shape"])
             scratch = responses / f".{request.name}"
             scratch.mkdir()
-            if BEHAVIOUR == "swap-response-dir":
+            if BEHAVIOUR == "session-chain":
+                (scratch / "prediction.npy").write_bytes(zeros_npy(shape))
+                (scratch / "done").touch()
+                os.rename(scratch, responses / request.name)
+                thread = threading.Thread(target=grow_chain, args=(responses / request.name,))
+                thread.daemon = True
+                thread.start()
+                threads.append(thread)
+            elif BEHAVIOUR == "swap-response-dir":
                 # answer, then swap the whole answer folder with a link to a host folder and
                 # delete its files under the harness's feet
                 (scratch / "prediction.npy").write_bytes(zeros_npy(shape))
@@ -313,6 +353,23 @@ def fill_disk(case, request):
     for path in ("/tmp/filler", os.path.join(output_dir(), "filler"), "/filler"):
         say(fill(path))
     return np.zeros(case.shape, dtype=np.uint8)
+
+
+def fill_volume(case, request):
+    """Write 1 GiB into the image's declared VOLUME (/data: an anonymous volume on the host
+    disk unless the harness mounts something there)."""
+    written = 0
+    try:
+        with open("/data/filler", "wb") as handle:
+            chunk = b"\0" * 2**20
+            while written < 2**30:
+                handle.write(chunk)
+                handle.flush()
+                written += len(chunk)
+        say(f"/data/filler: wrote {written >> 20} MiB without hitting a limit")
+    except OSError as error:
+        say(f"/data/filler: stopped after {written >> 20} MiB: {error.strerror}")
+    sys.exit(9)  # a failed step keeps the log tail, which the test reads
 
 
 def many_files(case, request):
@@ -418,8 +475,16 @@ BEHAVIOURS = {
     "deep-tree": deep_tree,
     "fill-disk": fill_disk,
     "many-files": many_files,
+    "fill-volume": fill_volume,
 }
-SESSION_RACES = ("swap-response-dir", "swap-error", "swap-prediction", "swap-fifo", "swap-huge")
+SESSION_RACES = (
+    "swap-response-dir",
+    "swap-error",
+    "swap-prediction",
+    "swap-fifo",
+    "swap-huge",
+    "session-chain",
+)
 GC_ATTACKS = ("gc-external-data", "gc-dev-zero", "gc-header-offset", "gc-symlink", "gc-bomb",
               "gc-bomb-dims")  # fmt: skip
 
