@@ -32,7 +32,6 @@ import docker.errors
 from segloop.core.records import SegloopError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SDK_FILE = REPO_ROOT / "containers" / "sdk" / "segloop_sdk.py"
 
 BASE_IMAGE = "segloop/base:latest"
 BASELINE_IMAGE = "segloop/baseline-region-growing:latest"

@@ -32,7 +32,7 @@ from segloop.core.contract import (
     validate_prediction,
     write_case_files,
 )
-from segloop.core.records import CaseInput, SegloopError, StepRequest
+from segloop.core.records import CaseInput, FailureReason, SegloopError, StepRequest
 
 PredictFn = Callable[[CaseInput, StepRequest], np.ndarray]
 LOG_TAIL_CHARS = 2000
@@ -136,7 +136,9 @@ class SubprocessSession:
     def predict(self, request: StepRequest) -> np.ndarray:
         time_left_s = self.case_deadline - time.monotonic()
         if time_left_s <= 0:
-            raise ModelStepError("case_timeout", "the case's wall-clock limit is used up")
+            raise ModelStepError(
+                FailureReason.CASE_TIMEOUT, "the case's wall-clock limit is used up"
+            )
         step_limit_s = min(self.backend.step_time_limit_s, time_left_s)
         step_folder = self.work_dir / f"step_{request.step:03d}"
         input_dir = prepare_step_input(
@@ -162,13 +164,17 @@ class SubprocessSession:
                     start_new_session=True,  # so the whole process group can be killed
                 )
             except OSError as error:
-                raise ModelStepError("exit_code", f"cannot start {command[0]}: {error}") from None
+                raise ModelStepError(
+                    FailureReason.EXIT_CODE, f"cannot start {command[0]}: {error}"
+                ) from None
             try:
                 return_code = process.wait(timeout=step_limit_s)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 reason = (
-                    "timeout" if step_limit_s == self.backend.step_time_limit_s else "case_timeout"
+                    FailureReason.TIMEOUT
+                    if step_limit_s == self.backend.step_time_limit_s
+                    else FailureReason.CASE_TIMEOUT
                 )
                 raise ModelStepError(
                     reason, f"killed after {step_limit_s:.1f} s", log_tail(log)
@@ -176,7 +182,9 @@ class SubprocessSession:
             finally:
                 _kill_group(process)  # children left running after the leader exited
             if return_code != 0:
-                raise ModelStepError("exit_code", f"exit code {return_code}", log_tail(log))
+                raise ModelStepError(
+                    FailureReason.EXIT_CODE, f"exit code {return_code}", log_tail(log)
+                )
             try:
                 return read_prediction(
                     output_dir, self.case_input.shape, set(self.case_input.classes)
@@ -209,11 +217,6 @@ class SubprocessBackend:
 
     def open_case(self, case_input: CaseInput) -> SubprocessSession:
         return SubprocessSession(self, case_input)
-
-
-def python_command(target: str) -> tuple[str, ...]:
-    """The command that serves ``package.module:function`` under the native contract."""
-    return (sys.executable, "-m", "segloop.containers.sdk.segloop_sdk", "--predict", target)
 
 
 def parse_command(text: str) -> tuple[str, ...]:

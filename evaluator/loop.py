@@ -19,6 +19,7 @@ from segloop.core.metrics import curves, scoring
 from segloop.core.records import (
     Case,
     CaseInput,
+    FailureReason,
     Interaction,
     SegloopError,
     StepFailure,
@@ -42,7 +43,7 @@ def failure_of(error: BaseException) -> StepFailure:
     if isinstance(error, ModelStepError):
         return StepFailure(error.reason, error.detail, error.log_tail)
     tail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return StepFailure("exception", f"{type(error).__name__}: {error}", tail[-2000:])
+    return StepFailure(FailureReason.EXCEPTION, f"{type(error).__name__}: {error}", tail[-2000:])
 
 
 def check_label_classes(case: Case, task: Task) -> None:

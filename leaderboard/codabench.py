@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from segloop.core import store, untrusted
-from segloop.core.records import SegloopError
+from segloop.core.records import FailureReason, SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.html import render_detailed_results
 from segloop.leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
@@ -141,7 +141,7 @@ def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:
             else StepInput(
                 None,
                 {
-                    "reason": "missing_prediction",
+                    "reason": FailureReason.MISSING_PREDICTION,
                     "detail": f"no {case_id}_step{s}.* in res/",
                     "log_tail": "",
                 },

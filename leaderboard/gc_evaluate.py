@@ -49,7 +49,7 @@ from typing import Any
 
 from segloop.containers.docker.gc import GC_PRESETS
 from segloop.core import store, untrusted_images
-from segloop.core.records import SegloopError
+from segloop.core.records import FailureReason, SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
@@ -246,7 +246,7 @@ def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: 
     status = str(job.get("status", "Succeeded"))
     if status != "Succeeded":
         failure = {
-            "reason": "job_failed",
+            "reason": FailureReason.JOB_FAILED,
             "detail": f"Grand Challenge job {pk} status {status!r}",
             "log_tail": str(job.get("error_message") or ""),
         }
@@ -258,14 +258,16 @@ def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: 
             path = output_file(input_dir, pk, output)
         except RefusedFile as error:
             step_input = StepInput(
-                None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}, extra
+                None,
+                {"reason": FailureReason.INVALID_OUTPUT, "detail": str(error), "log_tail": ""},
+                extra,
             )
         else:
             failure = (
                 None
                 if path is not None
                 else {
-                    "reason": "missing_output",
+                    "reason": FailureReason.MISSING_OUTPUT,
                     "detail": f"no output file under {input_dir}/{pk}/output/"
                     f"{socket_of(output).get('relative_path', '')}",
                     "log_tail": "",
@@ -309,7 +311,7 @@ def group_steps(jobs: Sequence[Job], num_steps: int | None) -> dict[str, list[St
             else StepInput(
                 None,
                 {
-                    "reason": "missing_job",
+                    "reason": FailureReason.MISSING_JOB,
                     "detail": f"no job with step {s}'s clicks",
                     "log_tail": "",
                 },
@@ -372,7 +374,11 @@ def evaluate(
         steps = [
             StepInput(
                 None,
-                {"reason": "missing_job", "detail": "no job for this case", "log_tail": ""},
+                {
+                    "reason": FailureReason.MISSING_JOB,
+                    "detail": "no job for this case",
+                    "log_tail": "",
+                },
                 {"job_pk": None, "num_clicks": None},
             )
             for _ in range(spec.num_steps or 0)

@@ -26,6 +26,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from segloop.core.metrics.registry import parse_metric_name
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
 from segloop.leaderboard.scoring import KINDS, ScoreTerm, column_name, higher_is_better
@@ -86,8 +87,8 @@ def submission_page(task: str, submission: str) -> str:
 
 
 def metric_label(metric: str, kind: str | None = None) -> str:
-    base = metric.replace("nsd@", "NSD@").replace("dice", "Dice")
-    base = {"hd95": "HD95", "hd": "HD", "assd": "ASSD", "fpv": "FPV", "fnv": "FNV"}.get(base, base)
+    """The metric's title from the registry (``NSD@2 mm``), with the summary kind if given."""
+    base = parse_metric_name(metric).title
     return f"{base} {KIND_LABELS[kind]}" if kind else base
 
 
@@ -380,7 +381,9 @@ def line_chart(
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:
-    return (0.0, 1.0) if metric.split("@")[0] in {"dice", "nsd"} else None
+    """The y range of a metric's chart: its registry bounds when it has both."""
+    low, high = parse_metric_name(metric).metric.bounds
+    return (low, high) if low is not None and high is not None else None
 
 
 def task_charts(board: Leaderboard, task: str) -> list[dict[str, Any]]:

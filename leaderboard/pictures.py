@@ -101,12 +101,7 @@ def format_metrics(
 
 
 def _metric_label(name: str) -> str:
-    spec = parse_metric_name(name)
-    if spec.kind == "dice":
-        return "Dice"
-    if spec.kind == "nsd":
-        return f"NSD@{spec.tolerance_mm:g}"
-    return spec.kind.upper()
+    return parse_metric_name(name).title.removesuffix(" mm")
 
 
 def _metric_value(name: str, value: Any) -> str:
@@ -115,12 +110,8 @@ def _metric_value(name: str, value: Any) -> str:
     value = float(value)
     if not math.isfinite(value):
         return str(value)
-    kind = parse_metric_name(name).kind
-    if kind in ("dice", "nsd"):
-        return f"{value:.2f}"
-    if kind in ("fpv", "fnv"):
-        return f"{value:.3g} ml"
-    return f"{value:.3g} mm"
+    unit = parse_metric_name(name).unit
+    return f"{value:.3g} {unit}" if unit else f"{value:.2f}"
 
 
 def interactions_of(

@@ -22,7 +22,7 @@ import numpy as np
 from segloop.core import images, untrusted_images
 from segloop.core.contract import ModelStepError, validate_prediction
 from segloop.core.metrics import curves, registry, scoring
-from segloop.core.records import EmptyMaskPolicy, Geometry, SegloopError
+from segloop.core.records import EmptyMaskPolicy, FailureReason, Geometry, SegloopError
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.scoring import KINDS, column_name
 from segloop.protocols.tasks import get_task
@@ -74,20 +74,6 @@ def scoring_spec(
     )
 
 
-def parse_classes(text: str | None) -> dict[int, str] | None:
-    """``"1:tumor,2:organ"`` (or ``"1,2"``) -> {1: "tumor", 2: "organ"}."""
-    if not text:
-        return None
-    classes = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        value, _, name = part.partition(":")
-        try:
-            classes[int(value)] = name or f"class{int(value)}"
-        except ValueError:
-            raise SegloopError(f"--classes {text!r}: {value!r} is not a label value") from None
-    return classes
-
-
 @dataclass(frozen=True)
 class StepInput:
     """One step's prediction file, placed by the participant below a folder we were given
@@ -120,7 +106,11 @@ def load_prediction(
     if step.failure is not None:
         return None, step.failure
     if step.path is None:
-        return None, {"reason": "missing_output", "detail": "no prediction file", "log_tail": ""}
+        return None, {
+            "reason": FailureReason.MISSING_OUTPUT,
+            "detail": "no prediction file",
+            "log_tail": "",
+        }
     try:
         values, geometry = untrusted_images.read_image_at(step.path, tuple(gt_shape))
         images.check_geometry(str(step.path), geometry, gt_path, gt_geometry, b_role="ground truth")
@@ -128,7 +118,7 @@ def load_prediction(
             images.as_label_map(values, str(step.path)), tuple(gt_shape), set(class_ids)
         )
     except (SegloopError, RefusedFile) as error:
-        return None, {"reason": "invalid_output", "detail": str(error), "log_tail": ""}
+        return None, {"reason": FailureReason.INVALID_OUTPUT, "detail": str(error), "log_tail": ""}
     except ModelStepError as error:
         detail = f"{step.path}: {error.detail}"
         return None, {"reason": error.reason, "detail": detail, "log_tail": ""}

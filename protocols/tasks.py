@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -400,8 +400,3 @@ def get_task(
     raise SegloopError(
         f"unknown task {ref!r}: use one of {', '.join(TASKS)} or a path to a .toml task file"
     )
-
-
-def with_classes(task: Task, classes: Mapping[int, str]) -> Task:
-    """The same task with other classes (e.g. the labels of a MedSegFM dataset)."""
-    return replace(task, classes=dict(classes))

@@ -651,7 +651,7 @@ def test_score_classes_computes_surface_distances_once_per_class(monkeypatch):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "surface_distances_crop", counting)
+    monkeypatch.setattr(registry, "surface_distances_crop", counting)
     scoring.score_classes(
         prediction, label, [1, 2], (1.0, 1.0, 1.0), ["nsd@1", "nsd@2", "hd95", "hd"]
     )
@@ -760,8 +760,13 @@ def test_parse_metric_names():
     assert registry.parse_metric_name("dice").kind == "dice"
     assert registry.parse_metric_name("nsd@2").tolerance_mm == 2.0
     assert registry.parse_metric_name("nsd@1.5").tolerance_mm == 1.5
-    assert registry.parse_metric_name("hd95").percentile == 95.0
-    assert registry.parse_metric_name("hd").percentile == 100.0
+    assert [registry.parse_metric_name(n).title for n in ("nsd@2", "hd95", "hd")] == [
+        "NSD@2 mm",
+        "HD95",
+        "HD",
+    ]
+    assert [registry.parse_metric_name(n).unit for n in ("dice", "hd95", "fpv")] == ["", "mm", "ml"]
+    assert registry.parse_metric_name("nsd@2").metric.bounds == (0.0, 1.0)
     assert [registry.parse_metric_name(n).kind for n in ("assd", "fpv", "fnv")] == [
         "assd",
         "fpv",

@@ -75,7 +75,7 @@ from segloop.core.contract import (
     ModelStepError,
 )
 from segloop.core.owners import owner_token
-from segloop.core.records import CaseInput, SegloopError
+from segloop.core.records import CaseInput, FailureReason, SegloopError
 from segloop.core.task import Limits, Terminated
 
 
@@ -93,7 +93,6 @@ class DockerBackend:
     ) -> None:
 
         self.client = client if client is not None else docker_client()
-        self.image_ref = image
         self.image_id = resolve_image(self.client, image)
         config = self.client.images.get(self.image_id).attrs.get("Config") or {}
         # VOLUME paths of the image: given a capped tmpfs each (sandbox_kwargs)
@@ -209,7 +208,9 @@ class DockerBackend:
             container.start()
         except Exception as error:  # noqa: BLE001 - e.g. a broken image or a missing command
             run.remove()
-            raise ModelStepError("exit_code", f"container did not start: {error}") from None
+            raise ModelStepError(
+                FailureReason.EXIT_CODE, f"container did not start: {error}"
+            ) from None
         except BaseException:  # Ctrl-C while starting
             run.remove(make_sure=True)
             raise
@@ -264,10 +265,12 @@ class DockerBackend:
         """(seconds this step may take, the reason to record if it takes longer)."""
         time_left_s = case_deadline - time.monotonic()
         if time_left_s <= 0:
-            raise ModelStepError("case_timeout", "the case's wall-clock limit is used up")
+            raise ModelStepError(
+                FailureReason.CASE_TIMEOUT, "the case's wall-clock limit is used up"
+            )
         if time_left_s < self.limits.step_time_limit_s:
-            return time_left_s, "case_timeout"
-        return self.limits.step_time_limit_s, "timeout"
+            return time_left_s, FailureReason.CASE_TIMEOUT
+        return self.limits.step_time_limit_s, FailureReason.TIMEOUT
 
     def new_work_dir(self, what: str) -> Path:
         """A fresh private folder for what the harness writes (inputs, requests)."""
@@ -289,7 +292,7 @@ class DockerBackend:
         """Refuse a step whose container filled the output area (its output may be cut)."""
         if self._outputs is not None and self._outputs.exhausted():
             raise ModelStepError(
-                "invalid_output",
+                FailureReason.INVALID_OUTPUT,
                 f"the container's outputs filled their {self._outputs.size_mb} MiB / "
                 f"{workspace.OUTPUT_MAX_INODES} files cap",
                 log_tail,

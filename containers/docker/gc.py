@@ -52,7 +52,7 @@ import SimpleITK as sitk
 from segloop.core import untrusted, untrusted_images
 from segloop.core.contract import ModelStepError, validate_prediction
 from segloop.core.formats import BACKGROUND_NAME, to_gc_points
-from segloop.core.records import CaseInput, Interaction, SegloopError, StepRequest
+from segloop.core.records import CaseInput, FailureReason, Interaction, SegloopError, StepRequest
 from segloop.core.untrusted import RefusedFile
 
 INPUTS_JSON = "inputs.json"
@@ -245,13 +245,13 @@ def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterfa
         try:
             folder_fd = untrusted.open_relative_dir(root_fd, relative, "output ")
         except RefusedFile as error:
-            raise ModelStepError("invalid_output", str(error)) from None
+            raise ModelStepError(FailureReason.INVALID_OUTPUT, str(error)) from None
         try:
             entries = untrusted.list_dir(folder_fd, f"output {relative}/")
             images = [e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES)]
             if len(images) != 1:
                 raise ModelStepError(
-                    "invalid_output",
+                    FailureReason.INVALID_OUTPUT,
                     f"expected one image in {relative}/, found {len(images)}: "
                     f"{[e.name for e in images][:5]}",
                 )
@@ -259,7 +259,7 @@ def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterfa
                 folder_fd, images[0].name, case_input.shape, f"{relative}/"
             )
         except RefusedFile as error:
-            raise ModelStepError("invalid_output", str(error)) from None
+            raise ModelStepError(FailureReason.INVALID_OUTPUT, str(error)) from None
         finally:
             os.close(folder_fd)
     finally:
@@ -272,7 +272,7 @@ def read_gc_output(output_dir: Path, case_input: CaseInput, interface: GcInterfa
     ):
         if not np.allclose(got, want, atol=GEOMETRY_TOLERANCE_MM):
             raise ModelStepError(
-                "invalid_output",
+                FailureReason.INVALID_OUTPUT,
                 f"output {what} {tuple(round(float(v), 4) for v in got)} != input "
                 f"{tuple(round(float(v), 4) for v in want)}",
             )

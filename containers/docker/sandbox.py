@@ -25,6 +25,7 @@ from segloop.core.contract import (
     ModelStepError,
 )
 from segloop.core.owners import owner_alive
+from segloop.core.records import FailureReason
 from segloop.core.task import Limits
 
 LOG_TAIL_CHARS = 2000
@@ -158,13 +159,15 @@ def failure_of_exit(state: Mapping[str, Any], log_tail: str) -> ModelStepError |
     if exit_code == 0:
         return None
     if state.get("OOMKilled"):
-        return ModelStepError("oom", f"killed for memory (exit code {exit_code})", log_tail)
+        return ModelStepError(
+            FailureReason.OOM, f"killed for memory (exit code {exit_code})", log_tail
+        )
     detail = f"exit code {exit_code}"
     if exit_code > 128:
         detail += f" (signal {exit_code - 128})"
     if state.get("Error"):
         detail += f": {state['Error']}"
-    return ModelStepError("exit_code", detail, log_tail)
+    return ModelStepError(FailureReason.EXIT_CODE, detail, log_tail)
 
 
 def _is_request_timeout(error: BaseException) -> bool:

@@ -33,7 +33,7 @@ from segloop.core.contract import (
     request_json,
     write_case_files,
 )
-from segloop.core.records import CaseInput, StepRequest
+from segloop.core.records import CaseInput, FailureReason, StepRequest
 from segloop.core.untrusted import RefusedFile
 
 if TYPE_CHECKING:  # the back-end creates these sessions: no import at run time
@@ -174,7 +174,7 @@ class SessionServer:
             run.remove()
             untrusted.remove_tree_at(self.responses_fd, name)
             raise ModelStepError(
-                "invalid_output",
+                FailureReason.INVALID_OUTPUT,
                 f"responses/{name}/ kept growing while it was removed (over "
                 f"{ANSWER_MAX_ENTRIES} entries); the session container was stopped",
             ) from None
@@ -187,9 +187,11 @@ class SessionServer:
             try:
                 text = untrusted.read_text_tail(response_fd, ERROR_FILE, LOG_TAIL_CHARS * 10)
             except RefusedFile as error:
-                raise ModelStepError("invalid_output", str(error), run.log_tail()) from None
+                raise ModelStepError(
+                    FailureReason.INVALID_OUTPUT, str(error), run.log_tail()
+                ) from None
             last = text.strip().splitlines()[-1] if text.strip() else "predict raised"
-            raise ModelStepError("model_error", last[:300], text[-LOG_TAIL_CHARS:])
+            raise ModelStepError(FailureReason.MODEL_ERROR, last[:300], text[-LOG_TAIL_CHARS:])
         try:
             self.backend.check_outputs()
             return read_prediction(
@@ -206,7 +208,7 @@ class SessionServer:
         except RefusedFile as error:
             if "no such folder" in str(error):
                 return None
-            raise ModelStepError("invalid_output", str(error)) from None
+            raise ModelStepError(FailureReason.INVALID_OUTPUT, str(error)) from None
         if untrusted.exists(folder_fd, DONE_MARKER):
             return folder_fd
         os.close(folder_fd)
@@ -228,7 +230,7 @@ class SessionServer:
                     return answer
                 tail = run.log_tail()
                 failure = failure_of_exit(run.state(), tail) or ModelStepError(
-                    "exit_code", "the session container exited without answering", tail
+                    FailureReason.EXIT_CODE, "the session container exited without answering", tail
                 )
                 run.remove()
                 self.backend.check_outputs(tail)

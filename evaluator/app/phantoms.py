@@ -94,12 +94,6 @@ def _ellipsoid_r2(
     return ((z - cz) / az) ** 2 + ((y - cy) / ay) ** 2 + ((x - cx) / ax) ** 2
 
 
-def _voxel_mm(index: Sequence[int], shape: Shape, spacing_mm: Spacing) -> np.ndarray:
-    return np.array(
-        [(i - (n - 1) / 2) * s for i, n, s in zip(index, shape, spacing_mm, strict=True)]
-    )
-
-
 def _smooth_noise(
     rng: np.random.Generator, shape: Shape, sigma_voxels: float | Sequence[float]
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ from segloop.cli import leaderboard as leaderboard_cli
 from segloop.containers.registry import model_identity
 from segloop.core import dataset, images, store
 from segloop.core.metrics import registry, scoring
-from segloop.core.records import SegloopError
+from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Limits
 from segloop.protocols.tasks import get_task
 
@@ -237,7 +237,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.jobs,
         args.dask,
         args.scheduler,
-        parse_classes(args.classes) if args.classes else None,
+        parse_classes(args.classes),
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
@@ -252,7 +252,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    classes = parse_classes(args.classes) if args.classes else None
+    classes = parse_classes(args.classes)
     spec = runs.RunSpec(
         Path(args.data),
         args.task,
@@ -271,21 +271,6 @@ def check_command(args: argparse.Namespace) -> int:
         print(f"segloop: problem: {message}", file=sys.stderr)
     print(f"{len(case_ids) - len(problems)} of {len(case_ids)} cases ready for task {args.task}")
     return 2 if problems else 0
-
-
-def parse_classes(text: str) -> dict[int, str]:
-    """``1:liver,2:tumor`` -> {1: "liver", 2: "tumor"} (a bare ``2`` is named class_2)."""
-    classes = {}
-    for item in text.split(","):
-        value, _, name = item.strip().partition(":")
-        try:
-            label = int(value)
-        except ValueError:
-            raise SegloopError(f"--classes {text}: {value!r} is not a label value") from None
-        if label <= 0:
-            raise SegloopError(f"--classes {text}: label values start at 1 (0 is background)")
-        classes[label] = name.strip() or f"class_{label}"
-    return classes
 
 
 def format_summary(summary: dict) -> str:

@@ -15,9 +15,10 @@ import argparse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from segloop.core.records import parse_classes
 from segloop.leaderboard import codabench, gc_evaluate, html
 from segloop.leaderboard.scoring import parse_score_overrides
-from segloop.leaderboard.stepscore import parse_classes, scoring_spec
+from segloop.leaderboard.stepscore import scoring_spec
 
 DEFAULT_BOOTSTRAP = 1000
 
@@ -70,18 +71,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     gc.add_argument("--task", required=True, help="task preset (see `segloop tasks`)")
     gc.add_argument("--predictions", type=Path, help="default INPUT_DIR/predictions.json")
-    gc.add_argument("--input-dir", type=Path, default=Path("/input"), help="default /input")
+    gc.add_argument(
+        "--input-dir",
+        type=Path,
+        default=gc_evaluate.DEFAULT_INPUT_DIR,
+        help=f"default {gc_evaluate.DEFAULT_INPUT_DIR}",
+    )
     gc.add_argument(
         "--ground-truth",
         type=Path,
-        default=Path("/opt/ml/input/data/ground_truth"),
-        help="ground-truth folder (default /opt/ml/input/data/ground_truth)",
+        default=gc_evaluate.DEFAULT_GROUND_TRUTH,
+        help=f"ground-truth folder (default {gc_evaluate.DEFAULT_GROUND_TRUTH})",
     )
     gc.add_argument(
         "--output",
         type=Path,
-        default=Path("/output/metrics.json"),
-        help="default /output/metrics.json",
+        default=gc_evaluate.DEFAULT_OUTPUT,
+        help=f"default {gc_evaluate.DEFAULT_OUTPUT}",
     )
     gc.add_argument(
         "--image-slug",

@@ -38,10 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from segloop import runs
-from segloop.cli.commands import parse_classes
 from segloop.core import dataset
 from segloop.core.formats import ClickFileFormat, challenge_format, encode_clicks, to_segloop_json
-from segloop.core.records import SegloopError
+from segloop.core.records import SegloopError, parse_classes
 from segloop.loop import check_label_classes
 from segloop.protocols.tasks import TASKS, get_task, is_reactive
 
@@ -134,7 +133,7 @@ def step_file_name(case_id: str, step: int, num_steps: int) -> str:
 
 def run_clicks(args: argparse.Namespace) -> int:
 
-    classes = parse_classes(args.classes) if args.classes else None
+    classes = parse_classes(args.classes)
     task = get_task(args.task, seed=args.seed, classes=classes)
     if is_reactive(task.robot_user):
         raise SegloopError(

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from segloop.core import untrusted, untrusted_images
-from segloop.core.records import AXIS_ORDER, CaseInput, StepRequest
+from segloop.core.records import AXIS_ORDER, CaseInput, FailureReason, StepRequest
 from segloop.core.untrusted import RefusedFile
 
 CASE_FILE = "case.json"
@@ -43,10 +43,11 @@ CONTRACT_VERSION = 1
 
 
 class ModelStepError(Exception):
-    """A model step failed; ``reason`` is one word (timeout, oom, exit_code, invalid_output...)."""
+    """A model step failed, for one of the :class:`FailureReason` reasons."""
 
-    def __init__(self, reason: str, detail: str = "", log_tail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+    def __init__(self, reason: FailureReason | str, detail: str = "", log_tail: str = "") -> None:
+        reason = FailureReason(reason)
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
         self.log_tail = log_tail
@@ -133,7 +134,7 @@ def read_prediction(
         detail = str(error)
         if "no such file" in detail:
             detail = f"no {PREDICTION_FILE} written"
-        raise ModelStepError("invalid_output", detail) from None
+        raise ModelStepError(FailureReason.INVALID_OUTPUT, detail) from None
     finally:
         if not isinstance(output, int):
             os.close(folder_fd)
@@ -146,27 +147,34 @@ def validate_prediction(
     """Return ``array`` as uint8/uint16 labels, or raise ModelStepError(invalid_output)."""
     if not isinstance(array, np.ndarray):
         raise ModelStepError(
-            "invalid_output", f"prediction is a {type(array).__name__}, not an array"
+            FailureReason.INVALID_OUTPUT, f"prediction is a {type(array).__name__}, not an array"
         )
     if tuple(array.shape) != tuple(shape):
         raise ModelStepError(
-            "invalid_output", f"prediction shape {tuple(array.shape)} != image shape {tuple(shape)}"
+            FailureReason.INVALID_OUTPUT,
+            f"prediction shape {tuple(array.shape)} != image shape {tuple(shape)}",
         )
     if array.dtype.kind == "b":
         array = array.astype(np.uint8)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
-            raise ModelStepError("invalid_output", "prediction holds NaN or infinite values")
+            raise ModelStepError(
+                FailureReason.INVALID_OUTPUT, "prediction holds NaN or infinite values"
+            )
         if not np.array_equal(array, np.round(array)):
-            raise ModelStepError("invalid_output", "prediction holds non-integer values")
+            raise ModelStepError(
+                FailureReason.INVALID_OUTPUT, "prediction holds non-integer values"
+            )
     elif array.dtype.kind not in "iu":
-        raise ModelStepError("invalid_output", f"prediction has dtype {array.dtype}, not integer")
+        raise ModelStepError(
+            FailureReason.INVALID_OUTPUT, f"prediction has dtype {array.dtype}, not integer"
+        )
     allowed = {0, *class_ids}
     present = np.unique(array)
     unexpected = [v for v in present.tolist() if v not in allowed]
     if unexpected:
         raise ModelStepError(
-            "invalid_output",
+            FailureReason.INVALID_OUTPUT,
             f"prediction labels {unexpected[:5]} not in the task's classes {sorted(allowed)}",
         )
     dtype = np.uint8 if max(allowed) < 256 else np.uint16

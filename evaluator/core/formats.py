@@ -91,11 +91,9 @@ import numpy as np
 
 from segloop.core.records import (
     AXIS_ORDER,
-    CaseInput,
     Geometry,
     Interaction,
     SegloopError,
-    StepRequest,
 )
 
 GC_TYPE = "Multiple points"
@@ -614,32 +612,6 @@ def _object_array(items: Sequence[Any]) -> np.ndarray:
     for i, item in enumerate(items):
         out[i] = item
     return out
-
-
-def cvpr25_request_from_step(
-    case_input: CaseInput,
-    request: StepRequest,
-    box_mid_slices: Mapping[int, int] | None = None,
-    channel: int = 0,
-    label: np.ndarray | None = None,
-    box_mid_slice: str = "slice_median",
-) -> dict[str, Any]:
-    """The CVPR25 npz arrays of one loop step (image channel ``channel``, all interactions so far).
-
-    ``label``: the case's ground truth, for the boxes' z_mid (the harness holds it; it is not
-    written into the request). ``clicks_order`` runs to ``request.step``.
-    """
-    return cvpr25_request(
-        case_input.channels[channel],
-        case_input.geometry.spacing_mm,
-        request.interactions,
-        sorted(case_input.classes),
-        request.previous_prediction,
-        box_mid_slices,
-        label=label,
-        box_mid_slice=box_mid_slice,
-        step=request.step,
-    )
 
 
 def write_cvpr25_request(path: str | Path, *args: Any, **kwargs: Any) -> None:

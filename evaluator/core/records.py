@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal
 
 import numpy as np
@@ -149,18 +150,48 @@ class EmptyMaskPolicy:
         )
 
 
+class FailureReason(str, Enum):
+    """Why a step has no usable prediction (it is then scored as empty): one word a program can
+    group by. Failures of the model only: a fault of the harness (engine gone, disk full, a
+    lost worker) is never one of these; it stops the case, which runs again on resume."""
+
+    TIMEOUT = "timeout"  # the step ran past its time limit
+    CASE_TIMEOUT = "case_timeout"  # the case's time limit ran out first
+    OOM = "oom"  # the kernel killed the container for memory
+    EXIT_CODE = "exit_code"  # the model exited non-zero (session mode: without answering)
+    INVALID_OUTPUT = "invalid_output"  # a missing, unreadable, refused or invalid prediction
+    MODEL_ERROR = "model_error"  # session mode: the model's predict raised
+    EXCEPTION = "exception"  # an in-process (python:) model raised
+    MISSING_OUTPUT = "missing_output"  # a platform job wrote no output file
+    MISSING_PREDICTION = "missing_prediction"  # a Codabench submission has no file for the step
+    MISSING_JOB = "missing_job"  # Grand Challenge: no job for the step (or the case)
+    JOB_FAILED = "job_failed"  # Grand Challenge: the job did not succeed
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class StepFailure:
     """Why a model step produced no usable prediction (it is then scored as empty)."""
 
-    # One word a program can group by: timeout, case_timeout, oom, exit_code, invalid_output,
-    # exception.
-    reason: str
+    reason: FailureReason
     detail: str = ""
     log_tail: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", FailureReason(self.reason))
+
     def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "detail": self.detail, "log_tail": self.log_tail}
+        return {"reason": self.reason.value, "detail": self.detail, "log_tail": self.log_tail}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepFailure:
+        return cls(
+            FailureReason(data["reason"]),
+            str(data.get("detail", "")),
+            str(data.get("log_tail", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -200,3 +231,29 @@ class StepRequest:
     step: int
     interactions: tuple[Interaction, ...]
     previous_prediction: np.ndarray | None
+
+
+def parse_classes(text: str | None) -> dict[int, str] | None:
+    """``"1:liver,2:tumor"`` -> {1: "liver", 2: "tumor"}; a bare ``"2"`` is named ``class_2``;
+    None or "" -> None (the task's own classes). The one parser of every ``--classes`` option.
+
+    Label values are integers >= 1 (0 is the background); each at most once."""
+    if not text:
+        return None
+    classes: dict[int, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        value, _, name = item.partition(":")
+        try:
+            label = int(value)
+        except ValueError:
+            raise SegloopError(f"--classes {text}: {value!r} is not a label value") from None
+        if label <= 0:
+            raise SegloopError(f"--classes {text}: label values start at 1 (0 is background)")
+        if label in classes:
+            raise SegloopError(f"--classes {text}: label {label} is given twice")
+        classes[label] = name.strip() or f"class_{label}"
+    if not classes:
+        raise SegloopError(f"--classes {text!r}: no class")
+    return classes

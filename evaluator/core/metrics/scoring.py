@@ -10,16 +10,9 @@ import numpy as np
 
 from segloop.core.metrics.binary import (
     DEFAULT_POLICY,
-    dice_from_counts,
-    empty_state,
-    policy_distance,
-    policy_overlap,
-    untouched_voxels,
-    volume_ml,
 )
 from segloop.core.metrics.crops import check_pair, check_spacing, nonzero_box, offset_box, union_box
-from segloop.core.metrics.registry import SURFACE_KINDS, MetricSpec, parse_metric_name
-from segloop.core.metrics.surface import assd_from, hausdorff_from, nsd_from, surface_distances_crop
+from segloop.core.metrics.registry import ClassPair, MetricSpec, parse_metric_name
 from segloop.core.records import EmptyMaskPolicy
 
 
@@ -30,56 +23,9 @@ def finite_or_none(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _score_class(
-    p: np.ndarray,
-    g: np.ndarray,
-    origin: Sequence[int],
-    shape: Sequence[int],
-    spacing: tuple[float, ...],
-    specs: Sequence[MetricSpec],
-    policy: EmptyMaskPolicy,
-    nsd_zero_below_dice: float | None,
-) -> tuple[dict[str, float | None], float]:
-    """All metrics of one class on the crop (p, g) whose first voxel is ``origin``, and its
-    Dice (computed whether asked for or not: the MedSegFM NSD rule reads it)."""
-    pred_count = int(np.count_nonzero(p))
-    gt_count = int(np.count_nonzero(g))
-    state = empty_state(pred_count, gt_count)
-    both_count = int(np.count_nonzero(p & g)) if state is None else 0
-    dice_value = dice_from_counts(pred_count, gt_count, both_count, policy)
-    sd = None
-    surface_kinds = {spec.kind for spec in specs if spec.kind in SURFACE_KINDS}
-    if state is None and surface_kinds:
-        # once per class, shared by all surface metrics; NSD alone needs no distance beyond
-        # its largest tolerance, which lets the k-d tree prune
-        max_distance_mm = None
-        if surface_kinds == {"nsd"}:
-            max_distance_mm = max(s.tolerance_mm for s in specs if s.kind == "nsd")
-        sd = surface_distances_crop(p, g, origin, shape, spacing, max_distance_mm)
-    out: dict[str, float | None] = {}
-    for spec in specs:
-        if spec.kind == "dice":
-            value = dice_value
-        elif spec.kind == "nsd":
-            assert spec.tolerance_mm is not None
-            value = policy_overlap(state, policy) if sd is None else nsd_from(sd, spec.tolerance_mm)
-            if nsd_zero_below_dice is not None and dice_value <= nsd_zero_below_dice:
-                value = 0.0
-        elif spec.kind in ("hd95", "hd"):
-            assert spec.percentile is not None
-            value = (
-                policy_distance(state, policy, shape, spacing)
-                if sd is None
-                else hausdorff_from(sd, spec.percentile)
-            )
-        elif spec.kind == "assd":
-            value = policy_distance(state, policy, shape, spacing) if sd is None else assd_from(sd)
-        elif spec.kind == "fpv":
-            value = volume_ml(untouched_voxels(p, g), spacing)
-        else:  # fnv
-            value = volume_ml(untouched_voxels(g, p), spacing)
-        out[spec.name] = finite_or_none(value)
-    return out, dice_value
+def _score_class(pair: ClassPair, specs: Sequence[MetricSpec]) -> dict[str, float | None]:
+    """Every metric of one class (registry entries computing from what the pair shares)."""
+    return {spec.name: finite_or_none(spec.value(pair)) for spec in specs}
 
 
 def score_classes(
@@ -112,6 +58,13 @@ def score_classes(
     spacing = check_spacing(spacing_mm, pred_array.ndim)
     specs = [parse_metric_name(name) for name in metric_names]
     shape = pred_array.shape
+    surface_specs = [spec for spec in specs if spec.metric.surface]
+    # NSD alone needs no distance beyond its largest tolerance, which lets the k-d tree prune
+    reach_mm = (
+        max(spec.parameters["tolerance_mm"] for spec in surface_specs)
+        if surface_specs and all(spec.kind == "nsd" for spec in surface_specs)
+        else None
+    )
     per_class: dict[str, dict[str, float | None]] = {spec.name: {} for spec in specs}
     dice_by_class: list[float] = []
     class_rule = nsd_zero_below_dice if nsd_zero_scope == "class" else None
@@ -138,8 +91,11 @@ def score_classes(
         else:
             p, g = p_outer[inner], g_outer[inner]
             origin = [s.start for s in offset_box(inner, outer)]
-        values, dice_value = _score_class(p, g, origin, shape, spacing, specs, policy, class_rule)
-        dice_by_class.append(dice_value)
+        pair = ClassPair(p, g, origin, shape, spacing, policy, reach_mm)
+        values = _score_class(pair, specs)
+        if class_rule is not None and pair.dice <= class_rule:
+            values.update({spec.name: 0.0 for spec in specs if spec.kind == "nsd"})
+        dice_by_class.append(pair.dice)
         for name, value in values.items():
             per_class[name][str(class_value)] = value
     case_dice = sum(dice_by_class) / len(dice_by_class) if dice_by_class else None
