@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from segloop.core.contract import ModelStepError
-from segloop.core.metrics import curves, scoring
+from segloop.core.metrics import scoring
 from segloop.core.records import (
     Case,
     CaseInput,
@@ -26,9 +25,8 @@ from segloop.core.records import (
     StepRequest,
     StepResult,
 )
+from segloop.core.results import CaseResult, StepRecord, case_result, metric_values
 from segloop.core.task import ModelBackend, Task
-
-RESULT_FORMAT = "segloop-case-result"
 
 
 @dataclass(frozen=True)
@@ -109,44 +107,25 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
     return CaseOutcome(case.case_id, tuple(steps), time.perf_counter() - started)
 
 
-def summarise(steps: Sequence[StepResult], task: Task) -> dict[str, dict[str, Any]]:
-    """Per metric: AUC on the task's x-axis (raw and normalised) and Final (last step)."""
-    return {
-        name: curves.summarise_curve(
-            [s.metrics[name]["mean"] for s in steps], task.auc_steps, task.auc_x
-        )
-        for name in task.metrics
-    }
-
-
-def case_result_json(
+def case_result_of(
     outcome: CaseOutcome, task: Task, submission: str, run_config_hash: str
-) -> dict[str, Any]:
+) -> CaseResult:
     """The deterministic record of a case (no wall times: those go to the timing file)."""
-    return {
-        "format": RESULT_FORMAT,
-        "version": 1,
-        "case_id": outcome.case_id,
-        "submission": submission,
-        "task": task.name,
-        "config_hash": run_config_hash,
-        "classes": {str(k): v for k, v in task.classes.items()},
-        "metrics": list(task.metrics),
-        "auc_steps": list(task.auc_steps),
-        "auc_x": list(task.auc_x),
-        "empty_mask_policy": task.empty_mask_policy.to_json(),
-        "steps": [
-            {
-                "step": s.step,
-                "new_interactions": [i.to_json() for i in s.new_interactions],
-                "metrics": s.metrics,
-                "failure": s.failure.to_json() if s.failure else None,
-            }
+    return case_result(
+        outcome.case_id,
+        [
+            StepRecord(s.step, metric_values(s.metrics), s.failure, tuple(s.new_interactions))
             for s in outcome.steps
         ],
-        "summary": summarise(outcome.steps, task),
-        "failed_steps": sum(s.failure is not None for s in outcome.steps),
-    }
+        task=task.name,
+        metrics=task.metrics,
+        classes=task.classes,
+        auc_steps=task.auc_steps,
+        auc_x=task.auc_x,
+        empty_mask_policy=task.empty_mask_policy,
+        submission=submission,
+        config_hash=run_config_hash,
+    )
 
 
 def timing_json(outcome: CaseOutcome) -> dict[str, Any]:
@@ -154,20 +133,4 @@ def timing_json(outcome: CaseOutcome) -> dict[str, Any]:
         "case_id": outcome.case_id,
         "model_wall_time_s": [s.model_wall_time_s for s in outcome.steps],
         "case_wall_time_s": outcome.case_wall_time_s,
-    }
-
-
-def mean_summary(case_results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean over cases of every summary figure (None where any case has None)."""
-    out: dict[str, dict[str, Any]] = {}
-    for result in case_results.values():
-        for metric_name, figures in result["summary"].items():
-            for key, value in figures.items():
-                out.setdefault(metric_name, {}).setdefault(key, []).append(value)
-    return {
-        metric_name: {
-            key: (None if any(v is None for v in values) else float(np.mean(values)))
-            for key, values in figures.items()
-        }
-        for metric_name, figures in out.items()
     }

@@ -37,10 +37,10 @@ from segloop.containers.registry import (
     release_backend,
     terminate_backends,
 )
-from segloop.core import dataset, stamps, store
+from segloop.core import dataset, results, stamps, store
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
-from segloop.loop import case_result_json, check_label_classes, mean_summary, run_case, timing_json
+from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
 from segloop.protocols.tasks import get_task
 
 SEGLOOP_VERSION = "0.1.0"
@@ -185,7 +185,7 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
         outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
     finally:
         release_backend(backend)
-    result = case_result_json(outcome, task, spec.submission, store.config_hash(spec.config()))
+    result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
     store.write_case_result(run_dir, result, {**timing_json(outcome), "inputs": inputs})
     return case_id
 
@@ -391,76 +391,61 @@ def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
             cluster.close()
 
 
-def summary_table(run_dir: Path) -> pd.DataFrame:
+def summary_table(cases: Sequence[results.CaseResult]) -> pd.DataFrame:
     """One row per case: AUC (raw, normalised) and Final of each metric, failed steps."""
-    record = store.read_run(run_dir)
-    rows = []
-    for case_id, result in record.cases.items():
-        row: dict[str, Any] = {"case_id": case_id}
-        for metric_name, figures in result["summary"].items():
-            for key, value in figures.items():
-                row[f"{metric_name}_{key}"] = value
-        row["failed_steps"] = result["failed_steps"]
-        rows.append(row)
-    if not rows:
-        raise SegloopError(f"{run_dir}: no finished case to summarise")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        [
+            {"case_id": r.case_id, **results.summary_columns(r), "failed_steps": r.failed_steps}
+            for r in cases
+        ]
+    )
 
 
 def write_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.csv (per case + mean row) and summary.json (per case, mean, mean curve)."""
+    """summary.csv (per case + a mean row) and summary.json (per case, mean, mean curve).
+
+    Every mean is :func:`segloop.core.results.aggregate`'s: over the cases whose value is
+    defined; summary.json's ``undefined`` counts the cases left out, per metric and kind."""
     record = store.read_run(run_dir)
-    table = summary_table(run_dir)
-    mean_row = table.drop(columns=["case_id"]).mean(numeric_only=True)
+    cases = list(record.cases.values())
+    if not cases:
+        raise SegloopError(f"{run_dir}: no finished case to summarise")
+    table = summary_table(cases)
+    mean_row = {
+        column: results.aggregate(list(table[column])).mean
+        for column in table.columns
+        if column != "case_id"
+    }
     with_mean = pd.concat(
-        [table, pd.DataFrame([{"case_id": "mean", **mean_row.to_dict()}])], ignore_index=True
+        [table, pd.DataFrame([{"case_id": "mean", **mean_row}])], ignore_index=True
     )
     with_mean.to_csv(Path(run_dir) / "summary.csv", index=False)
     summary = {
         "submission": record.run["submission"],
         "task": record.run["task"]["name"],
-        "num_cases": len(record.cases),
+        "num_cases": len(cases),
         "failed_steps": int(table["failed_steps"].sum()),
-        "failures": failure_digest(record.cases),
-        "mean": mean_summary(record.cases),
-        "mean_curve": mean_curves(record.cases),
+        "failures": failure_digest(cases),
+        "mean": results.mean_summary(cases),
+        "undefined": results.missing_counts(cases),
+        "mean_curve": results.mean_curves(cases),
         "cases": store.json_safe(table.to_dict(orient="records")),
     }
     store.write_json_atomic(Path(run_dir) / "summary.json", summary)
     return summary
 
 
-def failure_digest(case_results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def failure_digest(case_results: Sequence[results.CaseResult]) -> dict[str, dict[str, Any]]:
     """Per failure reason: how many steps, and the first one (by case id, step) as an example."""
     digest: dict[str, dict[str, Any]] = {}
-    for case_id in sorted(case_results):
-        for step in case_results[case_id]["steps"]:
-            failure = step.get("failure")
-            if not failure:
+    for result in sorted(case_results, key=lambda r: r.case_id):
+        for step in result.steps:
+            if step.failure is None:
                 continue
             entry = digest.setdefault(
-                failure["reason"],
-                {"steps": 0, "example": {"case_id": case_id, "step": step["step"]}},
+                step.failure.reason.value,
+                {"steps": 0, "example": {"case_id": result.case_id, "step": step.step}},
             )
             entry["steps"] += 1
-            entry["example"].setdefault("detail", failure.get("detail", ""))
+            entry["example"].setdefault("detail", step.failure.detail)
     return digest
-
-
-def mean_curves(case_results: dict[str, dict[str, Any]]) -> dict[str, list[float | None]]:
-    """Mean over cases of each metric at each step (the interaction curve)."""
-    curves: dict[str, list[list[float | None]]] = {}
-    for result in case_results.values():
-        for step in result["steps"]:
-            for metric_name, value in step["metrics"].items():
-                per_step = curves.setdefault(metric_name, [])
-                while len(per_step) <= step["step"]:
-                    per_step.append([])
-                per_step[step["step"]].append(value["mean"])
-    return {
-        name: [
-            None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
-            for vals in steps
-        ]
-        for name, steps in curves.items()
-    }

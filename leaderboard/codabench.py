@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from segloop.core import store, untrusted
-from segloop.core.records import FailureReason, SegloopError
+from segloop.core.records import FailureReason, SegloopError, StepFailure
+from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.html import render_detailed_results
-from segloop.leaderboard.scoring import KINDS, column_name, higher_is_better, scoring_for
+from segloop.leaderboard.scoring import higher_is_better, scoring_for
 from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
 # Detached headers are matched too, so that they are refused with a reason (not ignored).
@@ -140,11 +141,9 @@ def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:
             if (case_id, s) in files
             else StepInput(
                 None,
-                {
-                    "reason": FailureReason.MISSING_PREDICTION,
-                    "detail": f"no {case_id}_step{s}.* in res/",
-                    "log_tail": "",
-                },
+                StepFailure(
+                    FailureReason.MISSING_PREDICTION, f"no {case_id}_step{s}.* in res/", ""
+                ),
                 {"file": None},
             )
             for s in range(num_steps)
@@ -153,7 +152,7 @@ def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:
     return {
         "task": spec.task,
         "metrics": list(spec.metrics),
-        "case": cases,
+        "case": {case_id: result.to_json() for case_id, result in cases.items()},
         "aggregates": aggregate_cases(cases, spec.metrics),
         "ignored_files": ignored,
     }
@@ -165,7 +164,7 @@ def scores_json(result: Mapping[str, Any]) -> dict[str, Any]:
     scores: dict[str, Any] = {
         column_name(m, k): aggregates[column_name(m, k)]["mean"]
         for m in result["metrics"]
-        for k in KINDS
+        for k in SUMMARY_KINDS
     }
     scores["failed_steps"] = aggregates["failed_steps"]
     scores["num_cases"] = aggregates["num_cases"]
@@ -195,7 +194,7 @@ def _q(text: str) -> str:
 def leaderboard_columns(task: str, metric_names: Sequence[str]) -> list[dict[str, Any]]:
     """Leaderboard columns, the task's score terms first (the first is the primary one)."""
     pairs = [(t.metric, t.kind) for t in scoring_for(task, list(metric_names))]
-    pairs += [(m, k) for m in metric_names for k in KINDS if (m, k) not in pairs]
+    pairs += [(m, k) for m in metric_names for k in SUMMARY_KINDS if (m, k) not in pairs]
     columns = [
         {
             "title": f"{metric} {kind.replace('_', ' ')}",

@@ -49,7 +49,7 @@ from typing import Any
 
 from segloop.containers.docker.gc import GC_PRESETS
 from segloop.core import store, untrusted_images
-from segloop.core.records import FailureReason, SegloopError
+from segloop.core.records import FailureReason, SegloopError, StepFailure
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
 
@@ -245,11 +245,11 @@ def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: 
     extra = {"job_pk": pk, "num_clicks": len(clicks)}
     status = str(job.get("status", "Succeeded"))
     if status != "Succeeded":
-        failure = {
-            "reason": FailureReason.JOB_FAILED,
-            "detail": f"Grand Challenge job {pk} status {status!r}",
-            "log_tail": str(job.get("error_message") or ""),
-        }
+        failure = StepFailure(
+            FailureReason.JOB_FAILED,
+            f"Grand Challenge job {pk} status {status!r}",
+            str(job.get("error_message") or ""),
+        )
         step_input = StepInput(None, failure, extra)
     else:
         outputs = _values(job, "outputs", where)
@@ -259,19 +259,19 @@ def parse_job(job: Mapping[str, Any], sockets: Sockets, input_dir: Path, where: 
         except RefusedFile as error:
             step_input = StepInput(
                 None,
-                {"reason": FailureReason.INVALID_OUTPUT, "detail": str(error), "log_tail": ""},
+                StepFailure(FailureReason.INVALID_OUTPUT, str(error), ""),
                 extra,
             )
         else:
             failure = (
                 None
                 if path is not None
-                else {
-                    "reason": FailureReason.MISSING_OUTPUT,
-                    "detail": f"no output file under {input_dir}/{pk}/output/"
+                else StepFailure(
+                    FailureReason.MISSING_OUTPUT,
+                    f"no output file under {input_dir}/{pk}/output/"
                     f"{socket_of(output).get('relative_path', '')}",
-                    "log_tail": "",
-                }
+                    "",
+                )
             )
             step_input = StepInput(path, failure, extra)
     return Job(
@@ -310,11 +310,7 @@ def group_steps(jobs: Sequence[Job], num_steps: int | None) -> dict[str, list[St
             if s in steps
             else StepInput(
                 None,
-                {
-                    "reason": FailureReason.MISSING_JOB,
-                    "detail": f"no job with step {s}'s clicks",
-                    "log_tail": "",
-                },
+                StepFailure(FailureReason.MISSING_JOB, f"no job with step {s}'s clicks", ""),
                 {"job_pk": None, "num_clicks": None},
             )
             for s in range(count)
@@ -374,11 +370,7 @@ def evaluate(
         steps = [
             StepInput(
                 None,
-                {
-                    "reason": FailureReason.MISSING_JOB,
-                    "detail": "no job for this case",
-                    "log_tail": "",
-                },
+                StepFailure(FailureReason.MISSING_JOB, "no job for this case", ""),
                 {"job_pk": None, "num_clicks": None},
             )
             for _ in range(spec.num_steps or 0)
@@ -391,7 +383,7 @@ def evaluate(
         "version": 1,
         "task": spec.task,
         "metrics": list(spec.metrics),
-        "case": dict(sorted(cases.items())),
+        "case": {case_id: result.to_json() for case_id, result in sorted(cases.items())},
         "aggregates": aggregates,
     }
 

@@ -27,9 +27,10 @@ import numpy as np
 from markupsafe import Markup
 
 from segloop.core.metrics.registry import parse_metric_name
+from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
-from segloop.leaderboard.scoring import KINDS, ScoreTerm, column_name, higher_is_better
+from segloop.leaderboard.scoring import ScoreTerm, higher_is_better
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PALETTE = (
@@ -479,16 +480,16 @@ def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str
     record = board.record(task, submission)
     found = []
     for case_id, result in record.cases.items():
-        for step in result["steps"]:
-            failure = step.get("failure")
+        for step in result.steps:
+            failure = step.failure
             if failure:
                 found.append(
                     {
                         "case_id": case_id,
-                        "step": step["step"],
-                        "reason": str(failure.get("reason", "")),
-                        "detail": str(failure.get("detail", "")),
-                        "log_tail": str(failure.get("log_tail", "")),
+                        "step": step.step,
+                        "reason": failure.reason.value,
+                        "detail": failure.detail,
+                        "log_tail": failure.log_tail,
                     }
                 )
     return found
@@ -626,13 +627,15 @@ def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]
         for m in metric_names
     ]
     columns = [Column("Case", numeric=False)]
-    columns += [Column(metric_label(m, k)) for m in metric_names for k in KINDS]
+    columns += [Column(metric_label(m, k)) for m in metric_names for k in SUMMARY_KINDS]
     columns.append(Column("Failed steps"))
     rows = []
     failures = []
     for case_id, case in sorted(result["case"].items()):
         cells = [text_cell(case_id, cls="name")]
-        cells += [number_cell(case["summary"][m].get(k), 4) for m in metric_names for k in KINDS]
+        cells += [
+            number_cell(case["summary"][m].get(k), 4) for m in metric_names for k in SUMMARY_KINDS
+        ]
         cells.append(number_cell(case["failed_steps"], cls="warn" if case["failed_steps"] else ""))
         rows.append(tuple(cells))
         for step in case["steps"]:

@@ -42,6 +42,7 @@ from scipy import ndimage
 
 from segloop.core.metrics.registry import parse_metric_name
 from segloop.core.records import Interaction, SegloopError
+from segloop.core.results import CaseResult
 
 Voxel = tuple[int, int, int]
 ViewName = Literal["axial", "coronal", "sagittal"]
@@ -114,15 +115,14 @@ def _metric_value(name: str, value: Any) -> str:
     return f"{value:.3g} {unit}" if unit else f"{value:.2f}"
 
 
-def interactions_of(
-    case_result: Mapping[str, Any], up_to_step: int | None = None
-) -> list[Interaction]:
+def interactions_of(case_result: CaseResult, up_to_step: int | None = None) -> list[Interaction]:
     """The interactions of a case result (``steps[].new_interactions``) given up to a step."""
-    out = []
-    for step in case_result["steps"]:
-        if up_to_step is None or int(step["step"]) <= up_to_step:
-            out.extend(Interaction.from_json(i) for i in step["new_interactions"])
-    return out
+    return [
+        interaction
+        for step in case_result.steps
+        if up_to_step is None or step.step <= up_to_step
+        for interaction in step.new_interactions or ()
+    ]
 
 
 # --------------------------------------------------------------------------- what to show

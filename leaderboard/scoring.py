@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from segloop.core.metrics.registry import higher_is_better as metric_direction
 from segloop.core.records import SegloopError
+from segloop.core.results import column_name
 
-KINDS: tuple[str, ...] = ("auc_raw", "auc_normalised", "final")
 KIND_ALIASES: dict[str, str] = {
     "auc": "auc_normalised",
     "auc_norm": "auc_normalised",
@@ -38,11 +38,6 @@ KIND_ALIASES: dict[str, str] = {
     "auc_raw": "auc_raw",
     "final": "final",
 }
-
-
-def column_name(metric: str, kind: str) -> str:
-    """The per-case table column of a metric summary, e.g. ``dice_auc_normalised``."""
-    return f"{metric}_{kind}"
 
 
 def higher_is_better(metric: str) -> bool:

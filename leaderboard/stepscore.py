@@ -11,7 +11,6 @@ earlier step's output).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,20 @@ import numpy as np
 
 from segloop.core import images, untrusted_images
 from segloop.core.contract import ModelStepError, validate_prediction
-from segloop.core.metrics import curves, registry, scoring
-from segloop.core.records import EmptyMaskPolicy, FailureReason, Geometry, SegloopError
+from segloop.core.metrics import registry, scoring
+from segloop.core.records import EmptyMaskPolicy, FailureReason, Geometry, SegloopError, StepFailure
+from segloop.core.results import (
+    SUMMARY_KINDS,
+    CaseResult,
+    StepRecord,
+    aggregate,
+    case_result,
+    column_name,
+    mean_curves,
+    metric_values,
+    summary_columns,
+)
 from segloop.core.untrusted import RefusedFile, UntrustedPath
-from segloop.leaderboard.scoring import KINDS, column_name
 from segloop.protocols.tasks import get_task
 
 
@@ -80,7 +89,7 @@ class StepInput:
     (None: none exists), or why it is unusable."""
 
     path: UntrustedPath | None
-    failure: dict[str, str] | None = None
+    failure: StepFailure | None = None
     extra: Mapping[str, Any] | None = None  # recorded with the step (job pk, click count...)
 
 
@@ -106,11 +115,7 @@ def load_prediction(
     if step.failure is not None:
         return None, step.failure
     if step.path is None:
-        return None, {
-            "reason": FailureReason.MISSING_OUTPUT,
-            "detail": "no prediction file",
-            "log_tail": "",
-        }
+        return None, StepFailure(FailureReason.MISSING_OUTPUT, "no prediction file", "")
     try:
         values, geometry = untrusted_images.read_image_at(step.path, tuple(gt_shape))
         images.check_geometry(str(step.path), geometry, gt_path, gt_geometry, b_role="ground truth")
@@ -118,10 +123,10 @@ def load_prediction(
             images.as_label_map(values, str(step.path)), tuple(gt_shape), set(class_ids)
         )
     except (SegloopError, RefusedFile) as error:
-        return None, {"reason": FailureReason.INVALID_OUTPUT, "detail": str(error), "log_tail": ""}
+        return None, StepFailure(FailureReason.INVALID_OUTPUT, str(error), "")
     except ModelStepError as error:
         detail = f"{step.path}: {error.detail}"
-        return None, {"reason": error.reason, "detail": detail, "log_tail": ""}
+        return None, StepFailure(error.reason, detail, "")
     return prediction, None
 
 
@@ -130,8 +135,8 @@ def score_case(
     steps: Sequence[StepInput],
     gt_path: Path,
     spec: ScoringSpec,
-) -> dict[str, Any]:
-    """Score every step of one case; the record has the shape of a run's case result."""
+) -> CaseResult:
+    """Score every step of one case: the same record as a run's case result."""
     label, geometry = read_ground_truth(gt_path)
     class_ids = sorted(spec.classes)
     records = []
@@ -151,62 +156,32 @@ def score_case(
             present_classes_only=spec.present_classes_only,
         )
         records.append(
-            {"step": index, **dict(step.extra or {}), "metrics": scores, "failure": failure}
+            StepRecord(index, metric_values(scores), failure, source=dict(step.extra or {}))
         )
     auc_steps, auc_x = spec.curve_axis(len(steps))
-    summary = {
-        name: curves.summarise_curve(
-            [r["metrics"][name]["mean"] for r in records], auc_steps, auc_x
-        )
-        for name in spec.metrics
-    }
-    return {
-        "case_id": case_id,
-        "steps": records,
-        "summary": summary,
-        "failed_steps": sum(r["failure"] is not None for r in records),
-    }
+    return case_result(
+        case_id,
+        records,
+        task=spec.task,
+        metrics=spec.metrics,
+        classes=spec.classes,
+        auc_steps=auc_steps,
+        auc_x=auc_x,
+        empty_mask_policy=spec.policy,
+    )
 
 
-def summary_row(case: Mapping[str, Any], metric_names: Sequence[str]) -> dict[str, float | None]:
-    """A case's summary flattened to leaderboard columns ``<metric>_<kind>``."""
-    return {column_name(m, k): case["summary"][m].get(k) for m in metric_names for k in KINDS}
-
-
-def _stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if finite.size == 0:
-        return {"mean": None, "std": None, "median": None, "min": None, "max": None, "count": 0}
-    return {
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
-        "median": float(np.median(finite)),
-        "min": float(finite.min()),
-        "max": float(finite.max()),
-        "count": int(finite.size),
-    }
-
-
-def aggregate_cases(
-    cases: Mapping[str, Mapping[str, Any]], metric_names: Sequence[str]
-) -> dict[str, Any]:
-    """Per leaderboard column: mean, std, median, min, max and count over the cases (null
-    values left out and counted), plus failed steps, case count and the mean curve."""
-    rows = [summary_row(c, metric_names) for c in cases.values()]
+def aggregate_cases(cases: Mapping[str, CaseResult], metric_names: Sequence[str]) -> dict[str, Any]:
+    """Per leaderboard column, :func:`segloop.core.results.aggregate` over the cases (mean,
+    std, median, min, max, count, and the cases left out as undefined), plus failed steps, the
+    case count and the mean curve."""
+    results_ = list(cases.values())
+    rows = [summary_columns(c) for c in results_]
     out: dict[str, Any] = {
-        column: _stats([r[column] for r in rows])
-        for column in (column_name(m, k) for m in metric_names for k in KINDS)
+        column: aggregate([r.get(column) for r in rows]).to_json()
+        for column in (column_name(m, k) for m in metric_names for k in SUMMARY_KINDS)
     }
-    out["num_cases"] = len(cases)
-    out["failed_steps"] = int(sum(c["failed_steps"] for c in cases.values()))
-    num_steps = max((len(c["steps"]) for c in cases.values()), default=0)
-    out["mean_curve"] = {
-        m: [
-            _stats(
-                [c["steps"][s]["metrics"][m]["mean"] for c in cases.values() if s < len(c["steps"])]
-            )["mean"]
-            for s in range(num_steps)
-        ]
-        for m in metric_names
-    }
+    out["num_cases"] = len(results_)
+    out["failed_steps"] = int(sum(c.failed_steps for c in results_))
+    out["mean_curve"] = {m: mean_curves(results_).get(m, []) for m in metric_names}
     return out

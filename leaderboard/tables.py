@@ -18,8 +18,8 @@ import pandas as pd
 
 from segloop.core import store
 from segloop.core.records import SegloopError
+from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.core.store import RunRecord
-from segloop.leaderboard.scoring import KINDS, column_name
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
@@ -91,19 +91,20 @@ def step_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         metrics = list(record.run["task"]["metrics"])
         for case_id, result in record.cases.items():
             times = record.timings.get(case_id, {}).get("model_wall_time_s") or []
-            for step in result["steps"]:
-                failure = step.get("failure")
+            for step in result.steps:
+                failure = step.failure
                 row: dict[str, Any] = {
                     "task": task_name(record),
                     "submission": submission_name(record),
                     "case_id": case_id,
-                    "step": int(step["step"]),
+                    "step": step.step,
                 }
                 for name in metrics:
-                    row[name] = _number(step["metrics"].get(name, {}).get("mean"))
+                    value = step.metrics.get(name)
+                    row[name] = _number(value.mean if value is not None else None)
                 row["failed"] = failure is not None
-                row["failure_reason"] = failure["reason"] if failure else None
-                index = int(step["step"])
+                row["failure_reason"] = failure.reason.value if failure else None
+                index = step.step
                 row["model_wall_time_s"] = _number(times[index] if index < len(times) else None)
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -123,10 +124,10 @@ def case_table(records: Sequence[RunRecord]) -> pd.DataFrame:
                 "case_id": case_id,
             }
             for name in metrics:
-                figures = result.get("summary", {}).get(name, {})
-                for kind in KINDS:
-                    row[column_name(name, kind)] = _number(figures.get(kind))
-            row["failed_steps"] = int(result.get("failed_steps", 0))
+                figures = result.summary.get(name)
+                for kind in SUMMARY_KINDS:
+                    row[column_name(name, kind)] = _number(figures.get(kind) if figures else None)
+            row["failed_steps"] = result.failed_steps
             row["case_wall_time_s"] = _number(timing.get("case_wall_time_s"))
             model_times = [t for t in timing.get("model_wall_time_s") or [] if t is not None]
             row["model_wall_time_s"] = float(sum(model_times)) if model_times else math.nan
@@ -136,7 +137,7 @@ def case_table(records: Sequence[RunRecord]) -> pd.DataFrame:
 
 def summary_columns(cases: pd.DataFrame) -> list[str]:
     """The ``<metric>_<kind>`` columns of a case table, in table order."""
-    return [c for c in cases.columns if any(c.endswith("_" + k) for k in KINDS)]
+    return [c for c in cases.columns if any(c.endswith("_" + k) for k in SUMMARY_KINDS)]
 
 
 def submission_table(cases: pd.DataFrame) -> pd.DataFrame:

@@ -49,6 +49,7 @@ from scipy.spatial import cKDTree
 
 from segloop.core import dataset, images, store
 from segloop.core.records import Interaction, SegloopError
+from segloop.core.results import CaseResult
 from segloop.protocols.base import component_edt, whole_mask
 
 UNDEFINED_CASE = ("zero", "skip")
@@ -614,44 +615,21 @@ def write_table(
 
 
 # --------------------------------------------------------------------------- reading runs
-def session_from_case_result(result: Mapping[str, Any], where: str = "case result") -> Session:
-    """A run's case result (``cases/<case>.json``): the clicks of ``steps[].new_interactions``
-    and the Dice curve ``steps[].metrics.dice.mean`` (None -> NaN; no Dice metric -> None)."""
-    steps = result.get("steps")
-    if not isinstance(steps, list):
-        raise SegloopError(f"{where}: no 'steps' list")
-    interactions = []
-    dice: list[float | None] = []
-    has_dice = True
-    for position, step in enumerate(steps):
-        try:
-            interactions.extend(Interaction.from_json(i) for i in step["new_interactions"])
-        except (KeyError, TypeError, ValueError):
-            raise SegloopError(f"{where}: step {position}: malformed new_interactions") from None
-        value = (step.get("metrics") or {}).get("dice")
-        if not isinstance(value, Mapping):
-            has_dice = False
-        else:
-            dice.append(value.get("mean"))
-    case_id = str(result.get("case_id", ""))
-    return Session.from_interactions(case_id, interactions, dice if has_dice else None)
+def session_from_case_result(result: CaseResult) -> Session:
+    """A run's case result: the clicks of its steps' new interactions and its Dice curve
+    (None -> NaN; no Dice metric -> None)."""
+    interactions = [i for step in result.steps for i in step.new_interactions or ()]
+    has_dice = all("dice" in step.metrics for step in result.steps)
+    dice = [step.metrics["dice"].mean for step in result.steps] if has_dice else None
+    return Session.from_interactions(result.case_id, interactions, dice)
 
 
 def read_run_sessions(run_dir: str | Path) -> dict[str, Session]:
     """{case id: Session} of every finished case of a run folder (``cases/<case>.json``)."""
-
-    folder = Path(run_dir) / store.CASES_DIR
-    if not folder.is_dir():
-        raise SegloopError(f"{run_dir}: not a segloop run folder (no {store.CASES_DIR}/)")
-    sessions = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(store.TIMING_SUFFIX):
-            continue
-        session = session_from_case_result(store.read_json(path), str(path))
-        sessions[session.case_id or path.stem] = session
-    if not sessions:
+    record = store.read_run(Path(run_dir))
+    if not record.cases:
         raise SegloopError(f"{run_dir}: the run folder has no finished case")
-    return sessions
+    return {case_id: session_from_case_result(result) for case_id, result in record.cases.items()}
 
 
 def read_dataset_label(

@@ -81,7 +81,9 @@ def click(z, y, x, class_id=1, positive=True, step=0) -> Interaction:
 
 def our_containers(client) -> list:
     """Containers owned by this test process (alive or not)."""
-    return client.containers.list(all=True, filters={"label": f"segloop.owner={owner_token()}"})
+    return client.containers.list(
+        all=True, sparse=True, filters={"label": f"segloop.owner={owner_token()}"}
+    )
 
 
 # ------------------------------------------------------------------------- pure parts
@@ -351,7 +353,7 @@ def test_session_case_mode_loads_model_once(docker_client):
             assert previous[point] == 1 and previous.sum() > 1
         assert session.server.started_count == 1
         (container,) = our_containers(docker_client)
-        assert container.labels["segloop.role"] == "session-case"
+        assert container.attrs["Labels"]["segloop.role"] == "session-case"
     finally:
         session.close()
     assert our_containers(docker_client) == []
@@ -427,8 +429,10 @@ def _harness_script(tmp_path: Path) -> Path:
 def _wait_for_container_of(client, pid: int, timeout_s: float = 30.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for container in client.containers.list(all=True, filters={"label": "segloop.owner"}):
-            if container.labels["segloop.owner"].split(":")[1] == str(pid):
+        for container in client.containers.list(
+            all=True, sparse=True, filters={"label": "segloop.owner"}
+        ):
+            if container.attrs["Labels"]["segloop.owner"].split(":")[1] == str(pid):
                 return container
         time.sleep(0.1)
     raise AssertionError(f"no container of harness {pid} appeared")
@@ -440,7 +444,7 @@ def test_ctrl_c_removes_the_container(docker_client, tmp_path):
     container = _wait_for_container_of(docker_client, harness.pid)
     harness.send_signal(signal.SIGINT)
     assert harness.wait(timeout=30) != 0
-    remaining = [c.id for c in docker_client.containers.list(all=True)]
+    remaining = [c.id for c in docker_client.containers.list(all=True, sparse=True)]
     assert container.id not in remaining
 
 
@@ -450,13 +454,13 @@ def test_killed_harness_leftovers_are_cleaned_at_next_start(docker_client, tmp_p
     container = _wait_for_container_of(docker_client, harness.pid)
     harness.kill()
     harness.wait()
-    assert container.id in [c.id for c in docker_client.containers.list(all=True)]
+    assert container.id in [c.id for c in docker_client.containers.list(all=True, sparse=True)]
     live = docker_client.containers.create(
         "segloop/trivial:latest", labels={"segloop": "1", "segloop.owner": owner_token()}
     )
     try:
         assert cleanup_leftovers(docker_client) >= 1
-        remaining = [c.id for c in docker_client.containers.list(all=True)]
+        remaining = [c.id for c in docker_client.containers.list(all=True, sparse=True)]
         assert container.id not in remaining
         assert live.id in remaining  # a live harness's container is left alone
     finally:
@@ -494,7 +498,9 @@ def _sleeping_run(pet_dataset: Path, out: Path, *options: str) -> subprocess.Pop
 
 
 def _sleeper_containers(client) -> list:
-    return client.containers.list(all=True, filters={"ancestor": "segloop/hostile-sleep:latest"})
+    return client.containers.list(
+        all=True, sparse=True, filters={"ancestor": "segloop/hostile-sleep:latest"}
+    )
 
 
 @docker

@@ -87,7 +87,9 @@ def test_hostile_container_per_step(docker_client, lesion_case, two_step_task, b
     for channel, original in zip(lesion_case.channels, before, strict=True):
         assert np.array_equal(channel, original)
     assert (
-        docker_client.containers.list(all=True, filters={"label": f"segloop.run={backend.run_id}"})
+        docker_client.containers.list(
+            all=True, sparse=True, filters={"label": f"segloop.run={backend.run_id}"}
+        )
         == []
     )
     backend.close()
@@ -121,7 +123,9 @@ def test_hostile_container_in_session_mode(
     assert all(evidence in text_of(s.failure) for s in outcome.steps)
     assert sessions[0].server.started_count == restarts
     assert (
-        docker_client.containers.list(all=True, filters={"label": f"segloop.run={backend.run_id}"})
+        docker_client.containers.list(
+            all=True, sparse=True, filters={"label": f"segloop.run={backend.run_id}"}
+        )
         == []
     )
     backend.close()
@@ -129,6 +133,8 @@ def test_hostile_container_in_session_mode(
 
 def test_nothing_left_behind(docker_client):  # noqa: F811
     assert (
-        docker_client.containers.list(all=True, filters={"label": f"segloop.owner={owner_token()}"})
+        docker_client.containers.list(
+            all=True, sparse=True, filters={"label": f"segloop.owner={owner_token()}"}
+        )
         == []
     )

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from segloop.core import store
+from segloop.core import results, store
+from segloop.core.records import EmptyMaskPolicy, Interaction, StepFailure
 
 DEFAULT_POLICY = {
     "both_empty_overlap": 1.0,
@@ -51,18 +52,6 @@ def task_json(
     }
 
 
-def curve_summary(values: Sequence[float | None], auc_steps, auc_x) -> dict[str, float | None]:
-    """Trapezoid AUC on the task's x-axis, raw and normalised, and the last value."""
-    picked = [values[s] for s in auc_steps]
-    final = values[-1]
-    if any(v is None for v in picked):
-        return {"auc_raw": None, "auc_normalised": None, "final": final}
-    raw = sum(
-        (auc_x[i + 1] - auc_x[i]) * (picked[i] + picked[i + 1]) / 2 for i in range(len(picked) - 1)
-    )
-    return {"auc_raw": raw, "auc_normalised": raw / (auc_x[-1] - auc_x[0]), "final": final}
-
-
 def write_run(
     run_dir: Path,
     submission: str,
@@ -95,47 +84,32 @@ def write_run(
         },
     )
     for case_id, case_curves in curves.items():
-        steps = []
-        for step in range(num_steps):
-            failure = failures.get((case_id, step))
-            steps.append(
+        steps = [
+            results.StepRecord(
+                step,
                 {
-                    "step": step,
-                    "new_interactions": [
-                        {
-                            "kind": "click",
-                            "class_id": 1,
-                            "positive": True,
-                            "step": step,
-                            "coords": [[1, 2, 3]],
-                        }
-                    ],
-                    "metrics": {
-                        m: {"mean": case_curves[m][step], "per_class": {"1": case_curves[m][step]}}
-                        for m in metrics
-                    },
-                    "failure": dict(failure) if failure else None,
-                }
+                    m: results.MetricValue(case_curves[m][step], {"1": case_curves[m][step]})
+                    for m in metrics
+                },
+                StepFailure.from_json(failures[(case_id, step)])
+                if (case_id, step) in failures
+                else None,
+                (Interaction("click", 1, True, step, ((1, 2, 3),)),),
             )
-        result = {
-            "format": "segloop-case-result",
-            "version": 1,
-            "case_id": case_id,
-            "submission": submission,
-            "task": task,
-            "config_hash": store.config_hash(config),
-            "classes": {"1": "tumor"},
-            "metrics": metrics,
-            "auc_steps": task_info["auc_steps"],
-            "auc_x": task_info["auc_x"],
-            "empty_mask_policy": DEFAULT_POLICY,
-            "steps": steps,
-            "summary": {
-                m: curve_summary(case_curves[m], task_info["auc_steps"], task_info["auc_x"])
-                for m in metrics
-            },
-            "failed_steps": sum(1 for s in steps if s["failure"]),
-        }
+            for step in range(num_steps)
+        ]
+        result = results.case_result(
+            case_id,
+            steps,
+            task=task,
+            metrics=metrics,
+            classes={1: "tumor"},
+            auc_steps=task_info["auc_steps"],
+            auc_x=task_info["auc_x"],
+            empty_mask_policy=EmptyMaskPolicy(),
+            submission=submission,
+            config_hash=store.config_hash(config),
+        )
         timing = {
             "case_id": case_id,
             "model_wall_time_s": [step_time_s] * num_steps,

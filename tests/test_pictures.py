@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from segloop.app import phantoms
 from segloop.core.records import Interaction, SegloopError
+from segloop.core.results import CaseResult
 from segloop.leaderboard import pictures
 
 METRICS = {"dice": {"mean": 0.8312, "per_class": {"1": 0.8312}}, "nsd@2": {"mean": 0.9071}}
@@ -133,7 +134,7 @@ def test_interactions_of_case_result_up_to_a_step():
         {"step": k, "new_interactions": [click(k, k, k, k).to_json()], "metrics": {}}
         for k in range(4)
     ]
-    result = {"steps": steps}
+    result = CaseResult.from_json({"case_id": "c", "steps": steps, "summary": {}}, "c")
     assert [i.step for i in pictures.interactions_of(result, 2)] == [0, 1, 2]
     assert pictures.interactions_of(result)[-1] == click(3, 3, 3, 3)
 

@@ -20,9 +20,9 @@ from segloop.cli.main import main
 from segloop.containers.docker.gc import GC_PRESETS, multiple_points
 from segloop.containers.registry import open_backend
 from segloop.core import dataset, images
+from segloop.core.results import SUMMARY_KINDS as KINDS
 from segloop.core.task import Limits
 from segloop.leaderboard import codabench, gc_evaluate
-from segloop.leaderboard.scoring import KINDS
 from segloop.loop import run_case
 from segloop.protocols.tasks import get_task
 from tests.test_leaderboard_helpers import SMALL_PET, read_json

@@ -14,7 +14,7 @@ from segloop.app import phantoms
 from segloop.core import store
 from segloop.core.formats import to_gc_points, to_point_lists, to_segloop_json
 from segloop.core.records import Case, Geometry, Interaction, SegloopError
-from segloop.loop import case_result_json, run_case
+from segloop.loop import case_result_of, run_case
 from segloop.protocols.replay import ReplayUser, load_recording
 from segloop.protocols.tasks import get_task, is_reactive, load_task_toml, robot_user_from_json
 
@@ -185,7 +185,7 @@ def test_a_run_folder_replays_its_own_interactions(tmp_path):
     originals = {}
     for c in pet:
         outcome = run_case(c, task, _PetEcho())
-        result = case_result_json(outcome, task, "s", "x")
+        result = case_result_of(outcome, task, "s", "x").to_json()
         store.write_json_atomic(store.case_result_path(run_dir, c.case_id), result)
         store.write_json_atomic(store.case_timing_path(run_dir, c.case_id), {"volatile": 1})
         originals[c.case_id] = result
@@ -193,7 +193,7 @@ def test_a_run_folder_replays_its_own_interactions(tmp_path):
     assert user.format == "run"
     again = type(task)(**{**task.__dict__, "robot_user": user})
     for c in pet:
-        result = case_result_json(run_case(c, again, _PetEcho()), again, "s", "x")
+        result = case_result_of(run_case(c, again, _PetEcho()), again, "s", "x").to_json()
         assert result["steps"] == originals[c.case_id]["steps"]
     # volatile timing files are not part of the recording
     before = user.sha256

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from segloop.cli.main import main
 from segloop.core.records import Case, Geometry
-from segloop.loop import run_case, summarise
+from segloop.loop import case_result_of, run_case
 from segloop.protocols.tasks import get_task
 
 BASELINE = "python:segloop.baselines.region_growing:predict"
@@ -97,5 +97,5 @@ def test_medsegfm_nsd_is_zero_where_dice_is_at_most_0_2():
         assert 0.0 < dice <= 0.2  # a shell: little volume overlap
         assert b.metrics["nsd@2"]["mean"] > 0.9  # its surface is the ground truth's
         assert a.metrics["nsd@2"]["mean"] == 0.0
-    assert summarise(with_rule.steps, task)["nsd@2"]["auc_raw"] == 0.0
-    assert summarise(without.steps, plain)["nsd@2"]["auc_normalised"] > 0.9
+    assert case_result_of(with_rule, task, "s", "h").summary["nsd@2"].auc_raw == 0.0
+    assert case_result_of(without, plain, "s", "h").summary["nsd@2"].auc_normalised > 0.9

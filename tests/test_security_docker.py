@@ -150,8 +150,8 @@ def assert_nothing_left(client, result: dict) -> None:
     pid = result["pid"]
     owned = [
         c
-        for c in client.containers.list(all=True, filters={"label": "segloop.owner"})
-        if c.labels["segloop.owner"].split(":")[1] == str(pid)
+        for c in client.containers.list(all=True, sparse=True, filters={"label": "segloop.owner"})
+        if c.attrs["Labels"]["segloop.owner"].split(":")[1] == str(pid)
     ]
     assert owned == []
     root = workspace.work_root()

@@ -17,6 +17,7 @@ from scipy import ndimage
 from segloop.app import phantoms
 from segloop.core import store
 from segloop.core.records import Interaction, SegloopError
+from segloop.core.results import CaseResult
 from segloop.leaderboard.usershift import (
     Session,
     case_terms,
@@ -42,7 +43,7 @@ from segloop.leaderboard.usershift import (
     user_shift_table,
     write_table,
 )
-from segloop.loop import case_result_json, run_case
+from segloop.loop import case_result_of, run_case
 
 SHAPE = (5, 7, 9)
 
@@ -348,7 +349,7 @@ def test_robot_users_against_two_synthetic_annotators(tmp_path, capsys):
 
     def run(task, name):
         results = [
-            case_result_json(run_case(case, task, backend), task, name, "t")
+            case_result_of(run_case(case, task, backend), task, name, "t").to_json()
             for case in cases.values()
         ]
         write_run(tmp_path / name, results)
@@ -434,6 +435,7 @@ def test_robot_users_against_two_synthetic_annotators(tmp_path, capsys):
 def test_session_from_case_result_reads_clicks_and_dice(tmp_path):
     result = {
         "case_id": "x",
+        "summary": {},
         "steps": [
             {"step": 0, "new_interactions": [], "metrics": {"dice": {"mean": None}}},
             {
@@ -447,13 +449,17 @@ def test_session_from_case_result_reads_clicks_and_dice(tmp_path):
             },
         ],
     }
-    s = session_from_case_result(result)
+    s = session_from_case_result(CaseResult.from_json(result, "x"))
     assert s.case_id == "x" and s.clicks_zyx.tolist() == [[1, 2, 3], [0, 0, 0]]
     assert s.positive.tolist() == [True, False] and s.steps.tolist() == [1, 1]
     assert np.isnan(s.dice[0]) and s.dice[1] == 0.5
     assert s.lesion_clicks().tolist() == [[1, 2, 3]]
-    no_dice = {"case_id": "y", "steps": [{"new_interactions": [], "metrics": {"nsd@2": {}}}]}
-    assert session_from_case_result(no_dice).dice is None
+    no_dice = {
+        "case_id": "y",
+        "summary": {},
+        "steps": [{"step": 0, "new_interactions": [], "metrics": {"nsd@2": {"mean": None}}}],
+    }
+    assert session_from_case_result(CaseResult.from_json(no_dice, "y")).dice is None
     write_run(tmp_path / "run", [result])
     assert set(read_run_sessions(tmp_path / "run")) == {"x"}  # timing files are not cases
     with pytest.raises(SegloopError, match="not a segloop run folder"):

@@ -62,30 +62,37 @@ def cleanup_leftovers(client: Any = None, log: Callable[[str], None] | None = No
     if client is None:
         client = docker_client()
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": LABEL_OWNER}):
-        token = container.labels.get(LABEL_OWNER, "")
+    for container in labelled_containers(client, LABEL_OWNER):
+        token = (container.get("Labels") or {}).get(LABEL_OWNER, "")
         if owner_alive(token):
             continue
         try:
-            container.remove(force=True, v=True)
+            client.api.remove_container(container["Id"], force=True, v=True)
             removed += 1
             if log:
-                log(f"removed leftover container {container.short_id} (owner {token} is gone)")
-        except Exception:  # noqa: BLE001 - already gone, or being removed by someone else
+                log(f"removed leftover container {container['Id'][:12]} (owner {token} is gone)")
+        except docker.errors.APIError:  # already gone, or being removed by someone else
             pass
     workspace.cleanup_dead_work_dirs(log)
     owners.remove_dead_temp_dirs(untrusted_images.PRIVATE_COPY_PREFIX)
     return removed
 
 
+def labelled_containers(client: Any, label: str) -> list[dict[str, Any]]:
+    """The containers carrying ``label`` (``key`` or ``key=value``), as the engine lists them
+    (no per-container inspection: a container removed meanwhile by another harness would make
+    that fail)."""
+    return client.api.containers(all=True, filters={"label": label})
+
+
 def remove_all_containers(client: Any, run_id: str | None = None) -> int:
     """Remove every segloop container (or those of one run), alive owner or not."""
     label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_ROOT
-    containers = client.containers.list(all=True, filters={"label": label})
+    containers = labelled_containers(client, label)
     for container in containers:
         try:
-            container.remove(force=True, v=True)
-        except Exception:  # noqa: BLE001
+            client.api.remove_container(container["Id"], force=True, v=True)
+        except docker.errors.APIError:  # already gone
             pass
     return len(containers)
 

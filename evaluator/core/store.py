@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from segloop.core.records import SegloopError
+from segloop.core.results import CaseResult
 
 RUN_FILE = "run.json"
 CASES_DIR = "cases"
@@ -110,10 +111,10 @@ def case_timing_path(run_dir: Path, case_id: str) -> Path:
     return Path(run_dir) / CASES_DIR / f"{case_id}{TIMING_SUFFIX}"
 
 
-def write_case_result(run_dir: Path, result: Mapping[str, Any], timing: Mapping[str, Any]) -> None:
+def write_case_result(run_dir: Path, result: CaseResult, timing: Mapping[str, Any]) -> None:
     """Timing first, result last: the result's presence marks the case finished."""
-    write_json_atomic(case_timing_path(run_dir, result["case_id"]), timing)
-    write_json_atomic(case_result_path(run_dir, result["case_id"]), result)
+    write_json_atomic(case_timing_path(run_dir, result.case_id), timing)
+    write_json_atomic(case_result_path(run_dir, result.case_id), result.to_json())
 
 
 def forget_case(run_dir: Path, case_id: str) -> None:
@@ -135,18 +136,22 @@ def read_json(path: Path) -> dict[str, Any]:
 class RunRecord:
     run_dir: Path
     run: dict[str, Any]
-    cases: dict[str, dict[str, Any]]  # case id -> case result, sorted by case id
+    cases: dict[str, CaseResult]  # case id -> case result, sorted by case id
     timings: dict[str, dict[str, Any]]
 
 
-def iter_case_results(run_dir: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(result, timing) of every finished case, in case-id order."""
+def iter_case_results(run_dir: Path) -> Iterator[tuple[CaseResult, dict[str, Any]]]:
+    """(result, timing) of every finished case, in case-id order; each case file checked
+    against the format and against its own name (a file claiming another case is refused)."""
     folder = Path(run_dir) / CASES_DIR
     paths = sorted(p for p in folder.glob("*.json") if not p.name.endswith(TIMING_SUFFIX))
     for path in paths:
+        result = CaseResult.from_json(read_json(path), str(path))
+        if f"{result.case_id}.json" != path.name:
+            raise SegloopError(f"{path}: holds case {result.case_id!r}, not {path.stem!r}")
         timing_path = path.with_name(path.stem + TIMING_SUFFIX)
         timing = read_json(timing_path) if timing_path.exists() else {}
-        yield read_json(path), timing
+        yield result, timing
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -156,6 +161,6 @@ def read_run(run_dir: Path) -> RunRecord:
     run = read_json(run_dir / RUN_FILE)
     cases, timings = {}, {}
     for result, timing in iter_case_results(run_dir):
-        cases[result["case_id"]] = result
-        timings[result["case_id"]] = timing
+        cases[result.case_id] = result
+        timings[result.case_id] = timing
     return RunRecord(run_dir, run, cases, timings)
