@@ -179,7 +179,11 @@ def write_scores(result: Mapping[str, Any], output_dir: Path) -> tuple[Path, Pat
     scores_path = output_dir / "scores.json"
     store.write_json_atomic(scores_path, scores_json(result))
     html_path = output_dir / "detailed_results.html"
-    html_path.write_text(render_detailed_results(result, scores_json(result)))
+    html_path.write_text(
+        render_detailed_results(result, scores_json(result)),
+        encoding="utf-8",
+        errors="backslashreplace",
+    )
     return scores_path, html_path
 
 

@@ -498,6 +498,12 @@ def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str
 # ---------------------------------------------------------------- rendering
 
 
+def write_page(path: Path, html: str) -> None:
+    """Write a page as UTF-8; text that cannot be (a lone surrogate from an undecodable file
+    name) is written as an escape rather than failing the whole site."""
+    path.write_text(html, encoding="utf-8", errors="backslashreplace")
+
+
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -540,7 +546,8 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
     common = {**_assets(), "tasks_nav": [(t, task_page(t)) for t in board.rankings]}
     data_files = sorted(p.name for p in (out_dir / data_dir_name).glob("*") if p.is_file())
     index = out_dir / "index.html"
-    index.write_text(
+    write_page(
+        index,
         env.get_template("index.html").render(
             **common,
             title="segloop leaderboard",
@@ -553,11 +560,12 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
             data_dir=data_dir_name,
             data_files=data_files,
             runs=[str(r.run_dir) for r in board.records],
-        )
+        ),
     )
     for task, ranking in board.rankings.items():
         info = board.tasks.set_index("task").loc[task]
-        (out_dir / task_page(task)).write_text(
+        write_page(
+            out_dir / task_page(task),
             env.get_template("task.html").render(
                 **common,
                 title=f"{task} leaderboard",
@@ -569,12 +577,13 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
                 table=leaderboard_table(board, task),
                 charts=task_charts(board, task),
                 stability=stability_view(ranking),
-            )
+            ),
         )
         for submission in ranking.submissions:
             record = board.record(task, submission)
             ranked = ranking.table().set_index("submission").loc[submission]
-            (out_dir / submission_page(task, submission)).write_text(
+            write_page(
+                out_dir / submission_page(task, submission),
                 env.get_template("submission.html").render(
                     **common,
                     title=f"{submission} on {task}",
@@ -593,7 +602,7 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
                     cases=case_table(board, task, submission),
                     chart=submission_chart(board, task, submission),
                     failures=failures_of(board, task, submission),
-                )
+                ),
             )
     return index
 

@@ -33,3 +33,8 @@ def kills_harness_once(case, request) -> np.ndarray:
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
     return region_growing.predict(case, request)
+
+
+def raises_with_escapes(case, request) -> np.ndarray:
+    """Fails with terminal escape sequences in its error (window title, clipboard, clear)."""
+    raise RuntimeError("boom\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZWNobyBoaQ==\x07")

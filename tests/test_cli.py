@@ -214,3 +214,20 @@ def test_demo_skips_the_cases_a_task_cannot_run(tmp_path):
     assert "medsegfm skips pet_004" in result.stdout
     summary = json.loads((tmp_path / "runs/medsegfm/region-growing/summary.json").read_text())
     assert [case["case_id"] for case in summary["cases"]] == [f"pet_00{i}" for i in range(4)]
+
+
+def test_escape_sequences_from_a_model_are_shown_not_obeyed(tmp_path):
+    """A model's error text with terminal escapes (title, clipboard, clear screen) reaches the
+    run's warning line as visible escapes; the raw control characters never reach the
+    terminal, and the case file keeps the text as it was (JSON escapes it)."""
+    data = tmp_path / "data"
+    assert segloop("phantoms", "pet", "--out", str(data), "--cases", "1").returncode == 0
+    run = segloop(
+        "run", "--data", str(data), "--task", "autopet", "--out", str(tmp_path / "run"),
+        "--model", "python:tests.models:raises_with_escapes", "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "\x1b" not in run.stderr + run.stdout and "\x07" not in run.stderr + run.stdout
+    assert "boom\\x1b]0;pwned\\x07" in run.stderr
+    (case_file,) = (tmp_path / "run" / "cases").glob("pet_*[0-9].json")
+    assert "\x1b]0;pwned" in json.loads(case_file.read_text())["steps"][0]["failure"]["detail"]

@@ -28,7 +28,12 @@ from segloop.cli.commands import execute_run
 from segloop.containers.docker import gc, workspace
 from segloop.containers.docker.backend import DockerBackend, close_shared_backends
 from segloop.containers.docker.resolve import resolve_image
-from segloop.containers.docker.sandbox import cleanup_leftovers, failure_of_exit, sandbox_kwargs
+from segloop.containers.docker.sandbox import (
+    clean_container_path,
+    cleanup_leftovers,
+    failure_of_exit,
+    sandbox_kwargs,
+)
 from segloop.containers.docker.spec import DockerOptions, parse_target
 from segloop.core import dataset
 from segloop.core.contract import ModelStepError, write_case_files
@@ -111,6 +116,16 @@ def test_sandbox_arguments_follow_spec():
     (request,) = kwargs["device_requests"]
     assert request["DeviceIDs"] == ["1", "3"] and request["Capabilities"] == [["gpu"]]
     assert "device_requests" not in sandbox_kwargs(Limits(), {}, None)
+    assert kwargs["read_only"] is True and kwargs["tmpfs"]["/tmp"].startswith("rw,nosuid,nodev")
+    ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in kwargs["ulimits"]}
+    assert ulimits == {"nofile": (4096, 4096), "core": (0, 0)}
+    with_volumes = sandbox_kwargs(limits, {}, None, declared_volumes=["/data"])
+    assert set(with_volumes["tmpfs"]) == {"/tmp", "/data"}
+    assert [clean_container_path(p) for p in ("/data/", "//v15/.", "/a/../b")] == [
+        "/data",
+        "/v15",
+        "/b",
+    ]
 
 
 def test_exit_states_become_reasons():
@@ -509,14 +524,21 @@ def test_sigterm_stops_a_run_and_removes_its_containers(docker_client, pet_datas
     """A batch scheduler's SIGTERM to the harness (only the parent process, the hardest case for
     --jobs): exit code 143 with one line, every container gone, no half-finished case stored."""
     out = tmp_path / "run"
+    cleanup_leftovers(docker_client)  # a killed earlier harness's sleepers would count below
+    assert _sleeper_containers(docker_client) == [], "another harness runs the sleeping model"
     harness = _sleeping_run(pet_dataset, out, "--jobs", str(jobs))
-    deadline = time.monotonic() + 60
-    while len(_sleeper_containers(docker_client)) < jobs:
-        assert time.monotonic() < deadline, "the sleeping model's containers never started"
-        assert harness.poll() is None, harness.stderr.read() if harness.stderr else ""
-        time.sleep(0.2)
-    harness.send_signal(signal.SIGTERM)
-    _, stderr = harness.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_sleeper_containers(docker_client)) < jobs:
+            assert time.monotonic() < deadline, "the sleeping model's containers never started"
+            assert harness.poll() is None, harness.stderr.read() if harness.stderr else ""
+            time.sleep(0.2)
+        harness.send_signal(signal.SIGTERM)
+        _, stderr = harness.communicate(timeout=60)
+    finally:
+        if harness.poll() is None:  # a failed assertion must not leave a harness running
+            harness.kill()
+            harness.wait()
     assert harness.returncode == 143, stderr
     assert "terminated" in stderr and "Traceback" not in stderr
     assert _sleeper_containers(docker_client) == []

@@ -373,9 +373,10 @@ def test_a_folder_growing_while_removed_stops_the_container(docker_client, canar
 
 
 def test_a_declared_volume_is_a_capped_tmpfs(docker_client, canary):  # noqa: F811
-    """An image declaring VOLUME /data: without care the engine gives it an anonymous volume on
-    the host disk; segloop mounts a tmpfs of --tmp-mb there, so 1 GiB stops at the cap and no
-    volume is created."""
+    """An image declaring VOLUME /data/ (a trailing slash) and 15 more: without care the engine
+    gives each an anonymous volume on the host disk; segloop mounts a tmpfs of --tmp-mb at every
+    one (paths cleaned as the engine cleans them), so 1 GiB stops at the cap and no volume is
+    created (a container that would still get one is refused)."""
     volumes_before = {v.id for v in docker_client.volumes.list()}
     free_before = shutil.disk_usage("/var/lib/docker").free
     result = run_harness(f"docker:{hostile_image('fill-volume')}", steps=1, tmp_mb=32)
@@ -406,9 +407,12 @@ def tiny_image_archive(docker_client, tmp_path: Path) -> tuple[bytes, str]:  # n
     return data, image.id
 
 
-def test_a_second_manifest_cannot_retag_another_teams_image(docker_client, tmp_path):  # noqa: F811
-    """`x/../manifest.json` after the real one, carrying the victim's tag: the engine would read
-    it as a second manifest.json; segloop refuses the archive and the victim's tag stays."""
+@pytest.mark.parametrize("route", ["dot-dot", "symlinked-folder"])
+def test_a_second_manifest_cannot_retag_another_teams_image(docker_client, tmp_path, route):  # noqa: F811
+    """A second manifest.json carrying the victim's tag, after the real one, reached as
+    `x/../manifest.json` or through a symlink member `d -> .` then `d/manifest.json` (the engine
+    unpacks through the link, over the cleaned manifest): segloop refuses the archive and the
+    victim's tag stays."""
     import io as pyio
     import tarfile
 
@@ -423,18 +427,25 @@ def test_a_second_manifest_cannot_retag_another_teams_image(docker_client, tmp_p
     with tarfile.open(archive, "w") as out:
         for member in members.getmembers():
             out.addfile(member, members.extractfile(member) if member.isfile() else None)
-        info = tarfile.TarInfo("x/../manifest.json")
+        if route == "symlinked-folder":
+            link = tarfile.TarInfo("d")
+            link.type, link.linkname = tarfile.SYMTYPE, "."
+            out.addfile(link)
+        info = tarfile.TarInfo("x/../manifest.json" if route == "dot-dot" else "d/manifest.json")
         info.size = len(payload)
         out.addfile(info, pyio.BytesIO(payload))
     try:
-        with pytest.raises(Exception, match="appears twice"):
+        reason = "appears twice" if route == "dot-dot" else "passes through a symlink"
+        with pytest.raises(Exception, match=reason):
             DockerBackend(str(archive), Limits(), False)
         assert docker_client.images.get("segloop-test/victim-team:2").id == victim.id
     finally:
         docker_client.images.remove("segloop-test/victim-team:2")
 
 
-@pytest.mark.parametrize("attack", ["pax-bomb", "many-members", "not-a-tar", "escaping-link"])
+@pytest.mark.parametrize(
+    "attack", ["pax-bomb", "pax-headers", "many-members", "not-a-tar", "escaping-link", "xz"]
+)
 def test_hostile_archives_are_refused_with_bounded_memory(docker_client, tmp_path, attack):  # noqa: F811
     """A 256 MiB pax header (gzip: a few hundred KiB), 200,000 members, garbage and a link out
     of the archive: one clear line each, the harness's memory bounded."""
@@ -462,9 +473,21 @@ def test_hostile_archives_are_refused_with_bounded_memory(docker_client, tmp_pat
                 info.name = f"f{index}"
                 out.addfile(info)
         reason = "more than 100000 archive members"
+    elif attack == "pax-headers":  # each under the 64 KiB cap; together past 16 MiB
+        with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=1) as out:
+            for index in range(400):
+                info = tarfile.TarInfo(f"f{index}")
+                info.pax_headers = {"comment": "a" * (60 << 10)}
+                out.addfile(info)
+        reason = "header bytes"
+    elif attack == "xz":  # a decompressor that can hold gigabytes: refused by its magic
+        import lzma
+
+        archive.write_bytes(lzma.compress(b"\0" * 10240))
+        reason = "not a tar or tar.gz archive"
     elif attack == "not-a-tar":
         archive.write_bytes(gzip.compress(b"this is not a tar archive" * 100))
-        reason = "not a"
+        reason = "not a|malformed|truncated|invalid"
     else:
         with tarfile.open(archive, "w:gz") as out:
             info = tarfile.TarInfo("layer/evil")

@@ -12,6 +12,7 @@ import ctypes
 import gzip
 import hashlib
 import io as pyio
+import json
 import os
 import struct
 import threading
@@ -480,3 +481,36 @@ def test_dataset_images_are_read_with_the_reader_of_their_extension(tmp_path):
     )
     with pytest.raises(Exception, match="more than .SEGLOOP_MAX_IMAGE_GB allows"):
         images.read_image(big)
+
+
+def test_thousands_of_empty_gzip_members_are_refused():
+    """A .nii.gz of 200,000 empty gzip members (4 MB): each member would cost a decompressor
+    and a copy of the rest; refused after 16 members."""
+    empty_member = gzip.compress(b"")
+    data = gzip.compress(nifti_header(SHAPE) + b"\0" * int(np.prod(SHAPE))) + empty_member * 200_000
+    with pytest.raises(RefusedFile, match="more than 16 gzip members"):
+        untrusted_images.read_image_bytes(data, "members.nii.gz", SHAPE)
+
+
+def test_text_from_participants_is_valid_and_terminal_safe(tmp_path):
+    """A file name that is not UTF-8 reaches a failure detail as an escape (JSON and HTML can
+    be written); escape sequences in a container's error text are shown, not obeyed."""
+    from segloop.core.records import FailureReason, StepFailure, terminal_safe
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / os.fsdecode(b"\xff.mha")).write_bytes(b"garbage")
+    fd = untrusted.open_dir(None, folder)
+    try:
+        (entry,) = untrusted.list_dir(fd)
+        with pytest.raises(RefusedFile) as refused:
+            untrusted_images.read_image(fd, entry.name, SHAPE)
+    finally:
+        os.close(fd)
+    failure = StepFailure(FailureReason.INVALID_OUTPUT, str(refused.value), "tail \udcff")
+    encoded = json.dumps(failure.to_json(), ensure_ascii=False).encode("utf-8")  # must not raise
+    assert b"\\\\udcff" in encoded
+    hostile = "boom\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZWNobyBoaQ==\x07 done"
+    assert "\x1b" not in terminal_safe(hostile) and "\x07" not in terminal_safe(hostile)
+    assert terminal_safe(hostile).startswith("boom\\x1b]0;pwned\\x07")
+    assert terminal_safe("line 1\nline 2\ttab") == "line 1\nline 2\ttab"

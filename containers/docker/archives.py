@@ -17,6 +17,7 @@ import os
 import posixpath
 import tarfile
 import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 ARCHIVE_REPOSITORY = "segloop-archive"
 _MAX_METADATA_BYTES = 1 << 20
 _MAX_HEADER_BYTES = 64 << 10
+_MAX_HEADER_TOTAL_BYTES = 16 << 20
 _MAX_MEMBERS = 100_000
 _OCI_NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
@@ -98,27 +100,61 @@ def _untagged_index(index: Any) -> bytes:
     return json.dumps(index).encode()
 
 
-def _rewrite(path: Path, sink: Any, result: dict[str, str]) -> None:
-    """Copy the archive at ``path`` into ``sink`` (a tar stream) in one streaming pass, member
-    names normalised (so the engine reads what we read), tags stripped from the one
-    manifest.json, the ``repositories`` file dropped, OCI name annotations removed; the image id
-    goes to ``result["id"]``. Duplicate names (a second manifest.json under ``x/../``), names
-    leaving the archive, special files, oversized headers and too many members are refused."""
+def _stream_mode(path: Path) -> str:
+    """How to open the archive, from its first bytes: plain tar or gzip only (xz or bzip2 can
+    make the decompressor hold gigabytes: a 1.5 GiB dictionary in a 200 KB file)."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head[:2] == b"\x1f\x8b":
+        return "r|gz"
+    if len(head) == 512 and head[257:262] == b"ustar":
+        return "r|"
+    raise SegloopError(f"{path}: not a tar or tar.gz archive (`docker save`, optionally gzipped)")
+
+
+def _members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The archive's members in one streaming pass, each checked and its name normalised as
+    the engine will (so it reads what we read): refused are names used twice (a second
+    manifest.json as ``x/../manifest.json``), names or links leaving the archive, names that
+    pass through a symlink member (``d -> .`` then ``d/manifest.json``), devices and FIFOs,
+    more than ``_MAX_MEMBERS`` members and more than ``_MAX_HEADER_TOTAL_BYTES`` of extended
+    headers. Nothing is kept per member but its name (tarfile's own list is emptied)."""
     seen: set[str] = set()
-    with (
-        tarfile.open(path, mode="r|*", tarinfo=_CappedTarInfo) as archive,
-        tarfile.open(fileobj=sink, mode="w|") as out,
-    ):
+    links: set[str] = set()
+    header_bytes = 0
+    with tarfile.open(path, mode=_stream_mode(path), tarinfo=_CappedTarInfo) as archive:
         for count, member in enumerate(archive, start=1):
+            archive.members.clear()  # streaming: no use for the members already passed
             if count > _MAX_MEMBERS:
                 raise SegloopError(f"{path}: more than {_MAX_MEMBERS} archive members")
+            header_bytes += sum(len(k) + len(v) for k, v in member.pax_headers.items())
+            if header_bytes > _MAX_HEADER_TOTAL_BYTES:
+                raise SegloopError(f"{path}: more than {_MAX_HEADER_TOTAL_BYTES} header bytes")
             name = _member_name(member, path)
             if name == ".":
                 continue
             if name in seen:
                 raise SegloopError(f"{path}: archive member {name!r} appears twice")
+            parts = name.split("/")
+            if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                raise SegloopError(f"{path}: archive member {name!r} passes through a symlink")
+            if member.issym():
+                if any(other.startswith(name + "/") for other in seen):
+                    raise SegloopError(f"{path}: archive symlink {name!r} replaces a folder")
+                links.add(name)
             seen.add(name)
             member.name = name
+            yield archive, member
+
+
+def _rewrite(path: Path, sink: Any, result: dict[str, str]) -> None:
+    """Copy the archive at ``path`` into ``sink`` (a tar stream) in one streaming pass of
+    checked members (:func:`_members`), tags stripped from the one manifest.json, the
+    ``repositories`` file dropped, OCI name annotations removed; the image id goes to
+    ``result["id"]``."""
+    with tarfile.open(fileobj=sink, mode="w|") as out:
+        for archive, member in _members(path):
+            name = member.name
             if name == "repositories":
                 continue
             if name in ("manifest.json", "index.json"):
@@ -134,6 +170,7 @@ def _rewrite(path: Path, sink: Any, result: dict[str, str]) -> None:
                 out.addfile(member, archive.extractfile(member))
             else:
                 out.addfile(member)
+            out.members.clear()
     if "id" not in result:
         raise SegloopError(f"{path}: no manifest.json (not a `docker save` archive)")
 
@@ -143,30 +180,28 @@ def _chunks(reader: Any):
         yield chunk
 
 
-def _manifest_image_id(path: Path) -> str | None:
-    """The image id the archive's manifest names, read without loading (None if unreadable:
-    the load reports why)."""
-    try:
-        with tarfile.open(path, mode="r|*", tarinfo=_CappedTarInfo) as archive:
-            for count, member in enumerate(archive, start=1):
-                if count > _MAX_MEMBERS:
-                    return None
-                if posixpath.normpath(member.name) == "manifest.json":
-                    return _untagged_manifest(_json_payload(archive, member, path), path)[1]
-    except (tarfile.TarError, OSError, EOFError, SegloopError):
-        return None
-    return None
+def _all_tags(client: Any) -> dict[str, str]:
+    """Every tag in the engine and the image it names."""
+    return {
+        tag: image["Id"] for image in client.api.images() for tag in image.get("RepoTags") or ()
+    }
 
 
-def _tags_of_existing(client: Any, path: Path) -> set[str]:
-    """The tags the archive's image has in the engine already (it may be loaded twice)."""
-    image_id = _manifest_image_id(path)
-    if image_id is None:
-        return set()
-    try:
-        return set(client.images.get(image_id).tags)
-    except docker.errors.ImageNotFound:
-        return set()
+def _restore_tags(client: Any, before: Mapping[str, str], loaded_ids: set[str]) -> list[str]:
+    """Put back every tag that now names a loaded image but did not before (a backstop: the
+    rewrite strips tags, so none should move; tags other harnesses move meanwhile are not
+    ours to judge and are left alone); returns the tags that had moved."""
+    moved = []
+    for tag, image_id in _all_tags(client).items():
+        if image_id not in loaded_ids or before.get(tag) == image_id:
+            continue
+        moved.append(tag)
+        repository, _, name = tag.rpartition(":")
+        if tag in before:
+            client.api.tag(before[tag], repository, name, force=True)
+        else:
+            client.api.remove_image(tag, noprune=True)
+    return moved
 
 
 def load_archive(client: Any, path: Path) -> str:
@@ -176,7 +211,7 @@ def load_archive(client: Any, path: Path) -> str:
     disk); the id is the one the archive's manifest names, checked against the engine.
     """
 
-    tags_before = _tags_of_existing(client, path)
+    every_tag_before = _all_tags(client)
     read_fd, write_fd = os.pipe()
     result: dict[str, str] = {}
     failure: list[BaseException] = []
@@ -203,6 +238,9 @@ def load_archive(client: Any, path: Path) -> str:
     finally:
         reader.close()  # a writer still blocked on the pipe gets EPIPE and ends
         writer.join()
+    moved = _restore_tags(client, every_tag_before, {i.id for i in loaded} | {result.get("id")})
+    if moved:
+        raise SegloopError(f"{path}: loading it moved the tags {sorted(moved)[:5]} (put back)")
     if failure:
         raise _as_segloop_error(failure[0], path) from None
     image_id = result["id"]
@@ -210,8 +248,6 @@ def load_archive(client: Any, path: Path) -> str:
         names = [image.id[:19] for image in loaded]
         raise SegloopError(f"{path}: the engine loaded {names}, the manifest names {image_id[:19]}")
     image = loaded[0]
-    if not set(image.tags) <= tags_before:
-        raise SegloopError(f"{path}: loading it tagged {sorted(set(image.tags) - tags_before)}")
     image.tag(ARCHIVE_REPOSITORY, image_id.removeprefix("sha256:")[:20])
     return image.id
 

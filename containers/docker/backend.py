@@ -60,6 +60,7 @@ from segloop.containers.docker.sandbox import (
     LABEL_ROOT,
     LABEL_RUN,
     ContainerRun,
+    clean_container_path,
     cleanup_leftovers,
     container_env,
     failure_of_exit,
@@ -95,8 +96,11 @@ class DockerBackend:
         self.client = client if client is not None else docker_client()
         self.image_id = resolve_image(self.client, image)
         config = self.client.images.get(self.image_id).attrs.get("Config") or {}
-        # VOLUME paths of the image: given a capped tmpfs each (sandbox_kwargs)
-        self.declared_volumes = tuple(sorted((config.get("Volumes") or {}).keys()))
+        # VOLUME paths of the image, cleaned as the engine cleans them ("/data/" is "/data"):
+        # given a capped tmpfs each (sandbox_kwargs)
+        self.declared_volumes = tuple(
+            sorted({clean_container_path(path) for path in config.get("Volumes") or {}})
+        )
         self.limits = limits
         self.send_previous_prediction = send_previous_prediction
         options = options or DockerOptions()
@@ -203,6 +207,13 @@ class DockerBackend:
         except BaseException:
             force_remove(self.client, name, make_sure=True)
             raise
+        volumes_made = [m for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+        if volumes_made:  # a backstop: every declared volume should have had its tmpfs
+            force_remove(self.client, container.id, make_sure=True)
+            raise SegloopError(
+                f"{self.name}: the image would get uncapped volumes on the host disk at "
+                f"{[m.get('Destination') for m in volumes_made]}; refused"
+            )
         run = ContainerRun(container)
         try:
             container.start()

@@ -9,6 +9,7 @@ so that a later harness can remove what a killed one left (:func:`cleanup_leftov
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,13 @@ def remove_all_containers(client: Any, run_id: str | None = None) -> int:
     return len(containers)
 
 
+def clean_container_path(path: str) -> str:
+    """A container path as the engine (Go's ``filepath.Clean``) reads it: ``/data/`` and
+    ``//data/.`` are ``/data``."""
+    cleaned = posixpath.normpath("/" + path.lstrip("/"))
+    return "/" + cleaned.lstrip("/")
+
+
 def sandbox_kwargs(
     limits: Limits,
     labels: Mapping[str, str],
@@ -121,7 +129,11 @@ def sandbox_kwargs(
             path: f"rw,nosuid,nodev,size={int(limits.tmp_mb)}m,mode=1777"
             for path in ("/tmp", *declared_volumes)
         },
-        "ulimits": [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)],
+        "ulimits": [
+            docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile),
+            # no core dumps: on hosts that pipe them to a helper they would land on the host
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
         "mem_limit": memory,
         "memswap_limit": memory,  # no swap beyond the memory limit
         "pids_limit": int(limits.pids),

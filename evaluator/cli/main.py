@@ -10,15 +10,17 @@ kept) with one line and exit code 130 or 143.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from segloop.app import bench
 from segloop.cli import commands as evaluator_commands
 from segloop.cli import images as containers_cli
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.cli import protocols as protocols_cli
-from segloop.core.records import SegloopError
+from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
 from segloop.runs import termination_handler
 
@@ -41,7 +43,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TerminalSafe(io.TextIOBase):
+    """A text stream that writes control characters as escapes (:func:`terminal_safe`): what
+    segloop prints may quote a container's error text or a file name."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(terminal_safe(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

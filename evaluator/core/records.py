@@ -9,6 +9,7 @@ physical ``(x, y, z)`` order, because they describe points and axes in world spa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -181,6 +182,8 @@ class StepFailure:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", FailureReason(self.reason))
+        object.__setattr__(self, "detail", valid_text(self.detail))
+        object.__setattr__(self, "log_tail", valid_text(self.log_tail))
 
     def to_json(self) -> dict[str, Any]:
         return {"reason": self.reason.value, "detail": self.detail, "log_tail": self.log_tail}
@@ -257,3 +260,19 @@ def parse_classes(text: str | None) -> dict[int, str] | None:
     if not classes:
         raise SegloopError(f"--classes {text!r}: no class")
     return classes
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), not obeyed: text from a
+    container or a file may carry escape sequences that would rewrite the terminal, set its
+    title or its clipboard. Newlines, tabs and carriage returns stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid UTF-8 (a lone surrogate from an undecodable file name becomes a
+    ``\\udcff`` escape), so that every file it is written to can be written."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

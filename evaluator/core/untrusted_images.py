@@ -5,7 +5,7 @@ One reader for every place a participant's image reaches the harness: the native
 and ``segloop codabench-score``. Accepted:
 
 * ``.npy``: a plain numeric array (bool, int, uint, float), no pickle, no structured dtype;
-* NIfTI-1/2 in one file (``.nii``, ``.nii.gz``);
+* NIfTI-1 in one file (``.nii``, ``.nii.gz``);
 * MetaImage with inline data (``.mha``: ``ElementDataFile = LOCAL``);
 * NRRD with inline data (``.nrrd``, raw or gzip encoding).
 
@@ -49,6 +49,8 @@ IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".nrrd")
 DETACHED_EXTENSIONS = (".mhd", ".hdr", ".nhdr")
 DETACHED_DATA_EXTENSIONS = (".img", ".img.gz", ".raw", ".zraw")
 _MAX_TEXT_HEADER_BYTES = 65536
+_MAX_GZIP_MEMBERS = 16  # a real file has one; each costs a decompressor
+_INFLATE_SLICE_BYTES = 1 << 20
 _NIFTI1_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4",
                   1024: "i8", 1280: "u8"}  # fmt: skip
 _META_DTYPES = {"MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_USHORT": "u2", "MET_SHORT": "i2",
@@ -140,21 +142,26 @@ def _check_shape(name: str, shape_zyx: tuple[int, ...], expected_shape: Sequence
 
 
 def _inflate(data: bytes | memoryview, wbits: int, limit: int, name: str) -> bytes:
-    """Decompress ``data`` (all gzip members, or one zlib stream), at most ``limit`` bytes of
-    output: a bomb stops there. Corrupt data is refused; a short result is the caller's
-    business (it knows how much it needs)."""
+    """Decompress ``data`` (gzip members, at most ``_MAX_GZIP_MEMBERS``, or one zlib stream),
+    at most ``limit`` bytes of output: a bomb stops there. The input is fed in slices of at
+    most 1 MiB and never copied whole (thousands of empty members would otherwise cost
+    quadratic time). Corrupt data is refused; a short result is the caller's business."""
     out = bytearray()
-    remaining = memoryview(data)
+    view = memoryview(data)
+    position = members = 0
     try:
-        while remaining and len(out) < limit:
+        while position < len(view) and len(out) < limit:
+            members += 1
+            if members > _MAX_GZIP_MEMBERS:
+                raise RefusedFile(f"{name}: more than {_MAX_GZIP_MEMBERS} gzip members")
             stream = zlib.decompressobj(wbits)
-            pending = remaining
-            while pending and len(out) < limit and not stream.eof:
-                out += stream.decompress(pending, limit - len(out))
-                pending = stream.unconsumed_tail
+            while position < len(view) and len(out) < limit and not stream.eof:
+                chunk = view[position : position + _INFLATE_SLICE_BYTES]
+                out += stream.decompress(chunk, limit - len(out))
+                left = stream.unused_data if stream.eof else stream.unconsumed_tail
+                position += len(chunk) - len(left)
             if not stream.eof or wbits != 31:
                 break
-            remaining = memoryview(stream.unused_data)
     except zlib.error as error:
         raise RefusedFile(f"{name}: corrupt compressed data ({error})") from None
     return bytes(out)
@@ -214,6 +221,8 @@ def _sanitized_nifti(data: bytes, name: str, expected_shape: Sequence[int]) -> b
     if kind is None:
         raise RefusedFile(f"{name}: truncated NIfTI header")
     version, order = kind
+    if version == 2:  # SimpleITK's NIfTI reader does not read NIfTI-2 files: say so first
+        raise RefusedFile(f"{name}: a NIfTI-2 file; write NIfTI-1 (.nii or .nii.gz)")
     if version == 1:
         magic = data[344:348]
         dims = struct.unpack(order + "8h", data[40:56])
