@@ -57,7 +57,7 @@ class RunSpec:
     task_ref: str
     model_spec: str
     submission: str
-    seed: int = 0
+    seed: int | None = None  # None: the task's own seed
     limits: Limits = Limits()
     classes: tuple[tuple[int, str], ...] | None = None  # overrides the task's classes
     model_identity: str = (

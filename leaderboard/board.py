@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from segloop.core import store
+from segloop.core.challenges import ScoreTerm
 from segloop.core.store import RunRecord
 from segloop.leaderboard import tables
 from segloop.leaderboard.ranking import (
@@ -22,7 +23,7 @@ from segloop.leaderboard.ranking import (
     consensus_ranking,
     rank_task,
 )
-from segloop.leaderboard.scoring import ScoreTerm, scoring_for
+from segloop.leaderboard.scoring import scoring_for
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from segloop.core import store, untrusted
+from segloop.core.challenges import Challenge
+from segloop.core.metrics.registry import higher_is_better
 from segloop.core.records import FailureReason, SegloopError, StepFailure
 from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.html import render_detailed_results
-from segloop.leaderboard.scoring import higher_is_better, scoring_for
-from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
+from segloop.leaderboard.scoring import scoring_for
+from segloop.leaderboard.stepscore import StepInput, aggregate_cases, score_case
 
 # Detached headers are matched too, so that they are refused with a reason (not ignored).
 PREDICTION_NAME = re.compile(
@@ -119,7 +121,7 @@ def submission_files(
     return found, sorted(ignored)
 
 
-def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:
+def score_submission(input_dir: Path, spec: Challenge) -> dict[str, Any]:
     """Score ``INPUT/res`` against ``INPUT/ref``: per case results and aggregates."""
     input_dir = Path(input_dir)
     references = reference_cases(input_dir / "ref")
@@ -150,7 +152,7 @@ def score_submission(input_dir: Path, spec: ScoringSpec) -> dict[str, Any]:
         ]
         cases[case_id] = score_case(case_id, steps, gt_path, spec)
     return {
-        "task": spec.task,
+        "task": spec.name,
         "metrics": list(spec.metrics),
         "case": {case_id: result.to_json() for case_id, result in cases.items()},
         "aggregates": aggregate_cases(cases, spec.metrics),
@@ -214,13 +216,13 @@ def leaderboard_columns(task: str, metric_names: Sequence[str]) -> list[dict[str
     return columns
 
 
-def competition_yaml(spec: ScoringSpec) -> str:
+def competition_yaml(spec: Challenge) -> str:
     lines = [
         "# Codabench competition bundle written by `segloop codabench-bundle`.",
         "# Upload the zipped folder at https://www.codabench.org (Benchmarks > Upload).",
         "version: 2",
-        f"title: {_q(f'segloop interactive segmentation: {spec.task}')}",
-        f"description: {_q(f'Interactive segmentation scored by segloop with the {spec.task} task preset.')}",
+        f"title: {_q(f'segloop interactive segmentation: {spec.name}')}",
+        f"description: {_q(f'Interactive segmentation scored by segloop with the {spec.name} task preset.')}",
         "registration_auto_approve: true",
         f"docker_image: {_q(SCORING_IMAGE)}",
         "enable_detailed_results: true",
@@ -232,8 +234,8 @@ def competition_yaml(spec: ScoringSpec) -> str:
         "    file: pages/evaluation.md",
         "tasks:",
         "  - index: 0",
-        f"    name: {_q(spec.task)}",
-        f"    description: {_q(f'Predictions <case>_step<k> scored by segloop ({spec.task})')}",
+        f"    name: {_q(spec.name)}",
+        f"    description: {_q(f'Predictions <case>_step<k> scored by segloop ({spec.name})')}",
         "    is_public: false",
         "    reference_data: reference_data",
         "    scoring_program: scoring_program",
@@ -253,7 +255,7 @@ def competition_yaml(spec: ScoringSpec) -> str:
         "    key: Results",
         "    columns:",
     ]
-    for column in leaderboard_columns(spec.task, spec.metrics):
+    for column in leaderboard_columns(spec.name, spec.metrics):
         lines += [
             f"      - title: {_q(column['title'])}",
             f"        key: {_q(column['key'])}",
@@ -281,10 +283,10 @@ sys.exit(subprocess.call(command + ["codabench-score", sys.argv[1], sys.argv[2],
 '''
 
 
-def evaluation_page(spec: ScoringSpec, num_steps: int) -> str:
+def evaluation_page(spec: Challenge, num_steps: int) -> str:
     columns = "\n".join(
         f"| `{c['key']}` | {'higher' if c['sorting'] == 'desc' else 'lower'} is better |"
-        for c in leaderboard_columns(spec.task, spec.metrics)
+        for c in leaderboard_columns(spec.name, spec.metrics)
     )
     return f"""# Evaluation
 
@@ -308,23 +310,23 @@ cases:
 """
 
 
-def write_bundle(spec: ScoringSpec, out_dir: Path) -> list[Path]:
+def write_bundle(spec: Challenge, out_dir: Path) -> list[Path]:
     """An example Codabench bundle for ``spec``'s task; returns the files written."""
     out_dir = Path(out_dir)
     num_steps = spec.num_steps or 1
     files = {
         "competition.yaml": competition_yaml(spec),
         "scoring_program/metadata.yaml": "command: python3 /app/program/score.py /app/input /app/output\n",
-        "scoring_program/score.py": SCORE_PY.format(task=json.dumps(spec.task)),
-        f"reference_data/{TASK_FILE}": json.dumps({"task": spec.task}, indent=1) + "\n",
+        "scoring_program/score.py": SCORE_PY.format(task=json.dumps(spec.name)),
+        f"reference_data/{TASK_FILE}": json.dumps({"task": spec.name}, indent=1) + "\n",
         "reference_data/README.md": (
             "Put one ground-truth label map per case here: <case>.nii.gz (or .nii, .mha, .nrrd).\n"
         ),
         "pages/overview.md": (
-            f"# {spec.task}\n\nInteractive segmentation: a deterministic robot user gives the "
+            f"# {spec.name}\n\nInteractive segmentation: a deterministic robot user gives the "
             f"interactions, your model predicts after each of {num_steps} steps, segloop scores "
             "every step. Run your model locally with `segloop run --task "
-            f"{spec.task}` to get exactly the organizer's numbers.\n"
+            f"{spec.name}` to get exactly the organizer's numbers.\n"
         ),
         "pages/evaluation.md": evaluation_page(spec, num_steps),
         "pages/terms.md": "# Terms\n\nTo be written by the organizers.\n",

@@ -47,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segloop.containers.docker.gc import GC_PRESETS
 from segloop.core import store, untrusted_images
+from segloop.core.challenges import CHALLENGES, Challenge
 from segloop.core.records import FailureReason, SegloopError, StepFailure
 from segloop.core.untrusted import RefusedFile, UntrustedPath
-from segloop.leaderboard.stepscore import ScoringSpec, StepInput, aggregate_cases, score_case
+from segloop.leaderboard.stepscore import StepInput, aggregate_cases, score_case
 
 FORMAT = "segloop-gc-metrics"
 GT_EXTENSIONS = (".mha", ".nii.gz", ".nii", ".nrrd")
@@ -76,11 +76,12 @@ class Sockets:
 
 
 def preset_sockets(task: str) -> Sockets:
-    """Hints from the challenge's algorithm container (``segloop.containers.docker.gc`` presets), if known."""
-    preset = GC_PRESETS.get(task)
-    if preset is None:
+    """Hints from the challenge's algorithm container interface, if it has one."""
+    challenge = CHALLENGES.get(task)
+    if challenge is None or challenge.gc is None:
         return Sockets()
-    return Sockets(hints=(preset.image_slugs[0], preset.clicks_slug, preset.output_slug))
+    gc = challenge.gc
+    return Sockets(hints=(gc.image_slugs[0], gc.clicks_slug, gc.output_slug))
 
 
 def socket_of(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -336,7 +337,7 @@ def evaluate(
     predictions_path: Path,
     input_dir: Path,
     ground_truth_dir: Path,
-    spec: ScoringSpec,
+    spec: Challenge,
     sockets: Sockets = Sockets(),
 ) -> dict[str, Any]:
     """Score every job of predictions.json; return the metrics.json payload.
@@ -381,7 +382,7 @@ def evaluate(
     return {
         "format": FORMAT,
         "version": 1,
-        "task": spec.task,
+        "task": spec.name,
         "metrics": list(spec.metrics),
         "case": {case_id: result.to_json() for case_id, result in sorted(cases.items())},
         "aggregates": aggregates,

@@ -26,11 +26,11 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from segloop.core.metrics.registry import parse_metric_name
+from segloop.core.challenges import ScoreTerm
+from segloop.core.metrics.registry import higher_is_better, parse_metric_name
 from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
-from segloop.leaderboard.scoring import ScoreTerm, higher_is_better
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PALETTE = (

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from segloop.core.challenges import ScoreTerm
 from segloop.core.records import SegloopError
-from segloop.leaderboard.scoring import ScoreTerm
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 

@@ -5,14 +5,9 @@ A *score term* names one column of the per-case table, ``<metric>_<kind>`` with 
 normalised, and the Final value), and a weight. The score of a submission is the weighted mean
 of its ranks over the terms (aggregate-then-rank, SPEC "Leaderboards"); a lower score is better.
 
-Defaults per task (thesis §7.3.3: every challenge ranked on the AUC and the Final value of its
-metrics, each ranked on its own, ranks averaged with equal weights):
-
-- autopet:     Dice, FPV, FNV        (AUC and Final)
-- toothfairy3: Dice, HD95            (AUC and Final)
-- trials:      Dice, ASSD, HD        (AUC and Final)
-- medsegfm:    Dice, NSD at 2 mm     (AUC and Final)
-- any other task: every metric of the task, AUC and Final.
+The default terms of a task are its challenge's (``segloop.core.challenges``: thesis §7.3.3,
+every 2025 challenge ranked on the AUC and the Final value of each of its metrics, ranks
+averaged with equal weights); any other task ranks on every metric's AUC and Final.
 
 The AUC term uses the normalised AUC; on one task it ranks exactly as the raw AUC (same x-axis
 for every submission) and stays readable across tasks.
@@ -24,11 +19,10 @@ Override on the command line with ``--score dice:auc:1,nsd@2:final:1`` (all task
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from segloop.core.metrics.registry import higher_is_better as metric_direction
+from segloop.core.challenges import CHALLENGES, ScoreTerm, auc_and_final
+from segloop.core.metrics.registry import higher_is_better
 from segloop.core.records import SegloopError
-from segloop.core.results import column_name
 
 KIND_ALIASES: dict[str, str] = {
     "auc": "auc_normalised",
@@ -37,52 +31,6 @@ KIND_ALIASES: dict[str, str] = {
     "auc_normalised": "auc_normalised",
     "auc_raw": "auc_raw",
     "final": "final",
-}
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better (Dice, NSD) or worse (distances, volumes);
-    ``segloop.core.metrics.higher_is_better`` decides (SegloopError for an unknown metric)."""
-
-    return bool(metric_direction(metric))
-
-
-@dataclass(frozen=True)
-class ScoreTerm:
-    """One ranked column of the score: ``metric``'s ``kind`` summary with ``weight``."""
-
-    metric: str
-    kind: str
-    weight: float = 1.0
-
-    @property
-    def column(self) -> str:
-        return column_name(self.metric, self.kind)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return higher_is_better(self.metric)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "metric": self.metric,
-            "kind": self.kind,
-            "weight": self.weight,
-            "column": self.column,
-            "higher_is_better": self.higher_is_better,
-        }
-
-
-def _auc_and_final(*metrics: str) -> tuple[ScoreTerm, ...]:
-    return tuple(ScoreTerm(m, k) for m in metrics for k in ("auc_normalised", "final"))
-
-
-DEFAULT_SCORING: dict[str, tuple[ScoreTerm, ...]] = {
-    "autopet": _auc_and_final("dice", "fpv", "fnv"),
-    "toothfairy3": _auc_and_final("dice", "hd95"),
-    "toothfairy": _auc_and_final("dice", "hd95"),
-    "trials": _auc_and_final("dice", "assd", "hd"),
-    "medsegfm": _auc_and_final("dice", "nsd@2"),
 }
 
 
@@ -142,5 +90,6 @@ def scoring_for(
                 f"(its runs measured {', '.join(task_metrics)})"
             )
         return tuple(chosen)
-    preset = tuple(t for t in DEFAULT_SCORING.get(task_name, ()) if t.metric in task_metrics)
-    return preset or _auc_and_final(*task_metrics)
+    challenge = CHALLENGES.get(task_name)
+    preset = tuple(t for t in challenge.ranking if t.metric in task_metrics) if challenge else ()
+    return preset or auc_and_final(*task_metrics)

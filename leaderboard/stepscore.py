@@ -12,16 +12,17 @@ earlier step's output).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segloop.core import images, untrusted_images
+from segloop.core.challenges import Challenge, get_challenge, with_classes
 from segloop.core.contract import ModelStepError, validate_prediction
-from segloop.core.metrics import registry, scoring
-from segloop.core.records import EmptyMaskPolicy, FailureReason, Geometry, SegloopError, StepFailure
+from segloop.core.metrics import scoring
+from segloop.core.records import FailureReason, Geometry, SegloopError, StepFailure
 from segloop.core.results import (
     SUMMARY_KINDS,
     CaseResult,
@@ -34,53 +35,19 @@ from segloop.core.results import (
     summary_columns,
 )
 from segloop.core.untrusted import RefusedFile, UntrustedPath
-from segloop.protocols.tasks import get_task
-
-
-@dataclass(frozen=True)
-class ScoringSpec:
-    """What scoring a case needs from a task."""
-
-    task: str
-    metrics: tuple[str, ...]
-    classes: Mapping[int, str]
-    num_steps: int | None
-    auc_steps: tuple[int, ...] | None
-    auc_x: tuple[float, ...] | None
-    policy: EmptyMaskPolicy = EmptyMaskPolicy()
-    nsd_zero_below_dice: float | None = None
-    nsd_zero_scope: str = "case"
-    present_classes_only: bool = False
-
-    def curve_axis(self, num_steps: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        if self.auc_steps is not None and self.auc_x is not None:
-            return self.auc_steps, self.auc_x
-        return tuple(range(num_steps)), tuple(float(s) for s in range(num_steps))
 
 
 def scoring_spec(
     task_name: str,
     metric_names: Sequence[str] | None = None,
     classes: Mapping[int, str] | None = None,
-) -> ScoringSpec:
-    """The task preset (``segloop.protocols.tasks.get_task``), its metrics/classes optionally replaced."""
-
-    task = get_task(task_name, classes=classes)
-    chosen = tuple(metric_names) if metric_names else tuple(task.metrics)
-    for name in chosen:
-        registry.parse_metric_name(name)
-    return ScoringSpec(
-        task=task.name,
-        metrics=chosen,
-        classes=dict(task.classes),
-        num_steps=task.num_steps,
-        auc_steps=tuple(task.auc_steps),
-        auc_x=tuple(task.auc_x),
-        policy=task.empty_mask_policy,
-        nsd_zero_below_dice=task.nsd_zero_below_dice,
-        nsd_zero_scope=task.nsd_zero_scope,
-        present_classes_only=task.present_classes_only,
-    )
+) -> Challenge:
+    """The challenge that scores uploaded predictions (a preset or a TOML task), its metrics
+    and classes optionally replaced."""
+    challenge = with_classes(get_challenge(task_name), classes)
+    if metric_names:
+        challenge = replace(challenge, metrics=tuple(metric_names), score_terms=())
+    return challenge
 
 
 @dataclass(frozen=True)
@@ -134,7 +101,7 @@ def score_case(
     case_id: str,
     steps: Sequence[StepInput],
     gt_path: Path,
-    spec: ScoringSpec,
+    spec: Challenge,
 ) -> CaseResult:
     """Score every step of one case: the same record as a run's case result."""
     label, geometry = read_ground_truth(gt_path)
@@ -150,7 +117,7 @@ def score_case(
             class_ids,
             geometry.spacing_mm,
             spec.metrics,
-            policy=spec.policy,
+            policy=spec.empty_mask_policy,
             nsd_zero_below_dice=spec.nsd_zero_below_dice,
             nsd_zero_scope=spec.nsd_zero_scope,
             present_classes_only=spec.present_classes_only,
@@ -162,12 +129,12 @@ def score_case(
     return case_result(
         case_id,
         records,
-        task=spec.task,
+        task=spec.name,
         metrics=spec.metrics,
         classes=spec.classes,
         auc_steps=auc_steps,
         auc_x=auc_x,
-        empty_mask_policy=spec.policy,
+        empty_mask_policy=spec.empty_mask_policy,
     )
 
 

@@ -20,7 +20,7 @@ Sources (``format``; ``"auto"`` decides from the path):
 - ``"gc"``: a folder with one sub-folder per case holding one click file per step, named
   ``<anything>_step_<k>.json`` (``segloop clicks``) or ``<k>_clicks.json`` (ToothFairy3);
   other files are ignored, steps are ordered by number (never as text). Each file is in the
-  challenge's own format (``segloop.core.formats.CHALLENGE_FORMATS[challenge]``: Grand Challenge
+  challenge's own format (the challenge's ``click_format``, ``segloop.core.challenges``: Grand Challenge
   "Multiple points" for autopet (voxel x, y, z) and toothfairy3 (voxel z, y, x), point lists
   for trials; ``axis_order`` overrides). ``cumulative=True`` (as the challenges published them):
   file k holds the clicks of steps 0..k and must extend file k - 1 name by name; its new points
@@ -54,7 +54,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from segloop.core.formats import CHALLENGE_FORMATS, GENERIC_FORMAT, decode_clicks, from_segloop_json
+from segloop.core.challenges import CHALLENGES
+from segloop.core.formats import GENERIC_FORMAT, decode_clicks, from_segloop_json
 from segloop.core.records import AXIS_ORDER, Case, Geometry, Interaction, SegloopError
 
 FORMATS = ("auto", "run", "segloop", "gc", "csv")
@@ -124,7 +125,8 @@ class Recording:
             )
         entries = self.cases[case_id]
         if self.format == "gc":
-            file_format = CHALLENGE_FORMATS.get(challenge, GENERIC_FORMAT)
+            known = CHALLENGES.get(challenge)
+            file_format = (known.click_format if known else None) or GENERIC_FORMAT
             if axis_order is not None:
                 file_format = replace(file_format, axis_order=tuple(axis_order))
             return _gc_interactions(entries, classes, file_format, shape, geometry, cumulative)  # type: ignore[arg-type]

@@ -17,9 +17,10 @@ import pytest
 from segloop import runs
 from segloop.cli.commands import execute_run
 from segloop.cli.main import main
-from segloop.containers.docker.gc import GC_PRESETS, multiple_points
+from segloop.containers.docker.gc import multiple_points
 from segloop.containers.registry import open_backend
 from segloop.core import dataset, images
+from segloop.core.challenges import CHALLENGES
 from segloop.core.results import SUMMARY_KINDS as KINDS
 from segloop.core.task import Limits
 from segloop.leaderboard import codabench, gc_evaluate
@@ -114,7 +115,7 @@ def socket(slug: str, relative_path: str, kind: str) -> dict:
 def build_gc_layout(recorded, folder: Path, drop: tuple[str, int], fail: tuple[str, int]) -> None:
     """/input/predictions.json + /input/<pk>/output/images/... and the ground-truth folder,
     with GC's own slugs (``ct-image``, ``pet-image``: matched through their relative paths)."""
-    interface = GC_PRESETS["autopet"]
+    interface = CHALLENGES["autopet"].gc
     jobs = []
     for case_id in recorded["case_ids"]:
         _, geometry = images.read_image(label_path(recorded["data"], case_id))

@@ -10,10 +10,11 @@ import pytest
 
 from segloop.app import phantoms
 from segloop.cli.main import main
+from segloop.core.challenges import CHALLENGES
 from segloop.core.dataset import write_case
-from segloop.core.formats import CHALLENGE_FORMATS, read_clicks, read_segloop_json
+from segloop.core.formats import read_clicks, read_segloop_json
 from segloop.core.records import Case, Geometry
-from segloop.protocols.tasks import TASKS, get_task
+from segloop.protocols.tasks import get_task
 
 # non-cubic grids, anisotropic spacing, non-zero origin, rotated and flipped axes: a swapped
 # axis order cannot go unnoticed
@@ -40,9 +41,9 @@ def clicks(*args: str) -> int:
 def test_tasks_lists_presets_one_line_each(capsys):
     assert main(["tasks"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for name, preset in TASKS.items():
+    for name, challenge in CHALLENGES.items():
         (line,) = [ln for ln in lines if ln.split() and ln.split()[0] == name]
-        assert preset.description in line and "\n" not in preset.description
+        assert challenge.title in line and "\n" not in challenge.title
     assert main(["tasks", "medsegfm"]) == 0
     assert json.loads(capsys.readouterr().out)["auc_steps"] == [1, 2, 3, 4, 5]
 
@@ -62,7 +63,7 @@ def test_toothfairy3_clicks_as_the_challenge_published_them(tmp_path, capsys):
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "labelsTs" / "jaw_001.nii.gz")))
     case = jaw("jaw_001")
     expected = []
-    fmt = CHALLENGE_FORMATS["toothfairy3"]
+    fmt = CHALLENGES["toothfairy3"].click_format
     for step in range(6):
         expected.extend(task.robot_user.interactions(case, task.classes, step, None, 0))
         path = out / "jaw_001" / f"jaw_001_step_{step:02d}.json"

@@ -19,7 +19,8 @@ from functools import cache
 import numpy as np
 
 from segloop.app import phantoms
-from segloop.protocols.tasks import TASKS, get_task, robot_user_from_json
+from segloop.core.challenges import CHALLENGES
+from segloop.protocols.tasks import get_task, robot_user_from_json
 
 KINDS = {
     "pet": (lambda i: phantoms.pet_phantom(i, shape=(24, 40, 40)), {1: "tumor"}),
@@ -153,4 +154,4 @@ def test_r5_and_perturbations_change_clicks_but_seeds_matter():
 
 
 def test_every_preset_is_covered():
-    assert {f"preset-{name}" for name in TASKS} <= set(USERS)
+    assert {f"preset-{name}" for name in CHALLENGES} <= set(USERS)

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from segloop.core.challenges import CHALLENGES
 from segloop.core.formats import (
-    CHALLENGE_FORMATS,
     cvpr25_request,
     decode_clicks,
     encode_clicks,
@@ -54,7 +54,7 @@ def test_gc_voxel_points_are_xyz_grouped_by_name_as_autopet_wrote_them():
     assert data["points"][0] == {"point": [21, 11, 1], "name": "tumor"}  # (z, y, x) = (1, 11, 21)
     assert data["points"][3] == {"point": [7, 5, 29], "name": "background"}
     assert json.loads(json.dumps(data)) == data
-    assert encode_clicks(AUTOPET, {1: "tumor"}, CHALLENGE_FORMATS["autopet"]) == data
+    assert encode_clicks(AUTOPET, {1: "tumor"}, CHALLENGES["autopet"].click_format) == data
     assert from_gc_points(data, {1: "tumor"}) == AUTOPET
 
 
@@ -82,7 +82,7 @@ def test_gc_toothfairy3_points_are_array_order_left_then_right():
         i for k in (1, 2) for i in (click(1, True, k, (k, 2, 3)), click(2, True, k, (k, 4, 5)))
     )
     classes = {1: "Left_IAC", 2: "Right_IAC"}
-    data = encode_clicks(clicks, classes, CHALLENGE_FORMATS["toothfairy3"])
+    data = encode_clicks(clicks, classes, CHALLENGES["toothfairy3"].click_format)
     # create_archive_items_0_to_5_clicks: the first k Left_IAC points, then the first k Right_IAC
     assert data["points"] == [
         {"point": [1, 2, 3], "name": "Left_IAC"},
@@ -90,7 +90,7 @@ def test_gc_toothfairy3_points_are_array_order_left_then_right():
         {"point": [1, 4, 5], "name": "Right_IAC"},
         {"point": [2, 4, 5], "name": "Right_IAC"},
     ]
-    assert decode_clicks(data, classes, CHALLENGE_FORMATS["toothfairy3"]) == clicks
+    assert decode_clicks(data, classes, CHALLENGES["toothfairy3"].click_format) == clicks
     # the same file read with autoPET's (x, y, z) convention swaps z and x
     swapped = from_gc_points(data, classes)
     assert swapped[0].coords == ((3, 2, 1),)
@@ -98,7 +98,7 @@ def test_gc_toothfairy3_points_are_array_order_left_then_right():
 
 def test_point_lists_as_trials_wrote_them(tmp_path):
     classes = {1: "lesion"}
-    data = encode_clicks(AUTOPET, classes, CHALLENGE_FORMATS["trials"])
+    data = encode_clicks(AUTOPET, classes, CHALLENGES["trials"].click_format)
     assert data == {
         "lesion": [[21, 11, 1], [22, 12, 2], [23, 13, 3]],
         "background": [[7, 5, 29], [14, 5, 28], [21, 5, 27]],
@@ -108,7 +108,7 @@ def test_point_lists_as_trials_wrote_them(tmp_path):
     negatives = tuple(i for i in AUTOPET if not i.positive)
     assert to_point_lists(negatives, classes)["lesion"] == []
     (tmp_path / "c.json").write_text(json.dumps(data))
-    assert read_clicks(tmp_path / "c.json", classes, CHALLENGE_FORMATS["trials"]) == AUTOPET
+    assert read_clicks(tmp_path / "c.json", classes, CHALLENGES["trials"].click_format) == AUTOPET
     with pytest.raises(SegloopError, match="named 'tumour'"):
         from_point_lists({"tumour": [[1, 2, 3]]}, classes)
 
@@ -165,7 +165,7 @@ def test_autopet_points_index_nibabel_arrays_as_the_challenge_script(tmp_path):
 
     image = ramp_image(ODD_SHAPE)
     write_sitk(tmp_path / "pet.nii.gz", image, ODD_GEOMETRY)
-    data = encode_clicks(ODD_CLICKS, {1: "tumor"}, CHALLENGE_FORMATS["autopet"])
+    data = encode_clicks(ODD_CLICKS, {1: "tumor"}, CHALLENGES["autopet"].click_format)
     nib_array = nib.load(str(tmp_path / "pet.nii.gz")).get_fdata()
     assert nib_array.shape == ODD_SHAPE[::-1]
     by_name = {"tumor": [], "background": []}
@@ -176,7 +176,7 @@ def test_autopet_points_index_nibabel_arrays_as_the_challenge_script(tmp_path):
         expected["tumor" if c.positive else "background"].append(image[c.coords[0]])
     for name, points in by_name.items():
         assert [nib_array[tuple(p)] for p in points] == expected[name]
-    back = decode_clicks(data, {1: "tumor"}, CHALLENGE_FORMATS["autopet"], shape=ODD_SHAPE)
+    back = decode_clicks(data, {1: "tumor"}, CHALLENGES["autopet"].click_format, shape=ODD_SHAPE)
     assert back == ODD_CLICKS
 
 
@@ -188,7 +188,7 @@ def test_toothfairy3_points_index_simpleitk_arrays_as_the_challenge_script(tmp_p
     write_sitk(tmp_path / "cbct.mha", image, ODD_GEOMETRY)
     clicks = tuple(replace(c, class_id=1 if c.positive else 2, positive=True) for c in ODD_CLICKS)
     classes = {1: "Left_IAC", 2: "Right_IAC"}
-    data = encode_clicks(clicks, classes, CHALLENGE_FORMATS["toothfairy3"])
+    data = encode_clicks(clicks, classes, CHALLENGES["toothfairy3"].click_format)
     loaded = sitk.ReadImage(str(tmp_path / "cbct.mha"))
     array = sitk.GetArrayFromImage(loaded)
     for entry, c in zip(
@@ -196,7 +196,7 @@ def test_toothfairy3_points_index_simpleitk_arrays_as_the_challenge_script(tmp_p
     ):
         assert array[tuple(entry["point"])] == image[c.coords[0]]
         assert loaded.GetPixel(*[int(v) for v in entry["point"][::-1]]) == image[c.coords[0]]
-    back = decode_clicks(data, classes, CHALLENGE_FORMATS["toothfairy3"], shape=ODD_SHAPE)
+    back = decode_clicks(data, classes, CHALLENGES["toothfairy3"].click_format, shape=ODD_SHAPE)
     assert back == clicks
 
 

@@ -16,7 +16,7 @@ from segloop.core.formats import to_gc_points, to_point_lists, to_segloop_json
 from segloop.core.records import Case, Geometry, Interaction, SegloopError
 from segloop.loop import case_result_of, run_case
 from segloop.protocols.replay import ReplayUser, load_recording
-from segloop.protocols.tasks import get_task, is_reactive, load_task_toml, robot_user_from_json
+from segloop.protocols.tasks import get_task, is_reactive, robot_user_from_json
 
 SHAPE = (6, 8, 10)  # non-cubic: an axis-order mistake lands outside
 CLASSES = {1: "tumor"}
@@ -289,7 +289,7 @@ def test_to_json_records_the_content_hash_and_round_trips(tmp_path):
         f'base = "r1"\n[protocol]\nname = "replay"\npath = "{path.as_posix()}"\n',
         encoding="utf-8",
     )
-    task = load_task_toml(toml)
+    task = get_task(toml)
     assert isinstance(task.robot_user, ReplayUser) and task.num_steps == 11
     assert task.to_json()["robot_user"]["sha256"] == changed.sha256
     assert not is_reactive(task.robot_user) and not task.send_previous_prediction

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from segloop.core.challenges import CHALLENGES
 from segloop.core.records import SegloopError
-from segloop.protocols.tasks import TASKS, get_task, load_task_toml, robot_user_from_json
+from segloop.protocols.tasks import get_task, robot_user_from_json
 
 
 def test_presets_match_the_spec_table():
@@ -25,8 +26,8 @@ def test_presets_match_the_spec_table():
     assert med.nsd_zero_below_dice == 0.2 and med.send_previous_prediction and med.seed == 4
     assert med.robot_user.name == "sakinis"
     assert not autopet.send_previous_prediction
-    assert set(TASKS) >= {"autopet", "toothfairy3", "trials", "medsegfm", "generic"}
-    for name, preset in TASKS.items():
+    assert set(CHALLENGES) >= {"autopet", "toothfairy3", "trials", "medsegfm", "generic"}
+    for name, preset in CHALLENGES.items():
         assert preset.description and get_task(name).to_json()["name"] == name
 
 
@@ -37,7 +38,7 @@ def test_fresh_task_each_call_and_class_override():
 
 
 def test_robot_user_round_trips_through_json():
-    for name in TASKS:
+    for name in CHALLENGES:
         user = get_task(name).robot_user
         assert robot_user_from_json(user.to_json()) == user
 
@@ -72,7 +73,7 @@ sigma_voxels = 1.0
 """,
         encoding="utf-8",
     )
-    task = load_task_toml(path)
+    task = get_task(path)
     assert task.name == "liver-clicks" and task.num_steps == 4 and task.seed == 9
     assert task.robot_user.num_clicks == 3 and task.robot_user.sigma_voxels == 1.0
     assert dict(task.classes) == {1: "liver", 2: "spleen"}
@@ -95,7 +96,10 @@ def test_toml_task_from_base(tmp_path):
         ("num_steps = 3\nmetrics = ['dice']", "missing 'protocol'"),
         ("colour = 1", "unknown key"),
         ("base = 'nope'", "not a preset"),
-        ("base = 'medsegfm'\nnum_steps = 3\nauc_steps = [5]\nauc_x = [0]", "invalid task"),
+        (
+            "base = 'medsegfm'\nnum_steps = 3\nauc_steps = [5]\nauc_x = [0]",
+            "auc_steps must lie in 0..num_steps-1",
+        ),
         ("base = 'medsegfm'\n[protocol]\nname = 'sakinis'\ninitial = 'lasso'", "lasso"),
         ("base = 'autopet'\n[limits]\nwall_time = 5", "limits: unknown wall_time"),
         ("base = 'autopet'\n[limits]\nmemory_mb = 0", "limits must be > 0"),

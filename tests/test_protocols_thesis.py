@@ -12,14 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
+from segloop.core.challenges import CHALLENGES
 from segloop.core.records import Case, Geometry, SegloopError
 from segloop.protocols.base import center_point, largest_component
 from segloop.protocols.realistic import RealisticUser, high_uptake_outside_label
 from segloop.protocols.tasks import (
-    TASKS,
     get_task,
     is_reactive,
-    load_task_toml,
     robot_user_from_json,
 )
 from segloop.protocols.thesis import R1User, R2User, R3User, R4User
@@ -261,16 +260,16 @@ def test_registered_as_protocols_and_presets(tmp_path):
         assert robot_user_from_json(user.to_json()) == user
     for name in ("r1", "r3", "r4", "r5"):
         task = get_task(name, seed=2)
-        assert name in TASKS and task.num_steps == 11 and task.seed == 2
+        assert name in CHALLENGES and task.num_steps == 11 and task.seed == 2
         assert task.auc_x == tuple(float(x) for x in range(11))
         assert robot_user_from_json(task.robot_user.to_json()) == task.robot_user
     assert get_task("r5").robot_user == RealisticUser()
-    assert "r2" not in TASKS  # it could not run: no uncertainty map in the contract yet
+    assert "r2" not in CHALLENGES  # it could not run: no uncertainty map in the contract yet
     path = tmp_path / "r3.toml"
     path.write_text(
         'num_steps = 4\nmetrics = ["dice"]\n[protocol]\nname = "r3"\nedt_spacing_aware = true\n',
         encoding="utf-8",
     )
-    task = load_task_toml(path)
+    task = get_task(path)
     assert isinstance(task.robot_user, R3User) and task.robot_user.edt_spacing_aware
     assert task.send_previous_prediction  # a TOML task with a reactive user sends it by default

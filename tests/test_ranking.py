@@ -8,15 +8,10 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
+from segloop.core.challenges import CHALLENGES, ScoreTerm
 from segloop.core.records import SegloopError
 from segloop.leaderboard import ranking
-from segloop.leaderboard.scoring import (
-    DEFAULT_SCORING,
-    ScoreTerm,
-    parse_score_overrides,
-    parse_score_spec,
-    scoring_for,
-)
+from segloop.leaderboard.scoring import parse_score_overrides, parse_score_spec, scoring_for
 
 DICE_AUC = ScoreTerm("dice", "auc_normalised")
 FPV_AUC = ScoreTerm("fpv", "auc_normalised")
@@ -210,7 +205,7 @@ def test_score_spec_parsing_and_presets():
     assert scoring_for("autopet", ["dice", "fpv"], overrides) == (ScoreTerm("dice", "final"),)
     assert scoring_for("medsegfm", ["dice"], overrides) == (ScoreTerm("dice", "auc_normalised", 2),)
     # presets: autoPET ranks Dice, FPV, FNV by AUC and Final
-    assert {t.column for t in DEFAULT_SCORING["autopet"]} == {
+    assert {t.column for t in CHALLENGES["autopet"].ranking} == {
         f"{m}_{k}" for m in ("dice", "fpv", "fnv") for k in ("auc_normalised", "final")
     }
     # preset terms the runs did not measure are dropped; unknown tasks use every metric

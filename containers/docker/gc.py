@@ -42,7 +42,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from segloop.core import untrusted, untrusted_images
+from segloop.core.challenges import CHALLENGES, GcInterface
 from segloop.core.contract import ModelStepError, validate_prediction
 from segloop.core.formats import BACKGROUND_NAME, to_gc_points
 from segloop.core.records import CaseInput, FailureReason, Interaction, SegloopError, StepRequest
@@ -62,57 +62,14 @@ UUID_NAMESPACE = uuid.UUID("5e6100b0-6c00-4e00-8a00-000000000001")
 GEOMETRY_TOLERANCE_MM = 1e-3
 
 
-@dataclass(frozen=True)
-class GcInterface:
-    """How a challenge's GC algorithm container expects its inputs and writes its output.
-
-    point_names: class id -> the "name" of that class's positive clicks.
-    background_name: name of negative clicks (None: the challenge had none).
-    point_order: "xyz" (reverse of segloop's arrays) or "zyx" (array order).
-    """
-
-    name: str
-    image_slugs: tuple[str, ...]
-    clicks_slug: str
-    output_slug: str
-    point_names: Mapping[int, str]
-    background_name: str | None
-    point_order: str
-    description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-GC_PRESETS: dict[str, GcInterface] = {
-    "autopet": GcInterface(
-        name="autopet",
-        image_slugs=("ct", "pet"),
-        clicks_slug="lesion-clicks",
-        output_slug="tumor-lesion-segmentation",
-        point_names={1: "tumor"},
-        background_name="background",
-        point_order="xyz",
-        description="autoPET IV interactive (Task 1)",
-    ),
-    "toothfairy3": GcInterface(
-        name="toothfairy3",
-        image_slugs=("cbct",),
-        clicks_slug="iac-clicks",
-        output_slug="iac-segmentation",
-        point_names={1: "Left_IAC", 2: "Right_IAC"},
-        background_name=None,
-        point_order="zyx",
-        description="ToothFairy3 interactive IAC segmentation",
-    ),
-}
-
-
 def gc_interface(preset: str) -> GcInterface:
-    try:
-        return GC_PRESETS[preset]
-    except KeyError:
+    """The algorithm container interface of a challenge preset (``docker:gc-<preset>+IMAGE``)."""
+    with_gc = {name: c.gc for name, c in CHALLENGES.items() if c.gc is not None}
+    if preset not in with_gc:
         raise SegloopError(
-            f"Grand Challenge preset '{preset}': expected one of {', '.join(sorted(GC_PRESETS))}"
-        ) from None
+            f"Grand Challenge preset '{preset}': expected one of {', '.join(sorted(with_gc))}"
+        )
+    return with_gc[preset]
 
 
 def multiple_points(interactions: Iterable[Interaction], interface: GcInterface) -> dict[str, Any]:
@@ -124,13 +81,15 @@ def multiple_points(interactions: Iterable[Interaction], interface: GcInterface)
     for interaction in interactions:
         if interaction.kind != "click":
             raise SegloopError(
-                f"{interface.name}: Grand Challenge 'Multiple points' holds clicks only, "
+                f"{interface.description}: Grand Challenge 'Multiple points' holds clicks only, "
                 f"not a {interaction.kind}"
             )
         if interaction.positive and interaction.class_id not in interface.point_names:
-            raise SegloopError(f"{interface.name}: no point name for class {interaction.class_id}")
+            raise SegloopError(
+                f"{interface.description}: no point name for class {interaction.class_id}"
+            )
         if not interaction.positive and interface.background_name is None:
-            raise SegloopError(f"{interface.name}: the challenge has no background clicks")
+            raise SegloopError(f"{interface.description}: the challenge has no background clicks")
     return to_gc_points(
         interactions,
         interface.point_names,
@@ -159,7 +118,7 @@ def write_case_images(folder: Path, case_input: CaseInput, interface: GcInterfac
 
     if len(case_input.channels) != len(interface.image_slugs):
         raise SegloopError(
-            f"{interface.name}: the container expects {len(interface.image_slugs)} images "
+            f"{interface.description}: the container expects {len(interface.image_slugs)} images "
             f"({', '.join(interface.image_slugs)}), case {case_input.case_id} has "
             f"{len(case_input.channels)} channels"
         )
@@ -325,13 +284,3 @@ class GcStepSession:
 
     def close(self) -> None:
         untrusted.remove_tree(self.work_dir)
-
-
-__all__ = [
-    "GC_PRESETS",
-    "GcInterface",
-    "GcStepSession",
-    "gc_interface",
-    "multiple_points",
-    "read_gc_output",
-]

@@ -17,6 +17,7 @@ from segloop.app import phantoms
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.containers.registry import model_identity
 from segloop.core import dataset, images, store
+from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Limits
@@ -47,7 +48,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--out", required=True, type=Path, help="run folder (created or resumed)")
     run.add_argument("--name", help="submission name shown on leaderboards (default: from --model)")
-    run.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
+    run.add_argument(
+        "--seed", type=int, help="robot-user seed (default: the task's, 0 for the presets)"
+    )
     run.add_argument("--cases", help="comma-separated case ids (default: all)")
     run.add_argument(
         "--classes",
@@ -72,7 +75,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--data", required=True, type=Path, help="dataset folder")
     check.add_argument("--task", required=True, help="task name or a .toml file")
-    check.add_argument("--seed", type=int, default=0, help="robot-user seed (default 0)")
+    check.add_argument(
+        "--seed", type=int, help="robot-user seed (default: the task's, 0 for the presets)"
+    )
     check.add_argument("--cases", help="comma-separated case ids (default: all)")
     check.add_argument("--classes", help="as for `segloop run`")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -178,7 +183,7 @@ def execute_run(
     model_spec: str,
     out: Path,
     submission: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     case_ids: list[str] | None = None,
     limits=None,
     show_progress: bool = True,
@@ -292,12 +297,8 @@ def _cell(value: float | None, digits: int = 4) -> str:
     return "null" if value is None else f"{value:.{digits}f}"
 
 
-DEMO_TASKS = (
-    ("autopet", "pet"),
-    ("medsegfm", "pet"),
-    ("toothfairy3", "jaw"),
-    ("trials", "abdomen"),
-)
+# The challenges the demo runs, each on the phantoms its definition names.
+DEMO_TASKS = tuple((name, c.phantom) for name, c in CHALLENGES.items() if c.phantom)
 DEMO_MODELS = (
     ("region-growing", "python:baselines.region_growing:predict"),
     ("empty", "python:baselines.trivial:empty"),

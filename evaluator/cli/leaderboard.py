@@ -161,7 +161,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 def gc_evaluate_command(args: argparse.Namespace) -> int:
 
     spec = _spec(args, args.task)
-    preset = gc_evaluate.preset_sockets(spec.task)
+    preset = gc_evaluate.preset_sockets(spec.name)
     sockets = gc_evaluate.Sockets(
         image=args.image_slug, clicks=args.clicks_slug, output=args.output_slug, hints=preset.hints
     )

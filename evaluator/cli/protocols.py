@@ -5,7 +5,7 @@ definition as JSON.
 
 ``segloop clicks --task T --data D --out O`` writes the precomputed clicks of a dataset as the
 challenge's organizers published them to participants, in the challenge's own file format
-(``segloop.core.formats.CHALLENGE_FORMATS``): autoPET IV and ToothFairy3 as Grand Challenge
+(each challenge's ``click_format``, ``segloop.core.challenges``): autoPET IV and ToothFairy3 as Grand Challenge
 "Multiple points" JSON (autoPET: voxel (x, y, z), names tumor / background; ToothFairy3: voxel
 (z, y, x) = SimpleITK array order, names Left_IAC / Right_IAC), TriALS as point lists
 ``{"lesion": [[x, y, z], ...], "background": [...]}``. Per case and step k:
@@ -39,10 +39,12 @@ import numpy as np
 
 from segloop import runs
 from segloop.core import dataset
-from segloop.core.formats import ClickFileFormat, challenge_format, encode_clicks, to_segloop_json
+from segloop.core.challenges import CHALLENGES
+from segloop.core.formats import GENERIC_FORMAT, ClickFileFormat, encode_clicks, to_segloop_json
 from segloop.core.records import SegloopError, parse_classes
+from segloop.core.task import Task
 from segloop.loop import check_label_classes
-from segloop.protocols.tasks import TASKS, get_task, is_reactive
+from segloop.protocols.tasks import get_task, is_reactive
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +56,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "a .toml file: that task's full definition (robot user, steps, metrics, AUC axis) as JSON.",
     )
     tasks.add_argument("task", nargs="?", help="preset name or .toml task file")
-    tasks.add_argument("--seed", type=int, default=0, help="protocol seed (default 0)")
+    tasks.add_argument("--seed", type=int, help="protocol seed (default: the task's)")
     tasks.set_defaults(handler=run_tasks)
 
     clicks = subparsers.add_parser(
@@ -71,7 +73,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     clicks.add_argument("--data", required=True, type=Path, help="dataset folder")
     clicks.add_argument("--out", required=True, type=Path, help="output folder")
-    clicks.add_argument("--seed", type=int, default=0, help="protocol seed (default 0)")
+    clicks.add_argument("--seed", type=int, help="protocol seed (default: the task's)")
     clicks.add_argument(
         "--classes", help="the classes to prompt, e.g. 1:tumor (default: the task's; as `run`)"
     )
@@ -100,9 +102,9 @@ def run_tasks(args: argparse.Namespace) -> int:
         task = get_task(args.task, seed=args.seed)
         print(json.dumps({**task.to_json(), "limits": dict(task.limits)}, indent=2))
         return 0
-    width = max(len(name) for name in TASKS)
-    for name, preset in TASKS.items():
-        print(f"{name:<{width}}  {preset.description}")
+    width = max(len(name) for name in CHALLENGES)
+    for name, challenge in CHALLENGES.items():
+        print(f"{name:<{width}}  {challenge.title}")
     print(
         "\nA user-defined task: a .toml file (see `segloop tasks FILE.toml` and protocols/tasks.py)."
     )
@@ -115,6 +117,17 @@ def protocol_name(user: object) -> str:
     if name == "realistic":
         return protocol_name(user.base)  # type: ignore[attr-defined]
     return name
+
+
+def click_file_format(task: Task) -> ClickFileFormat:
+    """The task's click files: its challenge's, else those of the challenge whose protocol its
+    robot user runs (a TOML R5 over ToothFairy3's clicks writes ToothFairy3's), else generic."""
+    if task.click_format is not None:
+        return task.click_format
+    challenge = CHALLENGES.get(protocol_name(task.robot_user))
+    if challenge is not None and challenge.click_format is not None:
+        return challenge.click_format
+    return GENERIC_FORMAT
 
 
 def parse_axis_order(text: str) -> tuple[str, str, str]:
@@ -140,7 +153,7 @@ def run_clicks(args: argparse.Namespace) -> int:
             f"task {task.name}: its robot user reacts to the model's predictions, so its clicks "
             "cannot be computed in advance"
         )
-    file_format: ClickFileFormat = challenge_format(protocol_name(task.robot_user))
+    file_format: ClickFileFormat = click_file_format(task)
     if args.format in ("gc", "lists"):
         file_format = replace(file_format, kind=args.format)
     if args.axis_order:

@@ -6,7 +6,7 @@ reader/writer converts explicitly. Axis names in ``axis_order`` are those of our
 array axis 0, ``x`` array axis 2, so ``("x", "y", "z")`` is SimpleITK's index order (and nibabel's
 array order for the same NIfTI file), ``("z", "y", "x")`` is numpy's order of SimpleITK arrays.
 
-What the 2025 challenges really published (read from their public code; ``CHALLENGE_FORMATS``)
+What the 2025 challenges really published (read from their public code; each challenge's ``click_format`` in ``segloop.core.challenges``)
 --------------------------------------------------------------------------------------------
 All three published **voxel indices** (integers), never millimetres, in different axis orders:
 
@@ -130,38 +130,10 @@ class ClickFileFormat:
         }
 
 
-CHALLENGE_FORMATS: dict[str, ClickFileFormat] = {
-    "autopet": ClickFileFormat(
-        "autopet",
-        "gc",
-        ("x", "y", "z"),
-        source="lab-midas/autoPETCTIV clicks/simulate_clicks.py (nibabel arrays; "
-        "clicks_to_gc_format)",
-    ),
-    "toothfairy3": ClickFileFormat(
-        "toothfairy3",
-        "gc",
-        ("z", "y", "x"),
-        source="AImageLab-zip/ToothFairy ToothFairy3/Interactive-Segmentation/simulate_clicks.py "
-        "(sitk.GetArrayFromImage arrays)",
-    ),
-    "trials": ClickFileFormat(
-        "trials",
-        "lists",
-        ("x", "y", "z"),
-        source="xmed-lab/TriALS TriALS_2025_Interactive_Task_2/baseline_interactive_task/"
-        "sw_fastedit_src/sw_fastedit/utils/simulate_clicks_TriALS.py (nibabel arrays)",
-    ),
-}
 # A task built on none of the three protocols: Grand Challenge points as autoPET IV wrote them.
 GENERIC_FORMAT = ClickFileFormat(
     "generic", "gc", ("x", "y", "z"), source="Grand Challenge, as autoPET IV"
 )
-
-
-def challenge_format(protocol: str) -> ClickFileFormat:
-    """The click file format of a protocol's challenge (``GENERIC_FORMAT`` for any other)."""
-    return CHALLENGE_FORMATS.get(protocol, GENERIC_FORMAT)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -421,7 +393,7 @@ def encode_clicks(
     file_format: ClickFileFormat,
     geometry: Geometry | None = None,
 ) -> dict[str, Any]:
-    """Clicks as the JSON object of ``file_format`` (``CHALLENGE_FORMATS[name]``)."""
+    """Clicks as the JSON object of ``file_format`` (a challenge's ``click_format``)."""
     writer = {"gc": to_gc_points, "lists": to_point_lists}.get(file_format.kind)
     if writer is None:
         raise SegloopError(f"unknown click file kind {file_format.kind!r}: use gc or lists")

@@ -1,0 +1,485 @@
+"""A challenge (or any task) is one object: everything segloop needs to know about it.
+
+:class:`Challenge` says how a task is run (its robot user, steps, classes), how it is scored
+(metrics, the AUC's steps and x-axis, empty masks, the MedSegFM NSD rule), how it is ranked
+(score terms), and how it meets the platforms (its click files, its Grand Challenge algorithm
+container's sockets), plus the demo's phantom. :data:`CHALLENGES` holds the presets: the four
+2025 challenges as they ran (autoPET IV, ToothFairy3, TriALS, CVPR25 MedSegFM), the generic
+reactive task and the thesis's robot users R1, R3, R4, R5 on the autoPET lesion task. A user's
+TOML task (:func:`challenge_from_toml`, format in docs/tasks.md) produces the same object.
+
+Every other module reads these definitions; adding a challenge is adding one entry here (and,
+if its robot user is new, the protocol it names: ``segloop.protocols``). The robot user is data
+here (``protocol``: its name and parameters); ``segloop.protocols.tasks.build_task`` turns a
+challenge into a runnable :class:`segloop.core.task.Task` with the robot user built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from segloop.core.formats import ClickFileFormat
+from segloop.core.metrics.registry import higher_is_better, parse_metric_name
+from segloop.core.records import EmptyMaskPolicy, SegloopError
+from segloop.core.results import column_name
+
+#: Resource limits a task may set (seconds, MiB, CPUs, processes); see ``core.task.Limits``.
+LIMIT_KEYS = (
+    "step_time_limit_s",
+    "case_time_limit_s",
+    "memory_mb",
+    "cpus",
+    "pids",
+    "shm_mb",
+    "tmp_mb",
+    "output_mb",
+    "nofile",
+)
+INTEGER_LIMITS = ("memory_mb", "pids", "shm_mb", "tmp_mb", "output_mb", "nofile")
+
+
+@dataclass(frozen=True)
+class ScoreTerm:
+    """One ranked column of a leaderboard score: ``metric``'s ``kind`` summary (``auc_raw``,
+    ``auc_normalised`` or ``final``) with ``weight``; the score is the weighted mean of ranks."""
+
+    metric: str
+    kind: str
+    weight: float = 1.0
+
+    @property
+    def column(self) -> str:
+        return column_name(self.metric, self.kind)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.metric)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "kind": self.kind,
+            "weight": self.weight,
+            "column": self.column,
+            "higher_is_better": self.higher_is_better,
+        }
+
+
+def auc_and_final(*metrics: str) -> tuple[ScoreTerm, ...]:
+    """Each metric ranked on its normalised AUC and its Final value, equal weights (thesis
+    §7.3.3: how every 2025 challenge ranked)."""
+    return tuple(ScoreTerm(m, k) for m in metrics for k in ("auc_normalised", "final"))
+
+
+@dataclass(frozen=True)
+class GcInterface:
+    """How a challenge's Grand Challenge algorithm container takes its inputs and writes its
+    output (read from the challenges' public code; ``segloop.containers.docker.gc``).
+
+    point_names: class id -> the "name" of that class's positive clicks.
+    background_name: name of negative clicks (None: the challenge had none).
+    point_order: "xyz" (reverse of segloop's arrays) or "zyx" (array order).
+    """
+
+    image_slugs: tuple[str, ...]
+    clicks_slug: str
+    output_slug: str
+    point_names: Mapping[int, str]
+    background_name: str | None
+    point_order: str
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Challenge:
+    """Everything that defines a task (see the module docstring).
+
+    protocol: the robot user, ``{"name": <protocol>, **parameters}`` (``segloop.protocols``).
+    auc_steps: the steps whose values make the curve (MedSegFM: the 5 click steps); auc_x: the
+      x of each, as the challenge reported its AUC (raw); normalised = raw / (x[-1] - x[0]).
+    metrics: names the metric registry knows (``dice``, ``nsd@2``, ``hd95``...).
+    nsd_zero_below_dice / nsd_zero_scope: the MedSegFM rule, NSD set to 0 where Dice <= the
+      value, the case's mean Dice ("case", CVPR25_iter_eval.py) or each class's ("class").
+    present_classes_only: score only classes present in the ground truth (CVPR25).
+    send_previous_prediction: whether the model gets its last output; None: when the robot user
+      reacts to predictions.
+    requires_foreground: refuse a case with an empty label (the robot user prompts from it).
+    limits: defaults of a run's resource limits (``LIMIT_KEYS``); run options override them.
+    score_terms: the default ranking (empty: AUC and Final of every metric).
+    click_format: how the challenge published click files (None: the generic format).
+    gc: its Grand Challenge algorithm container's interface, if it had one.
+    phantom: the phantom kind (``segloop phantoms``) the demo runs it on, if any.
+    source: where a user's task was read from (error messages name it).
+    """
+
+    name: str
+    title: str
+    description: str
+    protocol: Mapping[str, Any]
+    num_steps: int
+    classes: Mapping[int, str]
+    metrics: tuple[str, ...]
+    auc_steps: tuple[int, ...]
+    auc_x: tuple[float, ...]
+    empty_mask_policy: EmptyMaskPolicy = field(default_factory=EmptyMaskPolicy)
+    nsd_zero_below_dice: float | None = None
+    nsd_zero_scope: str = "case"
+    present_classes_only: bool = False
+    send_previous_prediction: bool | None = None
+    requires_foreground: bool = False
+    seed: int = 0
+    limits: Mapping[str, float] = field(default_factory=dict)
+    score_terms: tuple[ScoreTerm, ...] = ()
+    click_format: ClickFileFormat | None = None
+    gc: GcInterface | None = None
+    phantom: str | None = None
+    source: str = ""  # the TOML file it was read from ("" for a preset)
+
+    def __post_init__(self) -> None:
+        where = self.source or f"task {self.name!r}"
+        if self.num_steps < 1:
+            raise SegloopError(f"{where}: num_steps must be >= 1")
+        if not self.classes or any(int(k) < 1 for k in self.classes):
+            raise SegloopError(f"{where}: classes must be label values >= 1 (0 is background)")
+        if not self.metrics:
+            raise SegloopError(f"{where}: no metric")
+        for metric in self.metrics:
+            parse_metric_name(metric)
+        if len(self.auc_steps) != len(self.auc_x) or not self.auc_steps:
+            raise SegloopError(f"{where}: auc_steps and auc_x must be as long, and not empty")
+        if any(s < 0 or s >= self.num_steps for s in self.auc_steps):
+            raise SegloopError(f"{where}: auc_steps must lie in 0..num_steps-1")
+        if list(self.auc_steps) != sorted(set(self.auc_steps)):
+            raise SegloopError(f"{where}: auc_steps must increase")
+        if not all(math.isfinite(x) for x in self.auc_x) or any(
+            b <= a for a, b in zip(self.auc_x, self.auc_x[1:], strict=False)
+        ):
+            raise SegloopError(f"{where}: auc_x must be finite and increasing")
+        unknown = sorted(set(self.limits) - set(LIMIT_KEYS))
+        if unknown:
+            raise SegloopError(
+                f"{where}: limits: unknown {', '.join(unknown)}; expected {', '.join(LIMIT_KEYS)}"
+            )
+        if any(not (math.isfinite(value) and value > 0) for value in self.limits.values()):
+            raise SegloopError(f"{where}: limits must be > 0 (and finite): {dict(self.limits)}")
+        if self.nsd_zero_scope not in ("case", "class"):
+            raise SegloopError(f"{where}: nsd_zero_scope must be 'case' or 'class'")
+        if self.nsd_zero_below_dice is not None and not math.isfinite(self.nsd_zero_below_dice):
+            raise SegloopError(f"{where}: nsd_zero_below_dice must be a finite number")
+        missing = [t.metric for t in self.score_terms if t.metric not in self.metrics]
+        if missing:
+            raise SegloopError(f"{where}: score terms name metrics it lacks: {missing}")
+
+    @property
+    def ranking(self) -> tuple[ScoreTerm, ...]:
+        """The score terms, or AUC and Final of every metric."""
+        return self.score_terms or auc_and_final(*self.metrics)
+
+    def curve_axis(self, num_steps: int | None = None) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(AUC steps, their x) for a curve of ``num_steps`` (default: the task's)."""
+        if num_steps is None or num_steps == self.num_steps:
+            return self.auc_steps, self.auc_x
+        return tuple(range(num_steps)), tuple(float(s) for s in range(num_steps))
+
+
+def _steps(first: int, last: int) -> tuple[int, ...]:
+    return tuple(range(first, last + 1))
+
+
+def _x(count: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in range(count))
+
+
+AUTOPET_CLICKS = ClickFileFormat(
+    "autopet",
+    "gc",
+    ("x", "y", "z"),
+    source="lab-midas/autoPETCTIV clicks/simulate_clicks.py (nibabel arrays; clicks_to_gc_format)",
+)
+TOOTHFAIRY3_CLICKS = ClickFileFormat(
+    "toothfairy3",
+    "gc",
+    ("z", "y", "x"),
+    source="AImageLab-zip/ToothFairy ToothFairy3/Interactive-Segmentation/simulate_clicks.py "
+    "(sitk.GetArrayFromImage arrays)",
+)
+TRIALS_CLICKS = ClickFileFormat(
+    "trials",
+    "lists",
+    ("x", "y", "z"),
+    source="xmed-lab/TriALS TriALS_2025_Interactive_Task_2/baseline_interactive_task/"
+    "sw_fastedit_src/sw_fastedit/utils/simulate_clicks_TriALS.py (nibabel arrays)",
+)
+
+_THESIS = {
+    "r1": ("Thesis R1: centre clicks", "Thesis R1 (eq. 17): centre of the largest label, then error, component; 11 steps"),
+    "r3": ("Thesis R3: EDT-weighted clicks", "Thesis R3 (eq. 19): uniform in the label, then EDT-weighted in the error; 11 steps"),
+    "r4": ("Thesis R4: uniform clicks", "Thesis R4 (eq. 20): uniform in the label, then uniform in the error; 11 steps"),
+    "r5": ("Thesis R5: realistic user", "Thesis R5 (eq. 28): R1 with 13.4 % perturbed (a = 35) and 13.4 % off-label clicks"),
+}  # fmt: skip
+
+
+def _thesis(name: str) -> Challenge:
+    """R1, R3, R4 or R5 of the thesis (§5.2) on the autoPET lesion task: steps 0..10, one
+    lesion and one background click per step from step 1, Dice/FPV/FNV, AUC over 0..10. The
+    model gets the clicks only (as SW-FastEdit in the thesis's study)."""
+    title, description = _THESIS[name]
+    return Challenge(
+        name=name,
+        title=title,
+        description=description,
+        protocol={"name": "realistic"} if name == "r5" else {"name": name},
+        num_steps=11,
+        classes={1: "tumor"},
+        metrics=("dice", "fpv", "fnv"),
+        auc_steps=_steps(0, 10),
+        auc_x=_x(11),
+        send_previous_prediction=False,
+        score_terms=auc_and_final("dice", "fpv", "fnv"),
+        click_format=AUTOPET_CLICKS,
+    )
+
+
+#: The task presets (SPEC protocol table): the four 2025 challenges as they ran, the generic
+#: reactive task and the thesis's robot users.
+CHALLENGES: dict[str, Challenge] = {
+    "autopet": Challenge(
+        name="autopet",
+        title="autoPET IV: 10 lesion + 10 PET background clicks, 11 steps",
+        description="autoPET IV: 10 lesion + 10 high-uptake background clicks (Alg. 1), 0..10",
+        protocol={"name": "autopet"},
+        num_steps=11,
+        classes={1: "tumor"},
+        metrics=("dice", "fpv", "fnv"),
+        auc_steps=_steps(0, 10),
+        auc_x=_x(11),
+        send_previous_prediction=False,
+        score_terms=auc_and_final("dice", "fpv", "fnv"),
+        click_format=AUTOPET_CLICKS,
+        gc=GcInterface(
+            image_slugs=("ct", "pet"),
+            clicks_slug="lesion-clicks",
+            output_slug="tumor-lesion-segmentation",
+            point_names={1: "tumor"},
+            background_name="background",
+            point_order="xyz",
+            description="autoPET IV interactive (Task 1)",
+        ),
+        phantom="pet",
+    ),
+    "toothfairy3": Challenge(
+        name="toothfairy3",
+        title="ToothFairy3: 5 clicks per inferior alveolar canal, 6 steps",
+        description="ToothFairy3 IAC: 5 slice-wise centre clicks per canal (Alg. 2), 0..5",
+        protocol={"name": "toothfairy3"},
+        num_steps=6,
+        classes={1: "Left_IAC", 2: "Right_IAC"},
+        metrics=("dice", "hd95"),
+        auc_steps=_steps(0, 5),
+        auc_x=_x(6),
+        send_previous_prediction=False,
+        requires_foreground=True,
+        score_terms=auc_and_final("dice", "hd95"),
+        click_format=TOOTHFAIRY3_CLICKS,
+        gc=GcInterface(
+            image_slugs=("cbct",),
+            clicks_slug="iac-clicks",
+            output_slug="iac-segmentation",
+            point_names={1: "Left_IAC", 2: "Right_IAC"},
+            background_name=None,
+            point_order="zyx",
+            description="ToothFairy3 interactive IAC segmentation",
+        ),
+        phantom="jaw",
+    ),
+    "trials": Challenge(
+        name="trials",
+        title="TriALS: 10 lesion + 10 liver background clicks, 11 steps",
+        description="TriALS: 10 lesion + 10 uniform liver background clicks (Alg. 3), 0..10",
+        protocol={"name": "trials"},
+        num_steps=11,
+        classes={1: "lesion"},
+        metrics=("dice", "assd", "hd"),
+        auc_steps=_steps(0, 10),
+        auc_x=_x(11),
+        send_previous_prediction=False,
+        score_terms=auc_and_final("dice", "assd", "hd"),
+        click_format=TRIALS_CLICKS,
+        phantom="abdomen",
+    ),
+    "medsegfm": Challenge(
+        name="medsegfm",
+        title="CVPR25 MedSegFM: box + 5 reactive Sakinis clicks per class",
+        description="CVPR25 MedSegFM: a box per class, then 5 reactive Sakinis clicks; AUC on clicks",
+        protocol={"name": "sakinis", "initial": "box"},
+        num_steps=6,
+        classes={1: "foreground"},
+        metrics=("dice", "nsd@2"),
+        auc_steps=_steps(1, 5),
+        auc_x=_x(5),
+        nsd_zero_below_dice=0.2,
+        present_classes_only=True,
+        send_previous_prediction=True,
+        requires_foreground=True,
+        score_terms=auc_and_final("dice", "nsd@2"),
+        phantom="pet",
+    ),
+    "generic": Challenge(
+        name="generic",
+        title="Reactive Sakinis clicks from an empty start, 6 steps",
+        description="Generic reactive: one Sakinis click per class and step from an empty start, 0..5",
+        protocol={"name": "sakinis", "initial": "click"},
+        num_steps=6,
+        classes={1: "foreground"},
+        metrics=("dice", "nsd@2", "hd95"),
+        auc_steps=_steps(0, 5),
+        auc_x=_x(6),
+        send_previous_prediction=True,
+    ),
+    **{name: _thesis(name) for name in _THESIS},
+}
+
+
+def get_challenge(reference: str | Path) -> Challenge:
+    """A preset by name, or a user's task from a ``.toml`` path."""
+    text = str(reference)
+    if text in CHALLENGES:
+        return CHALLENGES[text]
+    if text.endswith(".toml") or Path(text).is_file():
+        return challenge_from_toml(text)
+    raise SegloopError(
+        f"unknown task {text!r}: use one of {', '.join(CHALLENGES)} or a path to a .toml task file"
+    )
+
+
+def with_classes(challenge: Challenge, classes: Mapping[int, str] | None) -> Challenge:
+    """The same challenge with other classes (e.g. a MedSegFM dataset's labels)."""
+    return challenge if classes is None else replace(challenge, classes=dict(classes))
+
+
+# --------------------------------------------------------------------------------------------
+# TOML tasks
+
+
+_TOML_KEYS = (
+    "name",
+    "description",
+    "base",
+    "num_steps",
+    "metrics",
+    "auc_steps",
+    "auc_x",
+    "nsd_zero_below_dice",
+    "nsd_zero_scope",
+    "present_classes_only",
+    "send_previous_prediction",
+    "seed",
+    "classes",
+    "protocol",
+    "empty_mask_policy",
+    "limits",
+)
+
+
+def _table(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise SegloopError(f"{path}: [{key}] must be a table")
+    return value
+
+
+def challenge_from_toml(path: str | Path) -> Challenge:
+    """A user's task from a TOML file (docs/tasks.md): every key checked, the rest from its
+    ``base`` preset if it names one."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SegloopError(f"{path}: task file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SegloopError(f"{path}: not a readable TOML task file ({error})") from None
+    unknown = sorted(set(data) - set(_TOML_KEYS))
+    if unknown:
+        raise SegloopError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    try:
+        if "base" in data:
+            if data["base"] not in CHALLENGES:
+                raise SegloopError(
+                    f"{path}: base {data['base']!r} is not a preset ({', '.join(CHALLENGES)})"
+                )
+            base = CHALLENGES[data["base"]]
+            values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(Challenge)}
+        else:
+            for required in ("num_steps", "metrics", "protocol"):
+                if required not in data:
+                    raise SegloopError(f"{path}: missing {required!r} (or give a base preset)")
+            values = {"classes": {1: "foreground"}}
+        values["name"] = str(data.get("name", values.get("name", path.stem)))
+        values["description"] = str(
+            data.get("description", values.get("description", f"user task {path.name}"))
+        )
+        values["title"] = values["description"]
+        if "protocol" in data:
+            values["protocol"] = dict(_table(data, "protocol", path))
+            if (
+                "send_previous_prediction" not in data
+                and values.get("send_previous_prediction") is not True
+            ):
+                # a base that sends it keeps sending (MedSegFM); otherwise the new robot user's
+                # reactivity decides (a reactive [protocol] on autoPET must get predictions)
+                values["send_previous_prediction"] = None
+        if "num_steps" in data:
+            values["num_steps"] = int(data["num_steps"])
+            if "auc_steps" not in data and "base" in data:
+                values.pop("auc_steps", None)
+                values.pop("auc_x", None)
+        if "metrics" in data:
+            values["metrics"] = tuple(str(m) for m in data["metrics"])
+            values["score_terms"] = tuple(
+                t for t in values.get("score_terms", ()) if t.metric in values["metrics"]
+            )
+        if "classes" in data:
+            values["classes"] = {int(k): str(v) for k, v in _table(data, "classes", path).items()}
+        if "empty_mask_policy" in data:
+            values["empty_mask_policy"] = EmptyMaskPolicy.from_json(
+                _table(data, "empty_mask_policy", path)
+            )
+        if "limits" in data:
+            values["limits"] = {
+                key: (int(value) if key in INTEGER_LIMITS else float(value))
+                for key, value in _table(data, "limits", path).items()
+            }
+        for key, cast in (
+            ("nsd_zero_below_dice", float),
+            ("nsd_zero_scope", str),
+            ("present_classes_only", bool),
+            ("send_previous_prediction", bool),
+        ):
+            if key in data:
+                values[key] = cast(data[key])
+        if "auc_steps" in data:
+            values["auc_steps"] = tuple(int(s) for s in data["auc_steps"])
+        values.setdefault("auc_steps", tuple(range(values["num_steps"])))
+        if "auc_x" in data:
+            values["auc_x"] = tuple(float(x) for x in data["auc_x"])
+        values.setdefault("auc_x", _x(len(values["auc_steps"])))
+        values["seed"] = int(data.get("seed", values.get("seed", 0)))
+        if not values["classes"]:
+            raise SegloopError(f"{path}: [classes] is empty")
+        values["gc"] = values.get("gc") if "protocol" not in data else None
+        values["phantom"] = None
+        values["source"] = str(path)
+        return Challenge(**values)
+    except SegloopError as error:
+        message = str(error)
+        raise SegloopError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
+    except (TypeError, ValueError, KeyError) as error:
+        raise SegloopError(f"{path}: invalid task ({error})") from None
