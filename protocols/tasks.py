@@ -14,7 +14,7 @@ the contract does not carry yet. Recorded sessions are replayed with ``name = "r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,3 @@ def get_task(
     """The task of a preset name or a ``.toml`` path (:func:`build_task`); ``seed`` None keeps
     the task's own (a preset's 0, a TOML task's ``seed``)."""
     return build_task(get_challenge(name_or_toml_path), seed, classes)
-
-
-def with_robot_user(task: Task, user: RobotUser) -> Task:
-    """The same task with another robot user (e.g. a replay of recorded sessions)."""
-    return replace(task, robot_user=user)
