@@ -115,6 +115,7 @@ class Challenge:
     click_format: how the challenge published click files (None: the generic format).
     gc: its Grand Challenge algorithm container's interface, if it had one.
     phantom: the phantom kind (``segloop phantoms``) the demo runs it on, if any.
+    channels: what each image channel is (autoPET: CT then PET); a dataset must have as many.
     source: where a user's task was read from (error messages name it).
     """
 
@@ -139,6 +140,7 @@ class Challenge:
     click_format: ClickFileFormat | None = None
     gc: GcInterface | None = None
     phantom: str | None = None
+    channels: tuple[str, ...] | None = None  # the image channels, in order (None: any)
     source: str = ""  # the TOML file it was read from ("" for a preset)
 
     def __post_init__(self) -> None:
@@ -262,6 +264,7 @@ CHALLENGES: dict[str, Challenge] = {
         send_previous_prediction=False,
         score_terms=auc_and_final("dice", "fpv", "fnv"),
         click_format=AUTOPET_CLICKS,
+        channels=("CT", "PET"),
         gc=GcInterface(
             image_slugs=("ct", "pet"),
             clicks_slug="lesion-clicks",
@@ -287,6 +290,7 @@ CHALLENGES: dict[str, Challenge] = {
         requires_foreground=True,
         score_terms=auc_and_final("dice", "hd95"),
         click_format=TOOTHFAIRY3_CLICKS,
+        channels=("CBCT",),
         gc=GcInterface(
             image_slugs=("cbct",),
             clicks_slug="iac-clicks",
@@ -311,6 +315,7 @@ CHALLENGES: dict[str, Challenge] = {
         send_previous_prediction=False,
         score_terms=auc_and_final("dice", "assd", "hd"),
         click_format=TRIALS_CLICKS,
+        channels=("CT",),
         phantom="abdomen",
     ),
     "medsegfm": Challenge(
