@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from segloop.core.contract import ModelStepError
-from segloop.core.metrics import scoring
 from segloop.core.records import (
     Case,
     CaseInput,
@@ -66,7 +65,6 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
     """Run one case through all of the task's steps and score every step."""
     check_label_classes(case, task)
     started = time.perf_counter()
-    class_ids = sorted(task.classes)
     session = backend.open_case(CaseInput.of(case, task.classes))
     interactions: list[Interaction] = []
     previous: np.ndarray | None = None
@@ -89,17 +87,7 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
                 failure = failure_of(error)
                 prediction = np.zeros(case.shape, dtype=np.uint8)
             wall_time_s = time.perf_counter() - step_started
-            scores = scoring.score_classes(
-                prediction,
-                case.label,
-                class_ids,
-                case.spacing_mm,
-                task.metrics,
-                policy=task.empty_mask_policy,
-                nsd_zero_below_dice=task.nsd_zero_below_dice,
-                nsd_zero_scope=task.nsd_zero_scope,
-                present_classes_only=task.present_classes_only,
-            )
+            scores = task.score(prediction, case.label, case.spacing_mm)
             steps.append(StepResult(step, new, scores, failure, wall_time_s))
             previous = prediction
     finally:
@@ -125,6 +113,7 @@ def case_result_of(
         empty_mask_policy=task.empty_mask_policy,
         submission=submission,
         config_hash=run_config_hash,
+        scoring=task.scoring,
     )
 
 

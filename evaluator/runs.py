@@ -63,11 +63,11 @@ class RunSpec:
     model_identity: str = (
         ""  # a docker model's image id (segloop.containers.registry.model_identity)
     )
+    scoring: str | None = None  # a scoring mode of the task (None: its default)
 
     def task(self) -> Task:
-
         classes = dict(self.classes) if self.classes is not None else None
-        return get_task(self.task_ref, seed=self.seed, classes=classes)
+        return get_task(self.task_ref, seed=self.seed, classes=classes, scoring=self.scoring)
 
     def config(self) -> dict[str, Any]:
         """What defines the results; limits do not (a resumed run may change them)."""
@@ -423,6 +423,7 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     summary = {
         "submission": record.run["submission"],
         "task": record.run["task"]["name"],
+        "scoring": record.run["task"].get("scoring", results.Scoring().to_json()),
         "num_cases": len(cases),
         "failed_steps": int(table["failed_steps"].sum()),
         "failures": failure_digest(cases),

@@ -21,7 +21,6 @@ import numpy as np
 from segloop.core import images, untrusted_images
 from segloop.core.challenges import Challenge, get_challenge, with_classes
 from segloop.core.contract import ModelStepError, validate_prediction
-from segloop.core.metrics import scoring
 from segloop.core.records import FailureReason, Geometry, SegloopError, StepFailure
 from segloop.core.results import (
     SUMMARY_KINDS,
@@ -41,12 +40,21 @@ def scoring_spec(
     task_name: str,
     metric_names: Sequence[str] | None = None,
     classes: Mapping[int, str] | None = None,
+    scoring: str | None = None,
 ) -> Challenge:
-    """The challenge that scores uploaded predictions (a preset or a TOML task), its metrics
-    and classes optionally replaced."""
-    challenge = with_classes(get_challenge(task_name), classes)
+    """The challenge that scores uploaded predictions (a preset or a TOML task) in a scoring
+    mode (None: its default), its metrics (then scored the "custom" way) and classes
+    optionally replaced."""
+    challenge = with_classes(get_challenge(task_name).in_scoring_mode(scoring), classes)
     if metric_names:
-        challenge = replace(challenge, metrics=tuple(metric_names), score_terms=())
+        challenge = replace(
+            challenge,
+            metrics=tuple(metric_names),
+            score_terms=(),
+            scoring_mode="custom",
+            scoring_modes={},
+            scoring_reproduces="",
+        )
     return challenge
 
 
@@ -111,17 +119,7 @@ def score_case(
         prediction, failure = load_prediction(step, gt_path, label.shape, geometry, class_ids)
         if prediction is None:
             prediction = np.zeros(label.shape, dtype=np.uint8)
-        scores = scoring.score_classes(
-            prediction,
-            label,
-            class_ids,
-            geometry.spacing_mm,
-            spec.metrics,
-            policy=spec.empty_mask_policy,
-            nsd_zero_below_dice=spec.nsd_zero_below_dice,
-            nsd_zero_scope=spec.nsd_zero_scope,
-            present_classes_only=spec.present_classes_only,
-        )
+        scores = spec.score(prediction, label, geometry.spacing_mm)
         records.append(
             StepRecord(index, metric_values(scores), failure, source=dict(step.extra or {}))
         )
@@ -135,6 +133,7 @@ def score_case(
         auc_steps=auc_steps,
         auc_x=auc_x,
         empty_mask_policy=spec.empty_mask_policy,
+        scoring=spec.scoring,
     )
 
 

@@ -114,8 +114,13 @@ def build_task(
 
 
 def get_task(
-    name_or_toml_path: str | Path, seed: int | None = None, classes: Mapping[int, str] | None = None
+    name_or_toml_path: str | Path,
+    seed: int | None = None,
+    classes: Mapping[int, str] | None = None,
+    scoring: str | None = None,
 ) -> Task:
     """The task of a preset name or a ``.toml`` path (:func:`build_task`); ``seed`` None keeps
-    the task's own (a preset's 0, a TOML task's ``seed``)."""
-    return build_task(get_challenge(name_or_toml_path), seed, classes)
+    the task's own (a preset's 0, a TOML task's ``seed``); ``scoring`` a scoring mode of the
+    task ("challenge", "segloop"; None: the task's default)."""
+    challenge = get_challenge(name_or_toml_path).in_scoring_mode(scoring)
+    return build_task(challenge, seed, classes)

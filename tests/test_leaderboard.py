@@ -72,7 +72,7 @@ def test_ranking_of_the_phantom_runs(board):
     assert ranks["empty"] == 3
     terms = {t.column for t in board.rankings["autopet"].terms}
     assert terms == {
-        f"{m}_{k}" for m in ("dice", "fpv", "fnv") for k in ("auc_normalised", "final")
+        f"{m}_{k}" for m in ("dice", "fpv_f32", "fnv_f32") for k in ("auc_normalised", "final")
     }
     assert board.consensus["consensus_rank"].tolist() == sorted(table["rank"].tolist())
 

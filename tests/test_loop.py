@@ -76,7 +76,7 @@ def test_oracle_scores_perfectly(pet_data):
     case = runs.load_dataset_case(pet_data, lesion_case_id(pet_data))
     outcome = run_case(case, task, OracleBackend({case.case_id: case.label}))
     assert all(s.metrics["dice"]["mean"] == 1.0 for s in outcome.steps)
-    assert all(s.metrics["fpv"]["mean"] == 0.0 for s in outcome.steps)
+    assert all(s.metrics["fpv_f32"]["mean"] == 0.0 for s in outcome.steps)
 
 
 def test_same_bytes_twice_and_in_any_case_order(pet_data, tmp_path):

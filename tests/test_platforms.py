@@ -237,7 +237,7 @@ def test_gc_evaluate_reproduces_the_run(recorded, tmp_path, capsys):
     assert aggregates["num_cases"] == 3 and aggregates["failed_steps"] == 2
     dice_auc = [metrics["case"][c]["summary"]["dice"]["auc_normalised"] for c in metrics["case"]]
     assert aggregates["dice_auc_normalised"]["mean"] == pytest.approx(np.mean(dice_auc))
-    assert set(aggregates) >= {f"{m}_{k}" for m in ("dice", "fpv", "fnv") for k in KINDS}
+    assert set(aggregates) >= {f"{m}_{k}" for m in ("dice", "fpv_f32", "fnv_f32") for k in KINDS}
 
 
 def test_gc_evaluate_complete_layout_matches_the_run_summary(recorded, tmp_path):
@@ -352,7 +352,7 @@ def test_codabench_bundle_runs_its_own_scoring_program(recorded, tmp_path):
     keys = [c["key"] for c in competition["leaderboards"][0]["columns"]]
     assert keys[0] == "dice_auc_normalised"
     sorting = {c["key"]: c["sorting"] for c in competition["leaderboards"][0]["columns"]}
-    assert sorting["dice_final"] == "desc" and sorting["fpv_final"] == "asc"
+    assert sorting["dice_final"] == "desc" and sorting["fpv_f32_final"] == "asc"
     metadata = yaml.safe_load((bundle / "scoring_program" / "metadata.yaml").read_text())
     assert "score.py" in metadata["command"]
     assert read_json(bundle / "reference_data" / "segloop.json") == {"task": "autopet"}

@@ -11,15 +11,26 @@ from segloop.protocols.tasks import get_task, robot_user_from_json
 
 def test_presets_match_the_spec_table():
     autopet = get_task("autopet")
-    assert autopet.num_steps == 11 and autopet.metrics == ("dice", "fpv", "fnv")
+    assert autopet.num_steps == 11 and autopet.metrics == ("dice", "fpv_f32", "fnv_f32")
+    assert autopet.scoring_mode == "challenge" and autopet.empty_mask_policy.empty_gt_undefined
+    own = get_task("autopet", scoring="segloop")
+    assert own.metrics == ("dice", "fpv", "fnv") and not own.empty_mask_policy.empty_gt_undefined
     assert autopet.auc_steps == tuple(range(11)) and autopet.auc_x == tuple(map(float, range(11)))
     assert dict(autopet.classes) == {1: "tumor"}
     tooth = get_task("toothfairy3")
-    assert tooth.num_steps == 6 and tooth.metrics == ("dice", "hd95")
+    assert tooth.num_steps == 6 and tooth.metrics == ("dice", "hd95_voxel_boundary_n6_voxels")
+    assert get_task("toothfairy3", scoring="segloop").metrics == ("dice", "hd95")
     assert dict(tooth.classes) == {1: "Left_IAC", 2: "Right_IAC"}
     assert tooth.auc_x == (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
     trials = get_task("trials")
-    assert trials.num_steps == 11 and trials.metrics == ("dice", "assd", "hd")
+    assert trials.num_steps == 11 and trials.metrics == (
+        "dice",
+        "assd_voxel_boundary_n18",
+        "hd_voxel_boundary_n18",
+    )
+    assert trials.curve_step_order == "text"
+    assert trials.empty_mask_policy.one_empty_distance_mm == 9001
+    assert get_task("trials", scoring="segloop").metrics == ("dice", "assd", "hd")
     med = get_task("medsegfm", seed=4)
     assert med.num_steps == 6 and med.metrics == ("dice", "nsd@2")
     assert med.auc_steps == (1, 2, 3, 4, 5) and med.auc_x == (0.0, 1.0, 2.0, 3.0, 4.0)

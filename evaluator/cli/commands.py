@@ -56,6 +56,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--classes",
         help="the classes to prompt and score, e.g. 1:liver,2:tumor (default: the task's)",
     )
+    leaderboard_cli.add_scoring_option(run)
     add_limit_arguments(run)
     parallel = run.add_argument_group("parallel runs")
     parallel.add_argument("--jobs", type=int, default=1, help="cases in parallel (default 1)")
@@ -191,6 +192,7 @@ def execute_run(
     use_dask: bool = False,
     scheduler: str | None = None,
     classes: dict[int, str] | None = None,
+    scoring: str | None = None,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
     spec = runs.RunSpec(
@@ -201,6 +203,7 @@ def execute_run(
         seed,
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
+        scoring=scoring,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
     spec = replace(
@@ -243,6 +246,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.dask,
         args.scheduler,
         parse_classes(args.classes),
+        args.scoring,
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
@@ -280,21 +284,38 @@ def check_command(args: argparse.Namespace) -> int:
 
 def format_summary(summary: dict) -> str:
     """A plain-text table: AUC (raw, normalised) and Final per metric, and the mean curve."""
+    scoring = summary.get("scoring") or {}
+    mode = scoring.get("mode", "segloop")
+    reproduces = f": {scoring['reproduces']}" if scoring.get("reproduces") else ""
+    width = max([8, *(len(name) for name in summary["mean"])])
     lines = [
         f"{summary['submission']} on {summary['task']}: {summary['num_cases']} cases, "
         f"{summary['failed_steps']} failed steps",
-        f"  {'metric':<8} {'AUC raw':>10} {'AUC norm':>10} {'Final':>10}",
+        f"  scored in {mode} mode{reproduces}",
+        f"  {'metric':<{width}} {'AUC raw':>10} {'AUC norm':>10} {'Final':>10}",
     ]
     for name, figures in summary["mean"].items():
         cells = [_cell(figures.get(k)) for k in ("auc_raw", "auc_normalised", "final")]
-        lines.append(f"  {name:<8} " + " ".join(f"{c:>10}" for c in cells))
+        lines.append(f"  {name:<{width}} " + " ".join(f"{c:>10}" for c in cells))
     for name, curve in summary["mean_curve"].items():
         lines.append(f"  {name} by step: " + " ".join(_cell(v, 3) for v in curve))
+    left_out = []
+    for name, kinds in summary.get("undefined", {}).items():
+        counts = sorted(set(kinds.values()))
+        if len(counts) == 1 and len(kinds) == 3:  # the same cases for AUC and Final
+            left_out.append(f"{name} ({counts[0]} of {summary['num_cases']} cases)")
+        else:
+            left_out += [f"{name} {kind} ({count})" for kind, count in kinds.items()]
+    if left_out:
+        lines.append(
+            "  undefined values, left out of the means (task rule "
+            f"{scoring.get('undefined_values', 'skip')!r}): " + ", ".join(left_out)
+        )
     return "\n".join(lines)
 
 
 def _cell(value: float | None, digits: int = 4) -> str:
-    return "null" if value is None else f"{value:.{digits}f}"
+    return "undefined" if value is None else f"{value:.{digits}f}"
 
 
 # The challenges the demo runs, each on the phantoms its definition names.

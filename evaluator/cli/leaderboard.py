@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from segloop.core.challenges import SCORING_MODES
 from segloop.core.records import parse_classes
 from segloop.leaderboard import codabench, gc_evaluate, html
 from segloop.leaderboard.scoring import parse_score_overrides
@@ -127,7 +128,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     bundle.set_defaults(handler=codabench_bundle_command)
 
 
+def add_scoring_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scoring",
+        choices=SCORING_MODES,
+        help="score as the challenge's own script does ('challenge', the presets' default) "
+        "or by segloop's definitions ('segloop'); docs/challenges.md",
+    )
+
+
 def add_metric_options(parser: argparse.ArgumentParser) -> None:
+    add_scoring_option(parser)
     parser.add_argument("--metrics", help="comma-separated metrics (default: the task's)")
     parser.add_argument("--classes", help="label values and names, e.g. 1:tumor (default: task's)")
 
@@ -135,7 +146,7 @@ def add_metric_options(parser: argparse.ArgumentParser) -> None:
 def _spec(args: argparse.Namespace, task: str):
 
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    return scoring_spec(task, names, parse_classes(args.classes))
+    return scoring_spec(task, names, parse_classes(args.classes), args.scoring)
 
 
 def write_site(

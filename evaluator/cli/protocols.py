@@ -39,7 +39,7 @@ import numpy as np
 
 from segloop import runs
 from segloop.core import dataset
-from segloop.core.challenges import CHALLENGES
+from segloop.core.challenges import CHALLENGES, SCORING_MODES
 from segloop.core.formats import GENERIC_FORMAT, ClickFileFormat, encode_clicks, to_segloop_json
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Task
@@ -57,6 +57,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     tasks.add_argument("task", nargs="?", help="preset name or .toml task file")
     tasks.add_argument("--seed", type=int, help="protocol seed (default: the task's)")
+    tasks.add_argument(
+        "--scoring", choices=SCORING_MODES, help="show the task in this scoring mode"
+    )
     tasks.set_defaults(handler=run_tasks)
 
     clicks = subparsers.add_parser(
@@ -99,12 +102,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_tasks(args: argparse.Namespace) -> int:
 
     if args.task:
-        task = get_task(args.task, seed=args.seed)
+        task = get_task(args.task, seed=args.seed, scoring=args.scoring)
         print(json.dumps({**task.to_json(), "limits": dict(task.limits)}, indent=2))
         return 0
     width = max(len(name) for name in CHALLENGES)
     for name, challenge in CHALLENGES.items():
         print(f"{name:<{width}}  {challenge.title}")
+    print(
+        "\nScoring: autopet, toothfairy3, trials and medsegfm score as the challenge's own "
+        "script by default\n(--scoring challenge); --scoring segloop gives segloop's own "
+        "definitions (docs/challenges.md)."
+    )
     print(
         "\nA user-defined task: a .toml file (see `segloop tasks FILE.toml` and protocols/tasks.py)."
     )

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
 
 from segloop.core.formats import ClickFileFormat
+from segloop.core.metrics.curves import STEP_ORDERS
 from segloop.core.metrics.registry import higher_is_better, parse_metric_name
+from segloop.core.metrics.scoring import UNDEFINED_RULES, score_classes, worst_value
 from segloop.core.records import EmptyMaskPolicy, SegloopError
-from segloop.core.results import column_name
+from segloop.core.results import Scoring, column_name
 
 #: Resource limits a task may set (seconds, MiB, CPUs, processes); see ``core.task.Limits``.
 LIMIT_KEYS = (
@@ -96,6 +99,27 @@ class GcInterface:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class ScoringMode:
+    """One way a preset can be scored (``segloop run --scoring MODE``); docs/challenges.md.
+
+    ``"challenge"``: the numbers the challenge's own evaluation script gives (``reproduces``
+    names it): its metric definitions, empty values, undefined values and their skipping,
+    its curve order. ``"segloop"``: segloop's own definitions (surfel metrics in mm, the
+    explicit empty-mask policy, every value defined). The fields replace the challenge's own.
+    """
+
+    metrics: tuple[str, ...]
+    score_terms: tuple[ScoreTerm, ...]
+    empty_mask_policy: EmptyMaskPolicy = field(default_factory=EmptyMaskPolicy)
+    undefined_values: str = "skip"
+    curve_step_order: str = "numeric"
+    reproduces: str = ""
+
+
+SCORING_MODES = ("challenge", "segloop")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Challenge:
     """Everything that defines a task (see the module docstring).
@@ -117,6 +141,13 @@ class Challenge:
     phantom: the phantom kind (``segloop phantoms``) the demo runs it on, if any.
     channels: what each image channel is (autoPET: CT then PET); a dataset must have as many.
     source: where a user's task was read from (error messages name it).
+    scoring_mode: which of ``scoring_modes`` the metrics, policy and ranking above are
+      ("segloop" for a task that has no other); ``scoring_modes``: the ways a preset can be
+      scored (:class:`ScoringMode`, :meth:`in_scoring_mode`); ``scoring_reproduces``: the
+      script the mode's numbers are those of ("": segloop's own definitions).
+    undefined_values: how undefined values enter means and AUCs (``UNDEFINED_RULES``).
+    curve_step_order: "numeric", or "text": the steps taken in the text order of their
+      numbers (0, 1, 10, 2, ...) as TriALS' evaluate.py sorted its per-step files.
     """
 
     name: str
@@ -142,6 +173,11 @@ class Challenge:
     phantom: str | None = None
     channels: tuple[str, ...] | None = None  # the image channels, in order (None: any)
     source: str = ""  # the TOML file it was read from ("" for a preset)
+    scoring_mode: str = "segloop"
+    scoring_modes: Mapping[str, ScoringMode] = field(default_factory=dict)
+    scoring_reproduces: str = ""
+    undefined_values: str = "skip"
+    curve_step_order: str = "numeric"
 
     def __post_init__(self) -> None:
         where = self.source or f"task {self.name!r}"
@@ -177,6 +213,67 @@ class Challenge:
         missing = [t.metric for t in self.score_terms if t.metric not in self.metrics]
         if missing:
             raise SegloopError(f"{where}: score terms name metrics it lacks: {missing}")
+        if self.undefined_values not in UNDEFINED_RULES:
+            raise SegloopError(
+                f"{where}: undefined_values must be one of {', '.join(UNDEFINED_RULES)}"
+            )
+        if self.undefined_values == "worst":
+            for metric in self.metrics:
+                try:
+                    worst_value(parse_metric_name(metric))
+                except SegloopError as error:
+                    raise SegloopError(f"{where}: {error}") from None
+        if self.curve_step_order not in STEP_ORDERS:
+            raise SegloopError(f"{where}: curve_step_order must be one of {', '.join(STEP_ORDERS)}")
+        if self.scoring_modes and self.scoring_mode not in self.scoring_modes:
+            raise SegloopError(f"{where}: scoring mode {self.scoring_mode!r} is not defined")
+
+    @property
+    def scoring(self) -> Scoring:
+        """How this task scores, as every case result records it."""
+        return Scoring(
+            self.scoring_mode,
+            self.undefined_values,
+            self.curve_step_order,
+            self.scoring_reproduces,
+        )
+
+    def in_scoring_mode(self, mode: str | None) -> Challenge:
+        """The same task scored the ``mode`` way ("challenge" or "segloop"; None: as it is)."""
+        if mode is None or mode == self.scoring_mode:
+            return self
+        if mode not in self.scoring_modes:
+            known = ", ".join(self.scoring_modes) or self.scoring_mode
+            raise SegloopError(f"task {self.name!r} has no {mode!r} scoring mode (it has: {known})")
+        chosen = self.scoring_modes[mode]
+        return replace(
+            self,
+            scoring_mode=mode,
+            metrics=chosen.metrics,
+            score_terms=chosen.score_terms,
+            empty_mask_policy=chosen.empty_mask_policy,
+            undefined_values=chosen.undefined_values,
+            curve_step_order=chosen.curve_step_order,
+            scoring_reproduces=chosen.reproduces,
+        )
+
+    def score(
+        self, prediction: np.ndarray, label: np.ndarray, spacing_mm: tuple[float, ...]
+    ) -> dict[str, dict[str, object]]:
+        """One step's metrics of a label map against the ground truth, by this task's rules
+        (:func:`segloop.core.metrics.scoring.score_classes`)."""
+        return score_classes(
+            prediction,
+            label,
+            sorted(self.classes),
+            spacing_mm,
+            self.metrics,
+            policy=self.empty_mask_policy,
+            nsd_zero_below_dice=self.nsd_zero_below_dice,
+            nsd_zero_scope=self.nsd_zero_scope,
+            present_classes_only=self.present_classes_only,
+            undefined_values=self.undefined_values,
+        )
 
     @property
     def ranking(self) -> tuple[ScoreTerm, ...]:
@@ -227,6 +324,66 @@ _THESIS = {
 }  # fmt: skip
 
 
+def _modes(challenge: ScoringMode, segloop: ScoringMode) -> dict[str, Any]:
+    """A preset's fields for its two scoring modes, the challenge's own in effect (what an
+    organizer of that challenge publishes); ``--scoring segloop`` selects the other."""
+    return {
+        "scoring_mode": "challenge",
+        "scoring_modes": {"challenge": challenge, "segloop": segloop},
+        "metrics": challenge.metrics,
+        "score_terms": challenge.score_terms,
+        "empty_mask_policy": challenge.empty_mask_policy,
+        "undefined_values": challenge.undefined_values,
+        "curve_step_order": challenge.curve_step_order,
+        "scoring_reproduces": challenge.reproduces,
+    }
+
+
+def _segloop_mode(*metrics: str) -> ScoringMode:
+    return ScoringMode(metrics, auc_and_final(*metrics))
+
+
+AUTOPET_SCRIPT = "lab-midas/autoPETCTIV evaluation_metrics/evaluation_metrics.py (80af68d)"
+TRIALS_SCRIPT = (
+    "xmed-lab/TriALS TriALS_2025_Interactive_Task_2/eval_scripts_interactive_task/evaluate.py "
+    "(de701ea)"
+)
+TOOTHFAIRY3_SCRIPT = (
+    "AImageLab-zip/ToothFairy ToothFairy3/Interactive-Segmentation/evaluation/evaluation.py "
+    "(daac164)"
+)
+MEDSEGFM_SCRIPT = "JunMa11/CVPR-MedSegFMCompetition CVPR25_iter_eval.py (748e862)"
+
+#: autoPET IV: Dice and FNV undefined for a negative case (NaN, skipped by the pandas mean),
+#: the voxel volume in float32 (docs/challenges.md).
+AUTOPET_SCORING = ScoringMode(
+    ("dice", "fpv_f32", "fnv_f32"),
+    auc_and_final("dice", "fpv_f32", "fnv_f32"),
+    EmptyMaskPolicy(empty_gt_undefined=True),
+    reproduces=AUTOPET_SCRIPT,
+)
+#: TriALS: medpy's old Surface class (18-neighbourhood boundary voxels, mm), 9001 for a
+#: missed lesion, no score without a reference lesion, steps integrated in text order.
+TRIALS_SCORING = ScoringMode(
+    ("dice", "assd_voxel_boundary_n18", "hd_voxel_boundary_n18"),
+    auc_and_final("dice", "assd_voxel_boundary_n18", "hd_voxel_boundary_n18"),
+    EmptyMaskPolicy(one_empty_distance_mm=9001.0, empty_gt_undefined=True),
+    curve_step_order="text",
+    reproduces=TRIALS_SCRIPT,
+)
+#: ToothFairy3: medpy hd95 (6-neighbourhood boundary voxels, both directions pooled) in
+#: voxels; one mask empty: the array diagonal in voxels.
+TOOTHFAIRY3_SCORING = ScoringMode(
+    ("dice", "hd95_voxel_boundary_n6_voxels"),
+    auc_and_final("dice", "hd95_voxel_boundary_n6_voxels"),
+    reproduces=TOOTHFAIRY3_SCRIPT,
+)
+#: MedSegFM: the challenge's definitions are segloop's own (surfel NSD, Dice, present classes).
+MEDSEGFM_SCORING = ScoringMode(
+    ("dice", "nsd@2"), auc_and_final("dice", "nsd@2"), reproduces=MEDSEGFM_SCRIPT
+)
+
+
 def _thesis(name: str) -> Challenge:
     """R1, R3, R4 or R5 of the thesis (§5.2) on the autoPET lesion task: steps 0..10, one
     lesion and one background click per step from step 1, Dice/FPV/FNV, AUC over 0..10. The
@@ -258,11 +415,10 @@ CHALLENGES: dict[str, Challenge] = {
         protocol={"name": "autopet"},
         num_steps=11,
         classes={1: "tumor"},
-        metrics=("dice", "fpv", "fnv"),
+        **_modes(AUTOPET_SCORING, _segloop_mode("dice", "fpv", "fnv")),
         auc_steps=_steps(0, 10),
         auc_x=_x(11),
         send_previous_prediction=False,
-        score_terms=auc_and_final("dice", "fpv", "fnv"),
         click_format=AUTOPET_CLICKS,
         channels=("CT", "PET"),
         gc=GcInterface(
@@ -283,12 +439,11 @@ CHALLENGES: dict[str, Challenge] = {
         protocol={"name": "toothfairy3"},
         num_steps=6,
         classes={1: "Left_IAC", 2: "Right_IAC"},
-        metrics=("dice", "hd95"),
+        **_modes(TOOTHFAIRY3_SCORING, _segloop_mode("dice", "hd95")),
         auc_steps=_steps(0, 5),
         auc_x=_x(6),
         send_previous_prediction=False,
         requires_foreground=True,
-        score_terms=auc_and_final("dice", "hd95"),
         click_format=TOOTHFAIRY3_CLICKS,
         channels=("CBCT",),
         gc=GcInterface(
@@ -309,11 +464,10 @@ CHALLENGES: dict[str, Challenge] = {
         protocol={"name": "trials"},
         num_steps=11,
         classes={1: "lesion"},
-        metrics=("dice", "assd", "hd"),
+        **_modes(TRIALS_SCORING, _segloop_mode("dice", "assd", "hd")),
         auc_steps=_steps(0, 10),
         auc_x=_x(11),
         send_previous_prediction=False,
-        score_terms=auc_and_final("dice", "assd", "hd"),
         click_format=TRIALS_CLICKS,
         channels=("CT",),
         phantom="abdomen",
@@ -325,14 +479,13 @@ CHALLENGES: dict[str, Challenge] = {
         protocol={"name": "sakinis", "initial": "box"},
         num_steps=6,
         classes={1: "foreground"},
-        metrics=("dice", "nsd@2"),
+        **_modes(MEDSEGFM_SCORING, _segloop_mode("dice", "nsd@2")),
         auc_steps=_steps(1, 5),
         auc_x=_x(5),
         nsd_zero_below_dice=0.2,
         present_classes_only=True,
         send_previous_prediction=True,
         requires_foreground=True,
-        score_terms=auc_and_final("dice", "nsd@2"),
         phantom="pet",
     ),
     "generic": Challenge(
@@ -389,7 +542,13 @@ _TOML_KEYS = (
     "protocol",
     "empty_mask_policy",
     "limits",
+    "scoring",
+    "undefined_values",
+    "curve_step_order",
 )
+#: Keys that change how a task scores: a TOML task setting one is scored its own way
+#: (scoring mode "custom"), not the base preset's.
+_SCORING_KEYS = ("metrics", "empty_mask_policy", "undefined_values", "curve_step_order")
 
 
 def _table(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
@@ -418,7 +577,7 @@ def challenge_from_toml(path: str | Path) -> Challenge:
                 raise SegloopError(
                     f"{path}: base {data['base']!r} is not a preset ({', '.join(CHALLENGES)})"
                 )
-            base = CHALLENGES[data["base"]]
+            base = CHALLENGES[data["base"]].in_scoring_mode(data.get("scoring"))
             values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(Challenge)}
         else:
             for required in ("num_steps", "metrics", "protocol"):
@@ -468,6 +627,15 @@ def challenge_from_toml(path: str | Path) -> Challenge:
         ):
             if key in data:
                 values[key] = cast(data[key])
+        for key in ("undefined_values", "curve_step_order"):
+            if key in data:
+                values[key] = str(data[key])
+        if "scoring" in data and "base" not in data:
+            raise SegloopError(f"{path}: 'scoring' picks a mode of a base preset; give 'base'")
+        if any(key in data for key in _SCORING_KEYS):
+            values["scoring_mode"] = "custom"  # the file's own rules, not the base's
+            values["scoring_modes"] = {}
+            values["scoring_reproduces"] = ""
         if "auc_steps" in data:
             values["auc_steps"] = tuple(int(s) for s in data["auc_steps"])
         values.setdefault("auc_steps", tuple(range(values["num_steps"])))

@@ -120,16 +120,25 @@ class EmptyMaskPolicy:
     """What a metric is worth when the prediction or the ground truth of a class is empty.
 
     SPEC default: both empty -> overlap metrics (Dice, NSD) 1 and distances 0; one empty ->
-    overlap 0 and distances = the image diagonal in mm (``one_empty_distance_mm=None``).
+    overlap 0 and distances = the image diagonal (``one_empty_distance_mm=None``; in voxels for
+    a metric measured in voxels).
+
+    ``empty_gt_undefined``: a class whose ground truth is empty has no value (undefined, null in
+    JSON) in every metric that compares with the ground truth, whatever the prediction; only
+    metrics of the prediction alone (FPV) keep one. This is autoPET's convention
+    (evaluation_metrics.py: Dice and FNV are NaN for a negative case) and the one TriALS'
+    script implies (it cannot score a reference without a lesion). How undefined values enter
+    means and AUCs is the task's ``undefined_values`` rule.
     """
 
     both_empty_overlap: float = 1.0
     both_empty_distance_mm: float = 0.0
     one_empty_overlap: float = 0.0
     one_empty_distance_mm: float | None = None
+    empty_gt_undefined: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "both_empty_overlap": self.both_empty_overlap,
             "both_empty_distance_mm": self.both_empty_distance_mm,
             "one_empty_overlap": self.one_empty_overlap,
@@ -139,16 +148,38 @@ class EmptyMaskPolicy:
                 else self.one_empty_distance_mm
             ),
         }
+        if self.empty_gt_undefined:  # written only when set: older files read the same
+            out["empty_gt_undefined"] = True
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EmptyMaskPolicy:
+        unknown = sorted(set(data) - set(_POLICY_KEYS))
+        if unknown:
+            raise SegloopError(
+                f"empty_mask_policy: unknown key(s) {', '.join(unknown)}; "
+                f"expected {', '.join(_POLICY_KEYS)}"
+            )
         one = data.get("one_empty_distance_mm", "image_diagonal")
+        flag = data.get("empty_gt_undefined", False)
+        if not isinstance(flag, bool):
+            raise SegloopError("empty_mask_policy: empty_gt_undefined must be true or false")
         return cls(
             both_empty_overlap=float(data.get("both_empty_overlap", 1.0)),
             both_empty_distance_mm=float(data.get("both_empty_distance_mm", 0.0)),
             one_empty_overlap=float(data.get("one_empty_overlap", 0.0)),
             one_empty_distance_mm=None if one == "image_diagonal" else float(one),
+            empty_gt_undefined=flag,
         )
+
+
+_POLICY_KEYS = (
+    "both_empty_overlap",
+    "both_empty_distance_mm",
+    "one_empty_overlap",
+    "one_empty_distance_mm",
+    "empty_gt_undefined",
+)
 
 
 class FailureReason(str, Enum):

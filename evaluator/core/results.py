@@ -126,9 +126,37 @@ class CurveSummary:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """How a case was scored: the task's scoring ``mode`` ("segloop", or "challenge": the
+    numbers of the script named by ``reproduces``), how undefined values enter means and AUCs
+    (``undefined_values``) and the order of the curve's steps."""
+
+    mode: str = "segloop"
+    undefined_values: str = "skip"
+    curve_step_order: str = "numeric"
+    reproduces: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "mode": self.mode,
+            "undefined_values": self.undefined_values,
+            "curve_step_order": self.curve_step_order,
+            "reproduces": self.reproduces,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Scoring:
+        """Older case files (without it) were scored the segloop way."""
+        if not isinstance(data, Mapping) or not all(isinstance(v, str) for v in data.values()):
+            raise SegloopError(f"{where}: 'scoring' must be an object of strings")
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """One scored case: its steps, the summary of every metric's curve, and what it was
-    scored with (task, classes, metrics, the AUC's steps and x-axis, the empty-mask policy)."""
+    scored with (task, classes, metrics, the AUC's steps and x-axis, the empty-mask policy, the
+    scoring mode: "challenge" or "segloop", with its undefined-value rule and curve order)."""
 
     case_id: str
     steps: tuple[StepRecord, ...]
@@ -141,6 +169,7 @@ class CaseResult:
     empty_mask_policy: EmptyMaskPolicy
     submission: str = ""
     config_hash: str = ""
+    scoring: Scoring = field(default_factory=Scoring)
 
     @property
     def failed_steps(self) -> int:
@@ -163,6 +192,7 @@ class CaseResult:
             "auc_steps": list(self.auc_steps),
             "auc_x": list(self.auc_x),
             "empty_mask_policy": self.empty_mask_policy.to_json(),
+            "scoring": self.scoring.to_json(),
             "steps": [step.to_json() for step in self.steps],
             "summary": {name: figures.to_json() for name, figures in self.summary.items()},
             "failed_steps": self.failed_steps,
@@ -197,6 +227,7 @@ class CaseResult:
                 empty_mask_policy=EmptyMaskPolicy.from_json(data.get("empty_mask_policy") or {}),
                 submission=str(data.get("submission", "")),
                 config_hash=str(data.get("config_hash", "")),
+                scoring=Scoring.from_json(data.get("scoring") or {}, where),
             )
         except (TypeError, ValueError, AttributeError) as error:
             raise SegloopError(f"{where}: malformed case result ({error})") from None
@@ -221,12 +252,20 @@ def case_result(
     empty_mask_policy: EmptyMaskPolicy,
     submission: str = "",
     config_hash: str = "",
+    scoring: Scoring | None = None,
 ) -> CaseResult:
     """A case's record from its scored steps: every metric's curve summarised on the task's
-    AUC steps and x-axis (:func:`segloop.core.metrics.curves.summarise_curve`)."""
+    AUC steps and x-axis (:func:`segloop.core.metrics.curves.summarise_curve`) in the
+    scoring's step order."""
+    scoring = scoring or Scoring()
     summary = {
         name: CurveSummary(
-            **summarise_curve([step.metrics[name].mean for step in steps], auc_steps, auc_x)
+            **summarise_curve(
+                [step.metrics[name].mean for step in steps],
+                auc_steps,
+                auc_x,
+                scoring.curve_step_order,
+            )
         )
         for name in metrics
     }
@@ -242,6 +281,7 @@ def case_result(
         empty_mask_policy=empty_mask_policy,
         submission=submission,
         config_hash=config_hash,
+        scoring=scoring,
     )
 
 

@@ -103,6 +103,7 @@ class Task(Challenge):
             "auc_steps": list(self.auc_steps),
             "auc_x": list(self.auc_x),
             "empty_mask_policy": self.empty_mask_policy.to_json(),
+            "scoring": self.scoring.to_json(),
             "nsd_zero_below_dice": self.nsd_zero_below_dice,
             "nsd_zero_scope": self.nsd_zero_scope,
             "present_classes_only": self.present_classes_only,

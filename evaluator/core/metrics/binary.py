@@ -152,6 +152,18 @@ def volume_ml(voxels: int, spacing: Sequence[float]) -> float:
     return voxels * math.prod(spacing) / 1000.0
 
 
+def volume_ml_float32(spacing_mm: Sequence[float]) -> float:
+    """One voxel's volume in ml as autoPET computes it (evaluation_metrics.py ``nii2numpy``,
+    l. 19-25: ``pixdim[1] * pixdim[2] * pixdim[3] / 1000`` on the NIfTI header's float32
+    values, NumPy 2 scalar arithmetic, so every operation rounds to float32). ``spacing_mm`` is
+    in array order (z, y, x); pixdim[1..3] is (x, y, z), and float32 products depend on the
+    order. The script then multiplies an int64 voxel count by it (float64)."""
+    volume = np.float32(1)
+    for side in reversed(spacing_mm):  # pixdim order: x first
+        volume = volume * np.float32(side)
+    return float(volume / np.float32(1000))
+
+
 def _false_volumes(p: np.ndarray, g: np.ndarray, spacing: tuple[float, ...], which: str) -> float:
     box = union_box(nonzero_box(p), nonzero_box(g))
     if box is None:

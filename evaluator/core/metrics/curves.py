@@ -35,11 +35,31 @@ def auc(values: Sequence[float | None], x: Sequence[float]) -> tuple[float | Non
     return raw, raw / span
 
 
+#: The order in which a curve takes its steps: "numeric" (0, 1, 2, ...) or "text", the order
+#: of the step numbers as text (0, 1, 10, 2, ..., 9), in which TriALS' evaluate.py
+#: (``aggregate_group_metrics``, l. 338-357) integrated its ``sorted`` per-step files.
+STEP_ORDERS = ("numeric", "text")
+
+
+def ordered_steps(steps: Sequence[int], step_order: str = "numeric") -> list[int]:
+    """``steps`` in the curve's ``step_order`` (:data:`STEP_ORDERS`)."""
+    if step_order == "text":
+        return sorted((int(s) for s in steps), key=str)
+    if step_order != "numeric":
+        raise SegloopError(f"step order must be one of {STEP_ORDERS}, not {step_order!r}")
+    return sorted(int(s) for s in steps)
+
+
 def summarise_curve(
-    values_by_step: Sequence[float | None], auc_steps: Sequence[int], auc_x: Sequence[float]
+    values_by_step: Sequence[float | None],
+    auc_steps: Sequence[int],
+    auc_x: Sequence[float],
+    step_order: str = "numeric",
 ) -> dict[str, float | None]:
     """AUC (raw and normalised) over the values at ``auc_steps`` placed at ``auc_x``, and Final
-    = the last step's value (SPEC Metrics). None wherever a value is missing or not finite."""
+    = the last step's value (SPEC Metrics). None wherever a value is missing or not finite.
+    ``step_order="text"``: the steps are taken in text order (TriALS' script), so the k-th x
+    gets the k-th step in that order and Final is the last step in it (9 of 0..10)."""
     if len(values_by_step) == 0:
         raise SegloopError("curve summary: no steps")
     missing = [s for s in auc_steps if not 0 <= int(s) < len(values_by_step)]
@@ -47,8 +67,9 @@ def summarise_curve(
         raise SegloopError(
             f"curve summary: AUC steps {missing} are outside the {len(values_by_step)} recorded steps"
         )
-    raw, normalised = auc([values_by_step[int(s)] for s in auc_steps], auc_x)
-    final = values_by_step[-1]
+    steps = ordered_steps(auc_steps, step_order)
+    raw, normalised = auc([values_by_step[s] for s in steps], auc_x)
+    final = values_by_step[ordered_steps(range(len(values_by_step)), step_order)[-1]]
     return {
         "auc_raw": raw,
         "auc_normalised": normalised,

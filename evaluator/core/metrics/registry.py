@@ -24,6 +24,7 @@ from segloop.core.metrics.binary import (
     policy_overlap,
     untouched_voxels,
     volume_ml,
+    volume_ml_float32,
 )
 from segloop.core.metrics.surface import (
     SurfaceDistances,
@@ -31,6 +32,13 @@ from segloop.core.metrics.surface import (
     hausdorff_from,
     nsd_from,
     surface_distances_crop,
+)
+from segloop.core.metrics.surface_engine import (
+    BoundaryDistances,
+    boundary_distances,
+    medpy_assd_mm,
+    medpy_hausdorff_mm,
+    medpy_percentile_hausdorff_mm,
 )
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 
@@ -48,6 +56,9 @@ class ClassPair:
     spacing_mm: tuple[float, ...]
     policy: EmptyMaskPolicy
     surface_reach_mm: float | None = None  # no surface metric looks farther than this
+    _boundaries: dict[tuple[int, bool], BoundaryDistances] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @cached_property
     def counts(self) -> tuple[int, int, int]:
@@ -73,11 +84,23 @@ class ClassPair:
             self.pred, self.gt, self.origin, self.shape, self.spacing_mm, self.surface_reach_mm
         )
 
+    def boundary(self, connectivity: int, in_voxels: bool) -> BoundaryDistances:
+        """The boundary-voxel (medpy) distances at a ``connectivity`` (1, 2, 3: 6-, 18-,
+        26-neighbourhood), in mm or in voxels (computed once per class and kind)."""
+        key = (connectivity, in_voxels)
+        if key not in self._boundaries:
+            spacing = (1.0,) * len(self.spacing_mm) if in_voxels else self.spacing_mm
+            self._boundaries[key] = boundary_distances(self.pred, self.gt, spacing, connectivity)
+        return self._boundaries[key]
+
     def empty_overlap(self) -> float:
         return policy_overlap(self.empty, self.policy)
 
-    def empty_distance_mm(self) -> float:
-        return policy_distance(self.empty, self.policy, self.shape, self.spacing_mm)
+    def empty_distance_mm(self, in_voxels: bool = False) -> float:
+        """The policy's distance for an empty mask; the image diagonal in voxels for a metric
+        measured in voxels (ToothFairy3: ``np.linalg.norm(shape)``)."""
+        spacing = (1.0,) * len(self.spacing_mm) if in_voxels else self.spacing_mm
+        return policy_distance(self.empty, self.policy, self.shape, spacing)
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,8 @@ class Metric:
       [0, 1] is in [0, 1] too.
     surface: whether it reads the class's surface distances (computed once for all of them).
     compute: the value for one class; the empty-mask policy is its business.
+    defined_without_gt: a metric of the prediction alone (FPV) keeps its value where the
+      policy leaves a class with an empty ground truth undefined.
     """
 
     key: str
@@ -103,6 +128,7 @@ class Metric:
     surface: bool
     compute: Callable[[ClassPair, Mapping[str, float]], float]
     description: str
+    defined_without_gt: bool = False
 
     def matches(self, name: str) -> dict[str, float] | None:
         match = re.fullmatch(self.pattern, name)
@@ -128,6 +154,62 @@ def _hausdorff(percentile: float) -> Callable[[ClassPair, Mapping[str, float]], 
 
 def _assd(pair: ClassPair, parameters: Mapping[str, float]) -> float:
     return pair.empty_distance_mm() if pair.empty else assd_from(pair.surface)
+
+
+#: medpy's ``connectivity`` argument for each neighbourhood a boundary-voxel metric names.
+CONNECTIVITY_OF_NEIGHBOURHOOD = {6: 1, 18: 2, 26: 3}
+
+
+def _voxel_boundary(
+    kind: str, in_voxels: bool
+) -> Callable[[ClassPair, Mapping[str, float]], float]:
+    def compute(pair: ClassPair, parameters: Mapping[str, float]) -> float:
+        if pair.empty:
+            return pair.empty_distance_mm(in_voxels)
+        connectivity = CONNECTIVITY_OF_NEIGHBOURHOOD[int(parameters["neighbourhood"])]
+        distances = pair.boundary(connectivity, in_voxels)
+        if kind == "hd":
+            return medpy_hausdorff_mm(distances)
+        if kind == "hd95":
+            return medpy_percentile_hausdorff_mm(distances, 95.0)
+        return medpy_assd_mm(distances, pooling="pooled")
+
+    return compute
+
+
+_VOXEL_BOUNDARY_TEXT = {
+    "hd": ("HD", "the largest distance of either direction"),
+    "hd95": ("HD95", "95th percentile (linear) of both directions' distances pooled"),
+    "assd": ("ASSD", "mean of both directions' distances pooled, each voxel weight 1"),
+}
+
+
+def _voxel_boundary_metrics() -> tuple[Metric, ...]:
+    """HD, HD95 and ASSD on boundary voxels, as medpy and the challenges' scripts define them
+    (TriALS evaluate.py's ``Surface`` class: 18-neighbourhood, mm; ToothFairy3 evaluation.py:
+    medpy ``hd95``, 6-neighbourhood, voxels). Boundary = mask XOR its erosion by the
+    neighbourhood, outside the image background; a boundary voxel's distance = to the nearest
+    boundary voxel of the other mask, centre to centre, in mm (or voxels with ``_voxels``).
+    Every voxel counts once, whatever its surface area (unlike the surfel metrics)."""
+    out = []
+    for kind, (title, formula) in _VOXEL_BOUNDARY_TEXT.items():
+        for in_voxels in (False, True):
+            suffix = "_voxels" if in_voxels else ""
+            out.append(
+                Metric(
+                    f"{kind}_voxel_boundary{suffix}",
+                    rf"{kind}_voxel_boundary_n(?P<neighbourhood>6|18|26){suffix}",
+                    f"{title} (boundary voxels, {{neighbourhood:g}}-neighbourhood)",
+                    "voxels" if in_voxels else "mm",
+                    False,
+                    (0.0, None),
+                    False,
+                    _voxel_boundary(kind, in_voxels),
+                    f"medpy-style {title}: {formula}; boundary voxels from an erosion by the "
+                    f"named neighbourhood{' (voxel units)' if in_voxels else ''}",
+                )
+            )
+    return tuple(out)
 
 
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
@@ -199,6 +281,7 @@ METRICS: tuple[Metric, ...] = (
         False,
         lambda pair, parameters: volume_ml(untouched_voxels(pair.pred, pair.gt), pair.spacing_mm),
         "false-positive volume: predicted 18-connected components touching no ground truth",
+        defined_without_gt=True,
     ),
     Metric(
         "fnv",
@@ -211,6 +294,34 @@ METRICS: tuple[Metric, ...] = (
         lambda pair, parameters: volume_ml(untouched_voxels(pair.gt, pair.pred), pair.spacing_mm),
         "false-negative volume: ground-truth 18-connected components no prediction touches",
     ),
+    Metric(
+        "fpv_f32",
+        "fpv_f32",
+        "FPV",
+        "ml",
+        False,
+        (0.0, None),
+        False,
+        lambda pair, parameters: (
+            untouched_voxels(pair.pred, pair.gt) * volume_ml_float32(pair.spacing_mm)
+        ),
+        "FPV with autoPET's voxel volume: the float32 product x*y*z/1000 of the spacing",
+        defined_without_gt=True,
+    ),
+    Metric(
+        "fnv_f32",
+        "fnv_f32",
+        "FNV",
+        "ml",
+        False,
+        (0.0, None),
+        False,
+        lambda pair, parameters: (
+            untouched_voxels(pair.gt, pair.pred) * volume_ml_float32(pair.spacing_mm)
+        ),
+        "FNV with autoPET's voxel volume: the float32 product x*y*z/1000 of the spacing",
+    ),
+    *_voxel_boundary_metrics(),
 )
 
 METRIC_NAMES_HELP = ", ".join(

@@ -13,7 +13,7 @@ from segloop.core.metrics.binary import (
 )
 from segloop.core.metrics.crops import check_pair, check_spacing, nonzero_box, offset_box, union_box
 from segloop.core.metrics.registry import ClassPair, MetricSpec, parse_metric_name
-from segloop.core.records import EmptyMaskPolicy
+from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -23,9 +23,42 @@ def finite_or_none(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _score_class(pair: ClassPair, specs: Sequence[MetricSpec]) -> dict[str, float | None]:
-    """Every metric of one class (registry entries computing from what the pair shares)."""
-    return {spec.name: finite_or_none(spec.value(pair)) for spec in specs}
+#: How undefined values (null) enter a mean or an AUC: "skip" leaves them out (the
+#: challenges' pandas means; a curve with an undefined step has no AUC), "worst" counts each
+#: as the metric's worst value (needs a bounded metric: Dice and NSD 0).
+UNDEFINED_RULES = ("skip", "worst")
+
+
+def worst_value(spec: MetricSpec) -> float:
+    """The worst value of a bounded metric (for the ``"worst"`` rule); SegloopError otherwise."""
+    low, high = spec.metric.bounds
+    worst = low if spec.higher_is_better else high
+    if worst is None:
+        raise SegloopError(
+            f"metric {spec.name!r} has no worst value (it is unbounded): undefined values of it "
+            'can only be skipped (undefined_values = "skip")'
+        )
+    return float(worst)
+
+
+def _score_class(
+    pair: ClassPair, specs: Sequence[MetricSpec], undefined_values: str
+) -> dict[str, float | None]:
+    """Every metric of one class (registry entries computing from what the pair shares); a
+    class without ground truth is undefined where the policy says so."""
+    gt_missing = pair.policy.empty_gt_undefined and pair.counts[1] == 0
+    values = {
+        spec.name: None
+        if gt_missing and not spec.metric.defined_without_gt
+        else finite_or_none(spec.value(pair))
+        for spec in specs
+    }
+    if undefined_values == "worst":
+        return {
+            spec.name: worst_value(spec) if values[spec.name] is None else values[spec.name]
+            for spec in specs
+        }
+    return values
 
 
 def score_classes(
@@ -38,13 +71,16 @@ def score_classes(
     nsd_zero_below_dice: float | None = None,
     nsd_zero_scope: str = "case",
     present_classes_only: bool = False,
+    undefined_values: str = "skip",
 ) -> dict[str, dict[str, Any]]:
     """Score a label map against the ground truth: per class (binary ``prediction == c`` vs
     ``label == c``) and the mean over classes (SPEC Metrics).
 
     Returns ``{metric: {"mean": float | None, "per_class": {"1": float | None, ...}}}``; values
-    that are not finite are None, and the mean is None when any class value is None or there are
-    no classes. A class's surface distances are computed once for all surface metrics.
+    that are not finite, and values the policy leaves undefined (``empty_gt_undefined``), are
+    None. ``undefined_values`` (:data:`UNDEFINED_RULES`): "skip" takes the mean over the classes
+    whose value is defined (None when none is), "worst" replaces each undefined value by the
+    metric's worst one. A class's surface distances are computed once for all surface metrics.
 
     ``nsd_zero_below_dice`` (MedSegFM rule, SPEC table): NSD is 0 where Dice <= this value.
     ``nsd_zero_scope="case"`` compares the case's Dice (mean over the scored classes) and zeroes
@@ -54,6 +90,8 @@ def score_classes(
     """
     if nsd_zero_scope not in ("case", "class"):
         raise ValueError(f"nsd_zero_scope must be 'case' or 'class', not {nsd_zero_scope!r}")
+    if undefined_values not in UNDEFINED_RULES:
+        raise ValueError(f"undefined_values must be one of {UNDEFINED_RULES}")
     pred_array, label_array = check_pair(prediction, label)
     spacing = check_spacing(spacing_mm, pred_array.ndim)
     specs = [parse_metric_name(name) for name in metric_names]
@@ -92,7 +130,7 @@ def score_classes(
             p, g = p_outer[inner], g_outer[inner]
             origin = [s.start for s in offset_box(inner, outer)]
         pair = ClassPair(p, g, origin, shape, spacing, policy, reach_mm)
-        values = _score_class(pair, specs)
+        values = _score_class(pair, specs, undefined_values)
         if class_rule is not None and pair.dice <= class_rule:
             values.update({spec.name: 0.0 for spec in specs if spec.kind == "nsd"})
         dice_by_class.append(pair.dice)
@@ -107,10 +145,7 @@ def score_classes(
     result: dict[str, dict[str, Any]] = {}
     for spec in specs:
         values_by_class = per_class[spec.name]
-        values = list(values_by_class.values())
-        if not values or any(v is None for v in values):
-            mean = None
-        else:
-            mean = finite_or_none(sum(values) / len(values))  # type: ignore[arg-type]
+        defined = [v for v in values_by_class.values() if v is not None]
+        mean = finite_or_none(sum(defined) / len(defined)) if defined else None
         result[spec.name] = {"mean": mean, "per_class": values_by_class}
     return result
