@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from segloop.core.formats import BOX_MID_SLICES, box_mid_slice
+from segloop.core.formats_cvpr25 import BOX_MID_SLICES, box_mid_slice
 from segloop.core.records import Case, Interaction, SegloopError
 from segloop.protocols.base import Coord, center_point, largest_error_component, rng_for
 

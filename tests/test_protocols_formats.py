@@ -10,7 +10,6 @@ import pytest
 
 from segloop.core.challenges import CHALLENGES
 from segloop.core.formats import (
-    cvpr25_request,
     decode_clicks,
     encode_clicks,
     from_gc_points,
@@ -18,18 +17,21 @@ from segloop.core.formats import (
     from_segloop_json,
     index_to_world,
     read_clicks,
-    read_cvpr25_request,
-    read_cvpr25_response,
     read_gc_points,
     read_segloop_json,
     to_gc_points,
     to_point_lists,
     to_segloop_json,
     world_to_index,
-    write_cvpr25_request,
-    write_cvpr25_response,
     write_gc_points,
     write_segloop_json,
+)
+from segloop.core.formats_cvpr25 import (
+    cvpr25_request,
+    read_cvpr25_request,
+    read_cvpr25_response,
+    write_cvpr25_request,
+    write_cvpr25_response,
 )
 from segloop.core.records import Case, Geometry, Interaction, SegloopError
 from segloop.protocols.sakinis import SakinisUser
