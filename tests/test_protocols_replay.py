@@ -15,7 +15,8 @@ from segloop.core import store
 from segloop.core.formats import to_gc_points, to_point_lists, to_segloop_json
 from segloop.core.records import Case, Geometry, Interaction, SegloopError
 from segloop.loop import case_result_of, run_case
-from segloop.protocols.replay import ReplayUser, load_recording
+from segloop.protocols.recordings import load_recording
+from segloop.protocols.replay import ReplayUser
 from segloop.protocols.tasks import get_task, is_reactive, robot_user_from_json
 
 SHAPE = (6, 8, 10)  # non-cubic: an axis-order mistake lands outside
