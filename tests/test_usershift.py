@@ -19,6 +19,13 @@ from segloop.core import store
 from segloop.core.records import Interaction, SegloopError
 from segloop.core.results import CaseResult
 from segloop.leaderboard.usershift import (
+    format_table,
+    read_run_sessions,
+    session_from_case_result,
+    user_shift_table,
+    write_table,
+)
+from segloop.leaderboard.usershift_metrics import (
     Session,
     case_terms,
     centerness,
@@ -27,7 +34,6 @@ from segloop.leaderboard.usershift import (
     consistent_improvement,
     dataset_mean,
     dice_difference,
-    format_table,
     label_agreement,
     label_proximity,
     label_proximity_terms,
@@ -38,10 +44,6 @@ from segloop.leaderboard.usershift import (
     m5_consistent_improvement,
     m6_user_shift,
     m7_dice_difference,
-    read_run_sessions,
-    session_from_case_result,
-    user_shift_table,
-    write_table,
 )
 from segloop.loop import case_result_of, run_case
 
