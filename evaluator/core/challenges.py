@@ -17,13 +17,13 @@ challenge into a runnable :class:`segloop.core.task.Task` with the robot user bu
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from segloop.core.formats import ClickFileFormat
 from segloop.core.metrics.curves import STEP_ORDERS

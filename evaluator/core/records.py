@@ -182,7 +182,7 @@ _POLICY_KEYS = (
 )
 
 
-class FailureReason(str, Enum):
+class FailureReason(str, Enum):  # noqa: UP042 - StrEnum would change str() of stored values
     """Why a step has no usable prediction (it is then scored as empty): one word a program can
     group by. Failures of the model only: a fault of the harness (engine gone, disk full, a
     lost worker) is never one of these; it stops the case, which runs again on resume."""
