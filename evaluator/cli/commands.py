@@ -321,8 +321,8 @@ def _cell(value: float | None, digits: int = 4) -> str:
 # The challenges the demo runs, each on the phantoms its definition names.
 DEMO_TASKS = tuple((name, c.phantom) for name, c in CHALLENGES.items() if c.phantom)
 DEMO_MODELS = (
-    ("region-growing", "python:baselines.region_growing:predict"),
-    ("empty", "python:baselines.trivial:empty"),
+    ("region-growing", "python:segloop.baselines.region_growing:predict"),
+    ("empty", "python:segloop.baselines.trivial:empty"),
 )
 
 
