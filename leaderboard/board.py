@@ -23,6 +23,7 @@ from segloop.leaderboard.ranking import (
     consensus_ranking,
     rank_task,
 )
+from segloop.leaderboard.robustness import OWN_USER, robustness_table, split_task_name
 from segloop.leaderboard.scoring import scoring_for
 
 
@@ -36,6 +37,7 @@ class Leaderboard:
     tasks: pd.DataFrame
     rankings: dict[str, TaskRanking]  # task name -> ranking, tasks sorted by name
     consensus: pd.DataFrame
+    robustness: pd.DataFrame  # tasks run under several robot users (robustness.py); may be empty
 
     def record(self, task: str, submission: str) -> RunRecord:
         for record in self.records:
@@ -54,6 +56,14 @@ class Leaderboard:
 
     def scoring_json(self) -> dict[str, list[dict[str, object]]]:
         return {name: [t.to_json() for t in r.terms] for name, r in self.rankings.items()}
+
+
+def consensus_rankings(rankings: Mapping[str, TaskRanking]) -> list[TaskRanking]:
+    """The tasks the consensus ranks across: a task run under another robot user
+    (``<task>+<user>``) is shown in the robustness table, not counted as one more task, unless
+    the leaderboard holds nothing else."""
+    own = [r for task, r in rankings.items() if split_task_name(task)[1] == OWN_USER]
+    return own or list(rankings.values())
 
 
 def build_leaderboard(
@@ -79,7 +89,8 @@ def build_leaderboard(
         curves=tables.curve_table(steps),
         tasks=task_list,
         rankings=rankings,
-        consensus=consensus_ranking(list(rankings.values())),
+        consensus=consensus_ranking(consensus_rankings(rankings)),
+        robustness=robustness_table(rankings),
     )
 
 
@@ -98,6 +109,8 @@ def write_tables(board: Leaderboard, folder: Path) -> dict[str, tuple[Path, Path
             ("consensus", board.consensus),
         )
     }
+    if len(board.robustness):
+        written["robustness"] = tables.write_table(board.robustness, folder, "robustness")
     for name, payload in (("stability", board.stability_json()), ("scoring", board.scoring_json())):
         path = folder / f"{name}.json"
         path.write_text(json.dumps(store.json_safe(payload), indent=1, allow_nan=False) + "\n")

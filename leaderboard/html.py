@@ -31,6 +31,8 @@ from segloop.core.metrics.registry import higher_is_better, parse_metric_name
 from segloop.core.results import SUMMARY_KINDS, column_name
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
+from segloop.leaderboard.usershift import UserShiftRow
+from segloop.leaderboard.usershift import write_table as write_user_shift
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PALETTE = (
@@ -201,7 +203,7 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
 
 
 def consensus_table(board: Leaderboard) -> Table:
-    tasks = list(board.rankings)
+    tasks = [t for t in board.rankings if f"{t}_rank" in board.consensus.columns]
     columns = [Column("Consensus rank"), Column("Submission", numeric=False)]
     columns += [Column(f"{t} rank") for t in tasks]
     columns += [Column("Tasks entered"), Column("Mean rank")]
@@ -247,6 +249,60 @@ def task_index_table(board: Leaderboard) -> Table:
             )
         )
     return Table(columns, tuple(rows), "tasks")
+
+
+def robustness_view(board: Leaderboard) -> Table | None:
+    """Per task run under several robot users: each submission's main value per user."""
+    table = board.robustness
+    if not len(table):
+        return None
+    fixed = {"task", "value", "submission", "users", "mean", "worst", "spread"}
+    users = [c for c in table.columns if c not in fixed]
+    columns = [Column("Task", numeric=False), Column("Value", numeric=False)]
+    columns += [Column("Submission", numeric=False)]
+    columns += [Column(f"user {u}") for u in users]
+    columns += [Column("Mean"), Column("Worst"), Column("Spread", title="best minus worst")]
+    rows = []
+    for _, row in table.iterrows():
+        cells = [
+            text_cell(
+                row["task"], task_page(row["task"]) if row["task"] in board.rankings else None
+            )
+        ]
+        cells += [text_cell(row["value"]), text_cell(row["submission"], cls="name")]
+        cells += [number_cell(row[u]) for u in users]
+        cells += [number_cell(row[k]) for k in ("mean", "worst", "spread")]
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "robustness", "Scores under each robot user")
+
+
+def user_shift_view(rows: Sequence[UserShiftRow]) -> Table | None:
+    """The user-shift table (thesis M1-M7, x 100 as the thesis prints them)."""
+    if not rows:
+        return None
+    names = ("M1", "M2", "M3", "M4", "M5", "M6", "M7")
+    columns = [Column("Source", numeric=False), Column("Role", numeric=False)]
+    columns += [Column("Cases"), Column("Lesion clicks")]
+    columns += [Column(f"{n} (x 100)", title=USER_SHIFT_TITLES[n]) for n in names]
+    table_rows = []
+    for row in rows:
+        values = (row.m1, row.m2, row.m3, row.m4, row.m5, row.m6, row.m7)
+        cells = [text_cell(row.source, cls="name"), text_cell(row.role)]
+        cells += [number_cell(row.cases), number_cell(row.lesion_clicks)]
+        cells += [number_cell(None if v is None else 100 * v, 1) for v in values]
+        table_rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(table_rows), "user-shift", "User shift (thesis eqs. 21-27)")
+
+
+USER_SHIFT_TITLES = {
+    "M1": "label agreement: share of lesion clicks inside the label (higher: fewer off-label clicks)",
+    "M2": "centerness: how close agreeing clicks are to the label's centre",
+    "M3": "click diversity: share of label components clicked",
+    "M4": "label proximity: nearness of off-label clicks to the label",
+    "M5": "consistent improvement: share of steps whose Dice did not fall",
+    "M6": "user shift: distance of M1-M5 to the annotators' (lower: closer to people)",
+    "M7": "Dice difference to the annotators' curves on the same model (lower: closer)",
+}
 
 
 def case_table(board: Leaderboard, task: str, submission: str) -> Table:
@@ -538,7 +594,12 @@ def term_rows(terms: Iterable[ScoreTerm]) -> list[dict[str, str]]:
     ]
 
 
-def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") -> Path:
+def render_site(
+    board: Leaderboard,
+    out_dir: Path,
+    data_dir_name: str = "data",
+    user_shift: Sequence[UserShiftRow] = (),
+) -> Path:
     """Write every page of ``board`` into ``out_dir``; return the index page."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -553,6 +614,8 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
             title="segloop leaderboard",
             tasks_table=task_index_table(board),
             consensus=consensus_table(board) if board.rankings else None,
+            robustness=robustness_view(board),
+            user_shift=user_shift_view(user_shift),
             submissions=[
                 (task, [(s, submission_page(task, s)) for s in ranking.table()["submission"]])
                 for task, ranking in board.rankings.items()
@@ -613,11 +676,16 @@ def write_site(
     score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
     n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    user_shift: Sequence[UserShiftRow] = (),
 ) -> Path:
-    """Read the runs, rank them, write ``out_dir/data/*`` tables and the pages; return index."""
+    """Read the runs, rank them, write ``out_dir/data/*`` tables and the pages; return index.
+    ``user_shift``: rows of a user-shift table (``segloop user-shift``) to show and publish."""
     board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed)
     write_tables(board, Path(out_dir) / "data")
-    return render_site(board, Path(out_dir))
+    if user_shift:
+        data = Path(out_dir) / "data"
+        write_user_shift(user_shift, data / "user-shift.csv", data / "user-shift.json")
+    return render_site(board, Path(out_dir), user_shift=user_shift)
 
 
 def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]) -> str:

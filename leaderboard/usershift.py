@@ -165,6 +165,48 @@ def write_table(
         Path(json_path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
 
+def read_table(path: str | Path) -> tuple[UserShiftRow, ...]:
+    """The rows of a ``user-shift.json`` (``write_table``), checked; one line naming the file
+    and the problem otherwise. At most 16 MiB are read."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(16 * 2**20 + 1)
+        if len(raw) > 16 * 2**20:
+            raise SegloopError(f"{path}: larger than 16 MiB, not a user-shift table")
+        payload = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as error:
+        raise SegloopError(f"{path}: not a readable user-shift table ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "segloop-user-shift":
+        raise SegloopError(f"{path}: not a user-shift table (write one with `segloop user-shift`)")
+    rows = payload.get("rows")
+    names = list(UserShiftRow.__dataclass_fields__)
+    if not isinstance(rows, list) or not rows:
+        raise SegloopError(f"{path}: 'rows' must be a non-empty list")
+    parsed = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or sorted(row) != sorted(names):
+            raise SegloopError(f"{path}: row {i} must have exactly the keys {', '.join(names)}")
+        numbers = {k: row[k] for k in names if k not in ("source", "role")}
+        optional = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
+        bad = [
+            k
+            for k, v in numbers.items()
+            if not (
+                (v is None and k in optional)
+                or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+            )
+        ]
+        if bad or not isinstance(row["source"], str) or row["role"] not in ("annotator", "robot"):
+            raise SegloopError(f"{path}: row {i}: bad value of {', '.join(bad) or 'source/role'}")
+        parsed.append(
+            UserShiftRow(
+                **{k: (math.nan if v is None and k in optional[:5] else v) for k, v in row.items()}
+            )
+        )
+    return tuple(parsed)
+
+
 # --------------------------------------------------------------------------- reading runs
 def session_from_case_result(result: CaseResult) -> Session:
     """A run's case result: the clicks of its steps' new interactions and its Dice curve

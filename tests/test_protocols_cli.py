@@ -10,7 +10,7 @@ import pytest
 
 from segloop.app import phantoms
 from segloop.cli.main import main
-from segloop.core.challenges import CHALLENGES
+from segloop.core.challenges import CHALLENGES, ROBOT_USERS
 from segloop.core.dataset import write_case
 from segloop.core.formats import read_clicks, read_segloop_json
 from segloop.core.records import Case, Geometry
@@ -42,8 +42,11 @@ def test_tasks_lists_presets_one_line_each(capsys):
     assert main(["tasks"]) == 0
     lines = capsys.readouterr().out.splitlines()
     for name, challenge in CHALLENGES.items():
-        (line,) = [ln for ln in lines if ln.split() and ln.split()[0] == name]
+        (line,) = [ln for ln in lines if ln[:1].strip() and ln.split()[0] == name]
         assert challenge.title in line and "\n" not in challenge.title
+    for name, (description, _) in ROBOT_USERS.items():  # indented, under their own heading
+        (line,) = [ln for ln in lines if ln.startswith("  ") and ln.split()[0] == name]
+        assert description in line
     assert main(["tasks", "medsegfm"]) == 0
     assert json.loads(capsys.readouterr().out)["auc_steps"] == [1, 2, 3, 4, 5]
 

@@ -206,8 +206,8 @@ def test_score_spec_parsing_and_presets():
     assert scoring_for("medsegfm", ["dice"], overrides) == (ScoreTerm("dice", "auc_normalised", 2),)
     # presets: autoPET ranks Dice, FPV, FNV by AUC and Final
     assert {t.column for t in CHALLENGES["autopet"].ranking} == {
-        f"{m}_{k}" for m in ("dice", "fpv", "fnv") for k in ("auc_normalised", "final")
-    }
+        f"{m}_{k}" for m in ("dice", "fpv_f32", "fnv_f32") for k in ("auc_normalised", "final")
+    }  # challenge mode (issue 15): autoPET's float32 volumes
     # preset terms the runs did not measure are dropped; unknown tasks use every metric
     assert {t.metric for t in scoring_for("autopet", ["dice"])} == {"dice"}
     assert len(scoring_for("newtask", ["dice", "hd95"])) == 4

@@ -56,6 +56,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--classes",
         help="the classes to prompt and score, e.g. 1:liver,2:tumor (default: the task's)",
     )
+    run.add_argument(
+        "--robot-users",
+        help="run under each of these robot users, one run folder per user in OUT/<user>/ "
+        "(`own` = the task's own user; others: see `segloop tasks`), e.g. own,r1,r4,r5",
+    )
     leaderboard_cli.add_scoring_option(run)
     add_limit_arguments(run)
     parallel = run.add_argument_group("parallel runs")
@@ -230,8 +235,28 @@ def execute_run(
     return runs.write_summary(Path(out))
 
 
-def run_command(args: argparse.Namespace) -> int:
+def robot_user_runs(task_ref: str, out: Path, users_text: str) -> list[tuple[str, Path]]:
+    """(task reference, run folder) per robot user of ``--robot-users``: ``own`` is the task
+    itself, any other name ``<task>+<user>``; every name is checked before anything runs."""
+    users = [u.strip() for u in users_text.split(",") if u.strip()]
+    if not users or len(set(users)) != len(users):
+        raise SegloopError(f"--robot-users: give distinct robot user names, not {users_text!r}")
+    pairs = [(task_ref if u == "own" else f"{task_ref}+{u}", out / u) for u in users]
+    for task_variant, _ in pairs:
+        get_task(task_variant)
+    return pairs
 
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.robot_users:
+        for task_ref, out in robot_user_runs(args.task, args.out, args.robot_users):
+            print(f"robot user {out.name}: task {task_ref}, run folder {out}")
+            run_command(
+                argparse.Namespace(
+                    **{**vars(args), "task": task_ref, "out": out, "robot_users": None}
+                )
+            )
+        return 0
     summary = execute_run(
         args.data,
         args.task,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from segloop.core.challenges import SCORING_MODES
 from segloop.core.records import parse_classes
-from segloop.leaderboard import codabench, gc_evaluate, html
+from segloop.leaderboard import codabench, gc_evaluate, html, usershift
 from segloop.leaderboard.scoring import parse_score_overrides
 from segloop.leaderboard.stepscore import scoring_spec
 
@@ -58,6 +58,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"bootstrap resamples for rank stability (default {DEFAULT_BOOTSTRAP}; 0 = none)",
     )
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    board.add_argument(
+        "--user-shift",
+        type=Path,
+        metavar="FILE",
+        help="a user-shift.json of `segloop user-shift` to show as the 'user shift' section",
+    )
     board.set_defaults(handler=leaderboard_command)
 
     gc = subparsers.add_parser(
@@ -155,15 +161,16 @@ def write_site(
     score: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    user_shift: Sequence[usershift.UserShiftRow] = (),
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
-
     overrides: Mapping = parse_score_overrides(score)
-    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed)
+    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed, user_shift)
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
-    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed)
+    user_shift = usershift.read_table(args.user_shift) if args.user_shift else ()
+    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed, user_shift)
     print(f"leaderboard: {index}")
     print(f"tables: {index.parent / 'data'}")
     return 0

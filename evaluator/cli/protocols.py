@@ -39,7 +39,7 @@ import numpy as np
 
 from segloop import runs
 from segloop.core import dataset
-from segloop.core.challenges import CHALLENGES, SCORING_MODES
+from segloop.core.challenges import CHALLENGES, ROBOT_USERS, SCORING_MODES
 from segloop.core.formats import GENERIC_FORMAT, ClickFileFormat, encode_clicks, to_segloop_json
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Task
@@ -108,6 +108,13 @@ def run_tasks(args: argparse.Namespace) -> int:
     width = max(len(name) for name in CHALLENGES)
     for name, challenge in CHALLENGES.items():
         print(f"{name:<{width}}  {challenge.title}")
+    print(
+        "\nRobot users that can take any task's place (task TASK+USER, e.g. autopet+r4, or "
+        "`segloop run --robot-users own,r1,r4`; docs/robot-users.md):"
+    )
+    width = max(len(name) for name in ROBOT_USERS)
+    for name, (description, _) in ROBOT_USERS.items():
+        print(f"  {name:<{width}}  {description}")
     print(
         "\nScoring: autopet, toothfairy3, trials and medsegfm score as the challenge's own "
         "script by default\n(--scoring challenge); --scoring segloop gives segloop's own "

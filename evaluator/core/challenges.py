@@ -504,15 +504,55 @@ CHALLENGES: dict[str, Challenge] = {
 }
 
 
+#: Robot users an organizer can put in any task's place (``--task autopet+r4``, ``segloop run
+#: --robot-users r1,r4``) to see which models hold up when the user is less ideal. Each is a
+#: protocol spec, as a TOML ``[protocol]`` table would give it. R2 is left out: it needs an
+#: uncertainty map the model contract does not carry; ``replay`` needs a recording (TOML).
+ROBOT_USERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "r1": ("thesis R1 (eq. 17): centre of the largest label, then error, component", {"name": "r1"}),
+    "r3": ("thesis R3 (eq. 19): EDT-weighted clicks in the error", {"name": "r3"}),
+    "r4": ("thesis R4 (eq. 20): uniform clicks over the error voxels", {"name": "r4"}),
+    "r5": ("thesis R5 (eq. 28): R1 with 13.4 % perturbed and 13.4 % off-label clicks", {"name": "realistic"}),
+    "sakinis": ("Sakinis: a click at the centre of the largest error component, per class", {"name": "sakinis"}),
+    "generic-clicks": ("a click at the centre of the largest error component, ground truth first", {"name": "clicks"}),
+    "generic-random-clicks": ("a click anywhere in a random error component", {"name": "clicks", "component": "random", "placement": "random"}),
+    "generic-boundary-clicks": ("a click on the boundary of the largest error component", {"name": "clicks", "placement": "boundary"}),
+    "generic-box": ("a sloppy box at step 0, then centre clicks on the error", {"name": "sequence", "initial": {"name": "box", "style": "sloppy"}, "then": {"name": "clicks"}}),
+    "generic-scribble": ("line scribbles in the ground truth, then on the larger error", {"name": "scribble", "style": "line"}),
+    "generic-centerline-scribble": ("centerline scribbles, then on the larger error", {"name": "scribble", "style": "centerline"}),
+    "generic-polygon": ("a 12-vertex polygon at step 0, then centre clicks on the error", {"name": "sequence", "initial": {"name": "polygon"}, "then": {"name": "clicks"}}),
+}  # fmt: skip
+
+
+def with_robot_user(challenge: Challenge, user: str) -> Challenge:
+    """The same task with the robot user ``user`` of :data:`ROBOT_USERS` in its place, named
+    ``<task>+<user>``: same data, classes, steps, metrics and scoring, only the user differs."""
+    if user not in ROBOT_USERS:
+        raise SegloopError(f"unknown robot user {user!r}: use one of {', '.join(ROBOT_USERS)}")
+    description, protocol = ROBOT_USERS[user]
+    return replace(
+        challenge,
+        name=f"{challenge.name}+{user}",
+        title=f"{challenge.title}, robot user {user}",
+        description=f"{challenge.description}; robot user {user}: {description}",
+        protocol=protocol,
+    )
+
+
 def get_challenge(reference: str | Path) -> Challenge:
-    """A preset by name, or a user's task from a ``.toml`` path."""
+    """A preset by name, or a user's task from a ``.toml`` path; ``<task>+<user>`` is that task
+    with a robot user of :data:`ROBOT_USERS` in its place (:func:`with_robot_user`)."""
     text = str(reference)
     if text in CHALLENGES:
         return CHALLENGES[text]
+    base, plus, user = text.rpartition("+")
+    if plus and base and user in ROBOT_USERS:
+        return with_robot_user(get_challenge(base), user)
     if text.endswith(".toml") or Path(text).is_file():
         return challenge_from_toml(text)
     raise SegloopError(
-        f"unknown task {text!r}: use one of {', '.join(CHALLENGES)} or a path to a .toml task file"
+        f"unknown task {text!r}: use one of {', '.join(CHALLENGES)} or a path to a .toml task "
+        f"file, optionally followed by +<robot user> ({', '.join(ROBOT_USERS)})"
     )
 
 
