@@ -219,3 +219,23 @@ def test_variant_keeps_the_scoring_mode():
     segloop_mode = get_task("autopet+r4", scoring="segloop")
     assert segloop_mode.metrics == ("dice", "fpv", "fnv")
     assert replace(CHALLENGES["autopet"], name="x").metrics == get_task("autopet+r4").metrics
+
+
+def test_gallery_draws_each_users_interactions(tmp_path):
+    from segloop.app.gallery import draw_gallery
+
+    paths = draw_gallery(tmp_path, ["r1", "generic-scribble"])
+    assert [p.name for p in paths] == ["r1.png", "generic-scribble.png"]
+    images = [p.read_bytes() for p in paths]
+    assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in images) and images[0] != images[1]
+    assert draw_gallery(tmp_path / "again", ["r1"])[0].read_bytes() == images[0]  # deterministic
+
+
+def test_docs_show_every_robot_user():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "robot-users.md").read_text()
+    for user in ROBOT_USERS:
+        assert f"| `{user}` |" in page, user
+        assert (root / "docs" / "images" / "robot-users" / f"{user}.png").is_file(), user
