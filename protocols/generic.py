@@ -19,6 +19,9 @@ combines a step-0 user with a reactive one.
 
 Users:
 - ``EligibilityClickUser``: {largest, random} component x {center, boundary, random} point
+  on the label (initial) or the error (reactive), or on any region a task writes as
+  ``eligibility`` (``segloop.protocols.eligibility``: label, error, extra masks, channel
+  thresholds and their set operations; the click's sign is the ground truth where it lands)
   (six styles; center = argmax EDT(M), boundary = argmin(EDT(M) ⊙ M)), ``clicks_per_step``
   clicks per class and step, one per component (largest first, or in random order). Of
   several EDT maxima (a flat lesion: every voxel of a 2-slice slab is 1 voxel from the
@@ -68,6 +71,7 @@ from segloop.protocols.base import (
     random_point,
     rng_for,
 )
+from segloop.protocols.eligibility import check_region, region_mask
 
 Coord2 = tuple[int, int]
 
@@ -104,12 +108,15 @@ class EligibilityClickUser:
     reactive: bool = True
     edt_spacing_aware: bool = False
     center_tie_order: str = "centroid"
+    eligibility: Any = None  # a region (protocols.eligibility) instead of label, then error
     name: str = "clicks"
 
     def __post_init__(self) -> None:
         _check(self.component, ("largest", "random"), "clicks: component")
         _check(self.placement, ("center", "boundary", "random"), "clicks: placement")
         _check(self.center_tie_order, TIE_ORDERS, "clicks: center_tie_order")
+        if self.eligibility is not None:
+            check_region(self.eligibility, "clicks: eligibility")
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self, "clicks")
@@ -130,7 +137,10 @@ class EligibilityClickUser:
         out = []
         for class_id in sorted(classes):
             truth = case.label == class_id
-            mask = (prediction == class_id) != truth if reactive else truth
+            if self.eligibility is not None:
+                mask = region_mask(self.eligibility, case, class_id, prediction)
+            else:
+                mask = (prediction == class_id) != truth if reactive else truth
             rng = rng_for(
                 seed, case.case_id, class_id, step, f"clicks/{self.component}/{self.placement}"
             )
