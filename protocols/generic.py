@@ -47,6 +47,7 @@ Users:
 - ``PolygonUser``: N vertices evenly spaced (random phase) along the traced outer boundary of
   M's largest component in one slice (2D data: the only slice).
 - ``SequenceUser``: one user for step 0 (e.g. a box), another for the later steps.
+- ``TogetherUser``: several users' interactions at the same step.
 Every random draw comes from ``rng_for(seed, case, class, step, <style>)``.
 """
 
@@ -72,8 +73,12 @@ from segloop.protocols.base import (
     rng_for,
 )
 from segloop.protocols.eligibility import check_region, region_mask
+from segloop.protocols.sampling import border_band, jittered_box, spread_clicks
 
 Coord2 = tuple[int, int]
+#: center/boundary/random: one click per component (largest or random first); uniform/border:
+#: ScribblePrompt's random and interior-border clicks over the whole region (protocols.sampling)
+PLACEMENTS = ("center", "boundary", "random", "uniform", "border")
 
 
 def _prediction(case: Case, previous_prediction: np.ndarray | None) -> np.ndarray:
@@ -109,11 +114,24 @@ class EligibilityClickUser:
     edt_spacing_aware: bool = False
     center_tie_order: str = "centroid"
     eligibility: Any = None  # a region (protocols.eligibility) instead of label, then error
+    count_range: tuple[int, int] | None = None  # uniform/border: n ~ U{min..max} per step
+    min_spacing_voxels: float = 0.0  # uniform/border: between the clicks of one step
+    border_sigma_voxels: float = 2.0  # border: the Gaussian blur of the region
     name: str = "clicks"
 
     def __post_init__(self) -> None:
         _check(self.component, ("largest", "random"), "clicks: component")
-        _check(self.placement, ("center", "boundary", "random"), "clicks: placement")
+        _check(self.placement, PLACEMENTS, "clicks: placement")
+        if self.count_range is not None:
+            values = tuple(self.count_range) if isinstance(self.count_range, list | tuple) else ()
+            integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            if len(values) != 2 or not integers or not 0 <= values[0] <= values[1]:
+                raise SegloopError(
+                    f"clicks: count_range must be [min, max], 0 <= min <= max, not {self.count_range!r}"
+                )
+            object.__setattr__(self, "count_range", values)
+        if not self.min_spacing_voxels >= 0 or not self.border_sigma_voxels > 0:
+            raise SegloopError("clicks: min_spacing_voxels must be >= 0, border_sigma_voxels > 0")
         _check(self.center_tie_order, TIE_ORDERS, "clicks: center_tie_order")
         if self.eligibility is not None:
             check_region(self.eligibility, "clicks: eligibility")
@@ -144,6 +162,17 @@ class EligibilityClickUser:
             rng = rng_for(
                 seed, case.case_id, class_id, step, f"clicks/{self.component}/{self.placement}"
             )
+            if self.placement in ("uniform", "border"):  # ScribblePrompt: the whole region
+                count = self.clicks_per_step
+                if self.count_range is not None:
+                    count = int(rng.integers(self.count_range[0], self.count_range[1] + 1))
+                region = mask
+                if self.placement == "border":
+                    region = border_band(mask, rng, self.border_sigma_voxels)
+                for point in spread_clicks(region, count, rng, self.min_spacing_voxels):
+                    positive = bool(truth[point])
+                    out.append(Interaction("click", int(class_id), positive, step, (point,)))
+                continue
             for component in self._components(mask, rng):
                 if self.placement == "center":
                     point = center_point(component, spacing, tie_order=self.center_tie_order)
@@ -200,10 +229,15 @@ class BoxUser:
 
     style: str = "perfect"
     reactive: bool = False
+    jitter_voxels: int = 20  # style "jitter" (ScribblePrompt): each dimension + U{0..20}
     name: str = "box"
 
     def __post_init__(self) -> None:
-        _check(self.style, ("perfect", "careful", "sloppy"), "box: style")
+        _check(self.style, ("perfect", "careful", "sloppy", "jitter"), "box: style")
+        if not isinstance(self.jitter_voxels, int) or self.jitter_voxels < 0:
+            raise SegloopError(
+                f"box: jitter_voxels must be an integer >= 0, not {self.jitter_voxels!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self, "box")
@@ -232,7 +266,10 @@ class BoxUser:
             if mask is None:
                 continue
             rng = rng_for(seed, case.case_id, class_id, step, f"box/{self.style}")
-            box = styled_box(mask, self.style, rng)
+            if self.style == "jitter":
+                box = jittered_box(mask, rng, self.jitter_voxels)
+            else:
+                box = styled_box(mask, self.style, rng)
             if box is not None:
                 out.append(Interaction("box", int(class_id), positive, step, box))  # type: ignore[arg-type]
         return tuple(out)
@@ -545,3 +582,34 @@ class SequenceUser:
     ) -> tuple[Interaction, ...]:
         user = self.initial if step == 0 else self.then
         return tuple(user.interactions(case, classes, step, previous_prediction, seed))
+
+
+@dataclass(frozen=True)
+class TogetherUser:
+    """Several users at once: every user's interactions of the step, in order (e.g.
+    ScribblePrompt's warm start, three random positive and three random negative clicks)."""
+
+    users: tuple[Any, ...] = ()
+    name: str = "together"
+
+    def __post_init__(self) -> None:
+        if not self.users:
+            raise SegloopError("together: give at least one user in 'users'")
+        object.__setattr__(self, "users", tuple(self.users))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": "together", "users": [u.to_json() for u in self.users]}
+
+    def interactions(
+        self,
+        case: Case,
+        classes: Mapping[int, str],
+        step: int,
+        previous_prediction: np.ndarray | None,
+        seed: int,
+    ) -> tuple[Interaction, ...]:
+        return tuple(
+            interaction
+            for user in self.users
+            for interaction in user.interactions(case, classes, step, previous_prediction, seed)
+        )

@@ -28,6 +28,7 @@ from segloop.protocols.generic import (
     PolygonUser,
     ScribbleUser,
     SequenceUser,
+    TogetherUser,
 )
 from segloop.protocols.realistic import RealisticUser
 from segloop.protocols.replay import ReplayUser
@@ -48,6 +49,7 @@ PROTOCOLS: dict[str, type] = {
     "scribble": ScribbleUser,
     "polygon": PolygonUser,
     "sequence": SequenceUser,
+    "together": TogetherUser,
     "r1": R1User,
     "r2": R2User,
     "r3": R3User,
@@ -79,6 +81,13 @@ def robot_user_from_json(spec: Mapping[str, Any], where: str = "protocol") -> Ro
     for key in NESTED:
         if key in spec and isinstance(spec[key], Mapping):
             spec[key] = robot_user_from_json(spec[key], f"{where}.{key}")
+    if name == "together":
+        users = spec.get("users")
+        if not isinstance(users, list) or not all(isinstance(u, Mapping) for u in users):
+            raise SegloopError(f"{where}: together needs 'users', a list of protocol tables")
+        spec["users"] = [
+            robot_user_from_json(u, f"{where}.users[{i}]") for i, u in enumerate(users)
+        ]
     try:
         return cls(**spec)
     except (TypeError, ValueError, SegloopError) as error:
@@ -92,6 +101,8 @@ def is_reactive(user: RobotUser) -> bool:
         return is_reactive(user.base)  # type: ignore[attr-defined]
     if name == "sequence":
         return is_reactive(user.then)  # type: ignore[attr-defined]
+    if name == "together":
+        return any(is_reactive(u) for u in user.users)  # type: ignore[attr-defined]
     if name == "sakinis":
         return True
     return bool(getattr(user, "reactive", False))

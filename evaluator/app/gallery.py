@@ -34,7 +34,9 @@ def draw_gallery(
     for user in users:
         task = get_task(f"autopet+{user}")
         steps = tuple(range(GALLERY_STEPS))
-        task = replace(task, num_steps=GALLERY_STEPS, auc_steps=steps, auc_x=tuple(map(float, steps)))
+        task = replace(
+            task, num_steps=GALLERY_STEPS, auc_steps=steps, auc_x=tuple(map(float, steps))
+        )
         outcome = run_case(case, task, InProcessBackend(predict))
         interactions = [i for step in outcome.steps for i in step.new_interactions]
         figure = case_step_figure(

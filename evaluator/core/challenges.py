@@ -521,6 +521,12 @@ ROBOT_USERS: dict[str, tuple[str, dict[str, Any]]] = {
     "generic-scribble": ("line scribbles in the ground truth, then on the larger error", {"name": "scribble", "style": "line"}),
     "generic-centerline-scribble": ("centerline scribbles, then on the larger error", {"name": "scribble", "style": "centerline"}),
     "generic-polygon": ("a 12-vertex polygon at step 0, then centre clicks on the error", {"name": "sequence", "initial": {"name": "polygon"}, "then": {"name": "clicks"}}),
+    # ScribblePrompt's evaluation procedures (§5.2; App. 0.F.1 for the box)
+    "sp-center-clicks": ("ScribblePrompt center clicks: the largest component's centre, then the largest error's", {"name": "clicks"}),
+    "sp-random-clicks": ("ScribblePrompt random clicks: one uniform in the label, then one uniform in the error", {"name": "clicks", "placement": "uniform"}),
+    "sp-random-warm-start": ("ScribblePrompt random warm start: 3 random positive and 3 random negative clicks, then centre clicks on the error", {"name": "sequence", "initial": {"name": "together", "users": [{"name": "clicks", "placement": "uniform", "clicks_per_step": 3, "min_spacing_voxels": 3.0, "reactive": False}, {"name": "clicks", "placement": "uniform", "clicks_per_step": 3, "min_spacing_voxels": 3.0, "reactive": False, "eligibility": "background"}]}, "then": {"name": "clicks"}}),
+    "sp-border-clicks": ("ScribblePrompt interior border clicks: 1-3 clicks in a band inside the label, then in the error", {"name": "clicks", "placement": "border", "count_range": [1, 3], "min_spacing_voxels": 3.0}),
+    "sp-box": ("ScribblePrompt box: the label's box, each dimension enlarged by U{0..20} voxels, then centre clicks", {"name": "sequence", "initial": {"name": "box", "style": "jitter"}, "then": {"name": "clicks"}}),
 }  # fmt: skip
 
 
