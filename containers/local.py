@@ -223,7 +223,11 @@ class SubprocessSession:
         self.case_input = case_input
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"segloop-{case_input.case_id}-"))
         self.case_folder = self.work_dir / "case"
-        write_case_files(self.case_folder, case_input)
+        try:
+            write_case_files(self.case_folder, case_input)
+        except BaseException:  # e.g. no space: nothing of the case stays behind
+            untrusted.remove_tree(self.work_dir)
+            raise
         self.case_deadline = time.monotonic() + backend.case_time_limit_s
 
     def predict(self, request: StepRequest) -> np.ndarray:
