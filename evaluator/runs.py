@@ -491,6 +491,11 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
         "task": record.run["task"]["name"],
         "scoring": record.run["task"].get("scoring", results.Scoring().to_json()),
         "num_cases": len(cases),
+        # what the cases were scored on: a leaderboard refuses to rank runs of other data
+        "dataset": {  # its path is in run.json: the summary is the same wherever data live
+            "num_cases": len(cases),
+            "fingerprint": store.dataset_fingerprint(record),
+        },
         "failed_steps": int(table["failed_steps"].sum()),
         "failures": failure_digest(cases),
         "mean": results.mean_summary(cases),

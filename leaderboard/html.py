@@ -573,6 +573,13 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
                 description=info["description"],
                 num_steps=format_number(info["num_steps"]),
                 auc_steps=info["auc_steps"],
+                dataset={
+                    "paths": info["datasets"],
+                    "num_cases": format_number(info["num_cases"]),
+                    "fingerprint": info["dataset_fingerprint"][:12],
+                    "scoring_modes": info["scoring_modes"],
+                    "mixed": info["mixed"],
+                },
                 terms=term_rows(ranking.terms),
                 table=leaderboard_table(board, task),
                 charts=task_charts(board, task),
@@ -613,9 +620,10 @@ def write_site(
     score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
     n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    allow_mixed: bool = False,
 ) -> Path:
     """Read the runs, rank them, write ``out_dir/data/*`` tables and the pages; return index."""
-    board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed)
+    board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed, allow_mixed)
     write_tables(board, Path(out_dir) / "data")
     return render_site(board, Path(out_dir))
 

@@ -486,3 +486,73 @@ def test_the_engine_vanishing_mid_run_is_a_harness_fault(docker_client, pet_data
     )
     assert resumed.returncode == 0, resumed.stderr
     assert case_files(run_dir) == case_files(tmp_path / "clean")
+
+
+# --------------------------------------------------------------------- mixed results
+def rename_cases(source: Path, target: Path, prefix: str) -> None:
+    """A copy of a dataset whose case ids start with ``prefix`` instead of ``pet``."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = (
+                target / path.relative_to(source).parent / path.name.replace("pet", prefix)
+            )
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+
+
+def test_runs_on_other_data_or_scoring_modes_are_not_ranked_together(pet_data, tmp_path):
+    other_bytes = tmp_path / "other"  # the same case ids, other images
+    phantoms.write_phantom_dataset(other_bytes, "pet", 3, seed=9, shape=(16, 24, 24))
+    other_ids = tmp_path / "brain"  # another dataset altogether
+    rename_cases(pet_data, other_ids, "brain")
+    runs = tmp_path / "runs"
+    for name, data, extra in (
+        ("empty", pet_data, ()),
+        ("growing", pet_data, ()),
+        ("other-bytes", other_bytes, ()),
+        ("other-ids", other_ids, ()),
+        ("segloop-mode", pet_data, ("--scoring", "segloop")),
+    ):
+        model = "python:baselines.trivial:empty" if name == "empty" else (
+            "python:baselines.region_growing:predict")  # fmt: skip
+        made = segloop(
+            "run", "--data", str(data), "--task", "medsegfm", "--model", model, "--name", name,
+            "--out", str(runs / name), "--no-progress", *extra,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    summary = store.read_json(runs / "growing" / "summary.json")
+    assert summary["dataset"]["num_cases"] == 3 and len(summary["dataset"]["fingerprint"]) == 64
+    assert summary["dataset"] == store.read_json(runs / "empty" / "summary.json")["dataset"]
+
+    site = tmp_path / "site"
+    fine = segloop("leaderboard", str(runs / "empty"), str(runs / "growing"), "--out", str(site))
+    assert fine.returncode == 0, fine.stderr
+    page = next(site.glob("task-medsegfm-*.html")).read_text()
+    assert f"Dataset: {pet_data.resolve()}, 3 cases" in page and "challenge mode" in page
+    assert "Mixed results" not in page
+
+    expected = {
+        "other-bytes": "scored case 'pet_000' on other input files (3 of 3 shared cases differ)",
+        "other-ids": "share no case (another dataset: 3 cases brain_000, brain_001, ... and 3 "
+        "cases pet_000, pet_001, ...)",
+        "segloop-mode": "were scored in different modes ('segloop' and 'challenge')",
+    }
+    for name, phrase in expected.items():
+        refused = segloop(
+            "leaderboard", str(runs / "empty"), str(runs / name), "--out", str(tmp_path / name)
+        )
+        assert refused.returncode == 2, refused.stderr
+        line = one_line(refused.stderr)
+        assert line.startswith("segloop: error: task 'medsegfm': ") and phrase in line, line
+        assert line.endswith("pass --allow-mixed to show them, marked as mixed)")
+        assert not (tmp_path / name).exists()
+
+    shown = segloop(
+        "leaderboard", str(runs / "empty"), str(runs / "other-ids"), "--out", str(site),
+        "--allow-mixed", "--bootstrap", "0",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    page = next(site.glob("task-medsegfm-*.html")).read_text()
+    assert "<strong>Mixed results</strong>" in page and "share no case" in page
+    tasks = json.loads((site / "data" / "tasks.json").read_text())
+    assert "share no case" in tasks[0]["mixed"] and tasks[0]["num_cases"] == 6

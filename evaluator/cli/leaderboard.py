@@ -58,6 +58,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"bootstrap resamples for rank stability (default {DEFAULT_BOOTSTRAP}; 0 = none)",
     )
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    board.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="rank runs of one task made on different datasets or in different scoring modes "
+        "anyway (refused by default); their pages say so",
+    )
     board.set_defaults(handler=leaderboard_command)
 
     gc = subparsers.add_parser(
@@ -155,15 +161,16 @@ def write_site(
     score: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    allow_mixed: bool = False,
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
 
     overrides: Mapping = parse_score_overrides(score)
-    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed)
+    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed, allow_mixed)
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
-    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed)
+    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed, args.allow_mixed)
     print(f"leaderboard: {index}")
     print(f"tables: {index.parent / 'data'}")
     return 0

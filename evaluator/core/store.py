@@ -326,3 +326,27 @@ def read_run(run_dir: Path) -> RunRecord:
         cases[result.case_id] = result
         timings[result.case_id] = timing
     return RunRecord(run_dir, run, cases, timings)
+
+
+def case_inputs(record: RunRecord) -> dict[str, dict[str, str] | None]:
+    """Per case of a run: ``{input file: sha256}`` as stamped when it was scored (the
+    timing files), None for a case scored without stamps (older runs)."""
+    found: dict[str, dict[str, str] | None] = {}
+    for case_id in record.cases:
+        stamps = record.timings.get(case_id, {}).get("inputs")
+        if isinstance(stamps, dict) and stamps:
+            found[case_id] = {
+                str(name): str(stamp.get("sha256")) if isinstance(stamp, dict) else ""
+                for name, stamp in sorted(stamps.items())
+            }
+        else:
+            found[case_id] = None
+    return found
+
+
+def dataset_fingerprint(record: RunRecord) -> str | None:
+    """sha256 of a run's case ids and their input files' hashes; None when a case has none."""
+    inputs = case_inputs(record)
+    if any(v is None for v in inputs.values()):
+        return None
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
