@@ -9,8 +9,10 @@ participant can test the organizer's loop without Docker.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from segloop.core.contract import (
     validate_prediction,
     write_case_files,
 )
+from segloop.core.faults import check_space_after_failure
 from segloop.core.records import CaseInput, FailureReason, SegloopError, StepRequest
 
 PredictFn = Callable[[CaseInput, StepRequest], np.ndarray]
@@ -85,6 +88,96 @@ def load_callable(target: str) -> PredictFn:
     return function
 
 
+#: Folders never part of a model's code (caches, environments, version control).
+_SKIPPED_FOLDERS = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".tox"})
+#: A package this big is not one model's code: refuse rather than hash for minutes.
+MAX_MODEL_FILES = 5000
+
+
+def _package_files(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_FOLDERS and not d.startswith("."))
+        found += [Path(root, name) for name in sorted(files) if name.endswith(".py")]
+        if len(found) > MAX_MODEL_FILES:
+            raise SegloopError(
+                f"{folder}: more than {MAX_MODEL_FILES} Python files; a model's package "
+                "should hold its own code only"
+            )
+    return found
+
+
+def python_model_files(target: str) -> dict[str, Path]:
+    """The files that make a ``python:package.module:function`` model: every ``.py`` file of
+    its top-level package (code imported from a sibling module changes results as much), or
+    the module's own file for a top-level module; for segloop's own models (``baselines``),
+    their sub-package. Keys are paths relative to the package's parent, so a moved checkout
+    is the same model. Imports the module (as the run will)."""
+    load_callable(target)  # a mistyped spec is refused before anything is written
+    module_name = target.partition(":")[0]
+    module = sys.modules.get(module_name) or import_model_module(module_name)
+    package = module.__name__.partition(".")[0]
+    if package == "segloop":  # segloop's own baselines: their sub-package, not all of segloop
+        package = module.__name__.rpartition(".")[0] or package
+    locations = list(getattr(sys.modules[package], "__path__", None) or [])
+    if not locations:  # a top-level module: its own file
+        path = Path(module.__file__ or "")
+        return {path.name: path} if path.is_file() else {}
+    files = {}
+    for location in locations:
+        base = Path(location).parent
+        for path in _package_files(Path(location)):
+            files[path.relative_to(base).as_posix()] = path
+    return files
+
+
+def command_files(command: tuple[str, ...]) -> dict[str, Path]:
+    """The files a ``cmd:`` model names on its command line (the script, its weights...; in
+    ``--weights=w.pt`` too), relative to the folder it runs in, and the package files of a
+    ``-m module``. A program found on the PATH (python3) is the system's, not the model's,
+    and folders are not read (they may be a dataset)."""
+    files: dict[str, Path] = {}
+    for index, part in enumerate(command):
+        if "{input}" in part or "{output}" in part:
+            continue
+        if index > 0 and command[index - 1] == "-m":
+            files.update(python_module_files(part))
+            continue
+        for candidate in {part, part.partition("=")[2]} - {""}:
+            path = Path(candidate)
+            if path.is_file():
+                files[candidate] = path
+    return files
+
+
+def python_module_files(module_name: str) -> dict[str, Path]:
+    """The files of ``python -m module``'s top-level package (found, not imported: it runs
+    in another interpreter)."""
+    top = module_name.partition(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return {}
+    if spec is None:
+        return {}
+    if spec.submodule_search_locations:
+        files = {}
+        for location in spec.submodule_search_locations:
+            base = Path(location).parent
+            for path in _package_files(Path(location)):
+                files[path.relative_to(base).as_posix()] = path
+        return files
+    origin = Path(spec.origin or "")
+    return {origin.name: origin} if origin.is_file() else {}
+
+
+def check_command(command: tuple[str, ...]) -> None:
+    """Refuse a ``cmd:`` model whose program does not exist (before anything is written)."""
+    program = command[0]
+    if shutil.which(program) is None:
+        raise SegloopError(f"cmd model: program {program!r} not found (nor executable)")
+
+
 @dataclass
 class InProcessSession:
     predict_fn: PredictFn
@@ -130,7 +223,11 @@ class SubprocessSession:
         self.case_input = case_input
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"segloop-{case_input.case_id}-"))
         self.case_folder = self.work_dir / "case"
-        write_case_files(self.case_folder, case_input)
+        try:
+            write_case_files(self.case_folder, case_input)
+        except BaseException:  # e.g. no space: nothing of the case stays behind
+            untrusted.remove_tree(self.work_dir)
+            raise
         self.case_deadline = time.monotonic() + backend.case_time_limit_s
 
     def predict(self, request: StepRequest) -> np.ndarray:
@@ -182,6 +279,8 @@ class SubprocessSession:
             finally:
                 _kill_group(process)  # children left running after the leader exited
             if return_code != 0:
+                # /tmp is shared: a full one is not this model's failure to score
+                check_space_after_failure(self.work_dir, "cmd: model's work folder")
                 raise ModelStepError(
                     FailureReason.EXIT_CODE, f"exit code {return_code}", log_tail(log)
                 )
@@ -190,6 +289,7 @@ class SubprocessSession:
                     output_dir, self.case_input.shape, set(self.case_input.classes)
                 )
             except ModelStepError as error:
+                check_space_after_failure(self.work_dir, "cmd: model's work folder")
                 raise ModelStepError(error.reason, error.detail, log_tail(log)) from None
 
     def close(self) -> None:

@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from segloop.containers.docker import backend as docker_backend
 from segloop.containers.docker.resolve import resolve_image
+from segloop.containers.docker.sandbox import engine_fault as docker_engine_fault
 from segloop.containers.docker.spec import parse_target
 from segloop.containers.images import docker_client
 from segloop.containers.local import (
     InProcessBackend,
     SubprocessBackend,
+    check_command,
+    command_files,
     load_callable,
     parse_command,
+    python_model_files,
 )
+from segloop.core.faults import HarnessFault
 from segloop.core.records import SegloopError
+from segloop.core.stamps import file_sha256
 from segloop.core.task import Limits, ModelBackend
 
 
@@ -49,6 +55,12 @@ def terminate_backends(model_spec: str | None = None, remove_files: bool = False
     return docker_backend.terminate_backends(model_spec, remove_files)
 
 
+def harness_fault_of(error: BaseException) -> HarnessFault | None:
+    """The harness fault an error from a back-end means (the Docker engine unreachable or out
+    of space, no space where the harness writes), or None: then it is the model's."""
+    return docker_engine_fault(error)
+
+
 def model_identity(spec: str) -> str:
     """What the model spec names right now, beyond its text: the image id (``sha256:...``) of a
     ``docker:`` model, so a re-tagged image is a different configuration (a run folder does not
@@ -63,6 +75,28 @@ def model_identity(spec: str) -> str:
         return resolve_image(client, image)
     finally:
         client.close()
+
+
+def model_files(spec: str) -> dict[str, str]:
+    """``{file: sha256}`` of the files that make a ``python:`` or ``cmd:`` model (see
+    :func:`segloop.containers.local.python_model_files` and ``command_files``), so that a
+    changed model is a different configuration; {} for ``docker:`` (its image id is its
+    identity). Checks the spec on the way: a mistyped one is refused here, before a run
+    folder is written."""
+    kind, _, target = spec.partition(":")
+    if kind == "python" and target:
+        found = python_model_files(target)
+    elif kind == "cmd" and target:
+        command = parse_command(target)
+        check_command(command)
+        found = command_files(command)
+    elif kind == "docker" and target:
+        return {}
+    else:
+        raise SegloopError(
+            f"model '{spec}': expected python:package.module:function, cmd:\"...\" or docker:IMAGE"
+        )
+    return {name: file_sha256(path) for name, path in sorted(found.items())}
 
 
 def open_backend(spec: str, limits: Limits, send_previous_prediction: bool) -> ModelBackend:

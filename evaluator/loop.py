@@ -1,7 +1,8 @@
 """The interaction loop: robot user -> model -> metrics, step by step, case by case.
 
 A failed, late or invalid model step is scored as an empty prediction and recorded with its
-reason; it never reuses an earlier step's output (SPEC, defects of the originals).
+reason; it never reuses an earlier step's output (SPEC, defects of the originals). A fault of
+the harness (:class:`segloop.core.faults.HarnessFault`) is never scored: it ends the case.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segloop.core.contract import ModelStepError
+from segloop.core.faults import HarnessFault
 from segloop.core.records import (
     Case,
     CaseInput,
@@ -83,6 +85,8 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
             failure = None
             try:
                 prediction = session.predict(request)
+            except HarnessFault:
+                raise  # not the model's failure: the case stops unstored, resume reruns it
             except Exception as error:  # noqa: BLE001 - any model failure is recorded, not raised
                 failure = failure_of(error)
                 prediction = np.zeros(case.shape, dtype=np.uint8)

@@ -24,7 +24,10 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,13 @@ import pandas as pd
 
 from segloop.containers.registry import (
     close_shared_backends,
+    harness_fault_of,
     open_backend,
     release_backend,
     terminate_backends,
 )
 from segloop.core import dataset, results, stamps, store
+from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
 from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
@@ -64,6 +69,8 @@ class RunSpec:
         ""  # a docker model's image id (segloop.containers.registry.model_identity)
     )
     scoring: str | None = None  # a scoring mode of the task (None: its default)
+    # {file: sha256} of a python: or cmd: model's files (segloop.containers.registry.model_files)
+    model_files: tuple[tuple[str, str], ...] = ()
 
     def task(self) -> Task:
         classes = dict(self.classes) if self.classes is not None else None
@@ -74,6 +81,8 @@ class RunSpec:
         config = {"submission": self.submission, "model": self.model_spec}
         if self.model_identity:
             config["model_identity"] = self.model_identity
+        if self.model_files:
+            config["model_files"] = dict(self.model_files)
         return {**config, "task": self.task().to_json()}
 
     def run_json(self) -> dict[str, Any]:
@@ -135,6 +144,11 @@ def pending_case_ids(
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
     done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
+    if done.intersection(all_ids):
+        notify(
+            f"{len(done.intersection(all_ids))} of {len(all_ids)} cases were done before with "
+            "this configuration and are skipped (--overwrite runs them again)"
+        )
     for case_id in sorted(done.intersection(all_ids)):
         changed = changed_case_inputs(spec.dataset_dir, run_dir, case_id)
         if changed:
@@ -174,7 +188,22 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 
 def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None = None) -> str:
-    """The unit of work everywhere: load one case, run it, store it atomically."""
+    """The unit of work everywhere: load one case, run it, store it atomically.
+
+    A fault of the harness (engine unreachable, no space) raises :class:`HarnessFault` naming
+    the case, which is then not stored (resume runs it again); never a scored failure."""
+    try:
+        return _run_and_store_case(spec, run_dir, case_id, gpu)
+    except HarnessFault as fault:
+        raise HarnessFault(f"case {case_id} not stored: {fault}") from None
+    except Exception as error:
+        fault = harness_fault_of(error)
+        if fault is None:
+            raise
+        raise HarnessFault(f"case {case_id} not stored: {fault}") from None
+
+
+def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None) -> str:
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
     # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
@@ -263,53 +292,87 @@ def _gpu_of_worker(spec: RunSpec, worker_index: int) -> int | None:
     return gpus[worker_index % len(gpus)] if gpus else None
 
 
-def _init_process_worker() -> None:
+#: How often a worker looks whether the harness that started it is still alive.
+PARENT_POLL_S = 0.5
+
+
+class _Worker:
+    """This --jobs worker's slot (a GPU index when there are GPUs), for its whole life."""
+
+    slot = 0
+
+
+def _init_process_worker(slots, parent_pid: int) -> None:
     """A --jobs worker: SIGTERM/SIGINT stop its case (or the next one) like Ctrl-C, and its
-    shared back-ends are closed when the pool shuts it down."""
+    shared back-ends are closed when the pool shuts it down. It takes one slot for its life
+    (a worker replaced after a crash breaks the pool, so no slot is ever shared), and it dies
+    with the harness: kill -9 of the main process alone must not leave workers behind."""
     _Signals.worker = True
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
     multiprocessing.util.Finalize(None, close_shared_backends, exitpriority=10)
+    _Worker.slot = slots.get()
+    threading.Thread(
+        target=_die_with_parent, args=(parent_pid,), name="segloop-lifeline", daemon=True
+    ).start()
 
 
-def _process_worker_job(spec: RunSpec, run_dir: Path, case_id: str, slots) -> str:
-    """Borrow a worker slot (a GPU index when there are GPUs) for the duration of one case."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Once the harness is gone (this process re-parented), remove this worker's containers
+    and exit at once: nobody is left to collect its results, and the case in flight is not
+    stored, so a resumed run redoes it."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    with contextlib.suppress(Exception):
+        terminate_backends(None, remove_files=True)
+    os._exit(EXIT_HARNESS_FAULT)
+
+
+def _process_worker_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
     _raise_if_stopped()
-    slot = slots.get()
     _Signals.in_case = True
     try:
         _raise_if_stopped()
-        return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, slot))
+        return run_and_store_case(spec, run_dir, case_id, _gpu_of_worker(spec, _Worker.slot))
     finally:
         _Signals.in_case = False
-        slots.put(slot)
 
 
 def _execute_processes(spec, run_dir, case_ids, jobs, progress) -> None:
-    # spawn, not fork: the parent may hold threads (progress bar, Docker client pools).
+    # spawn, not fork: the parent may hold threads (progress bar, Docker client pools). No
+    # Manager process: it would outlive a main process killed with -9.
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        slots = manager.Queue()
-        for slot in range(jobs):
-            slots.put(slot)
-        pool = concurrent.futures.ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_init_process_worker
-        )
-        futures: list[concurrent.futures.Future] = []
-        try:
-            for case_id in case_ids:
-                futures.append(pool.submit(_process_worker_job, spec, run_dir, case_id, slots))
-            for future in concurrent.futures.as_completed(futures):
-                progress(future.result())
-        except KeyboardInterrupt:  # Ctrl-C or Terminated: stop the workers' cases too
-            for future in futures:
-                future.cancel()  # those not started yet
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-            raise
-        finally:
-            pool.shutdown(wait=True)  # the workers finish removing their containers
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        jobs,
+        mp_context=context,
+        initializer=_init_process_worker,
+        initargs=(slots, os.getpid()),
+    )
+    futures: list[concurrent.futures.Future] = []
+    try:
+        for case_id in case_ids:
+            futures.append(pool.submit(_process_worker_job, spec, run_dir, case_id))
+        for future in concurrent.futures.as_completed(futures):
+            progress(future.result())
+    except KeyboardInterrupt:  # Ctrl-C or Terminated: stop the workers' cases too
+        for future in futures:
+            future.cancel()  # those not started yet
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        raise
+    except BrokenProcessPool as error:
+        raise HarnessFault(
+            f"a worker process died ({error}); the cases in flight are not stored"
+        ) from None
+    finally:
+        # A fault or an error stops the run: cases not started yet are not started; those
+        # running finish (and are stored) while their workers remove their containers.
+        pool.shutdown(wait=True, cancel_futures=True)
+        slots.close()
 
 
 def _dask_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
@@ -358,6 +421,7 @@ def _run_on_workers(client, function: Callable, *args: object) -> None:
 def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed, wait
+        from distributed.scheduler import KilledWorker
     except ImportError:
         raise SegloopError("Dask runs need the dask extra: pip install 'segloop[dask]'") from None
     cluster = None
@@ -378,6 +442,8 @@ def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
         )
         for future in as_completed(futures):
             progress(future.result())
+    except KilledWorker as error:  # Dask gave up on a case whose workers kept dying
+        raise HarnessFault(f"Dask workers died running a case ({error}); not stored") from None
     except KeyboardInterrupt:  # Ctrl-C or Terminated: stop the cases running on the workers
         _run_on_workers(client, _dask_worker_terminate, spec.model_spec, cluster is not None)
         with contextlib.suppress(Exception):  # let them end (Terminated) before closing
@@ -425,6 +491,11 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
         "task": record.run["task"]["name"],
         "scoring": record.run["task"].get("scoring", results.Scoring().to_json()),
         "num_cases": len(cases),
+        # what the cases were scored on: a leaderboard refuses to rank runs of other data
+        "dataset": {  # its path is in run.json: the summary is the same wherever data live
+            "num_cases": len(cases),
+            "fingerprint": store.dataset_fingerprint(record),
+        },
         "failed_steps": int(table["failed_steps"].sum()),
         "failures": failure_digest(cases),
         "mean": results.mean_summary(cases),

@@ -71,9 +71,11 @@ def build_leaderboard(
     score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
     n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    allow_mixed: bool = False,
 ) -> Leaderboard:
-    """Read the runs (folders, or folders holding run folders) and rank every task."""
-    records = tables.load_runs(run_paths)
+    """Read the runs (folders, or folders holding run folders) and rank every task; runs of
+    one task on different data or scoring modes only with ``allow_mixed`` (marked)."""
+    records = tables.load_runs(run_paths, allow_mixed)
     steps = tables.step_table(records)
     cases = tables.case_table(records)
     task_list = tables.task_table(records)

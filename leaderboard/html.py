@@ -636,6 +636,13 @@ def render_site(
                 description=info["description"],
                 num_steps=format_number(info["num_steps"]),
                 auc_steps=info["auc_steps"],
+                dataset={
+                    "paths": info["datasets"],
+                    "num_cases": format_number(info["num_cases"]),
+                    "fingerprint": info["dataset_fingerprint"][:12],
+                    "scoring_modes": info["scoring_modes"],
+                    "mixed": info["mixed"],
+                },
                 terms=term_rows(ranking.terms),
                 table=leaderboard_table(board, task),
                 charts=task_charts(board, task),
@@ -676,11 +683,12 @@ def write_site(
     score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
     n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    allow_mixed: bool = False,
     user_shift: Sequence[UserShiftRow] = (),
 ) -> Path:
     """Read the runs, rank them, write ``out_dir/data/*`` tables and the pages; return index.
     ``user_shift``: rows of a user-shift table (``segloop user-shift``) to show and publish."""
-    board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed)
+    board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed, allow_mixed)
     write_tables(board, Path(out_dir) / "data")
     if user_shift:
         data = Path(out_dir) / "data"

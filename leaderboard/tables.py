@@ -47,12 +47,14 @@ def submission_name(record: RunRecord) -> str:
     return str(record.run["submission"])
 
 
-def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
-    """Read run folders; refuse two runs of one submission on one task, and runs of one task
-    with different task configurations (robot user, seed, steps...), which would not compare."""
+def load_runs(paths: Iterable[Path], allow_mixed: bool = False) -> list[RunRecord]:
+    """Read run folders; refuse two runs of one submission on one task, runs of one task
+    with different task configurations (robot user, seed, steps...: the setting is named),
+    which would not compare, and runs of one task on different data or in different scoring
+    modes (:func:`mixed_runs`) unless ``allow_mixed`` (then the pages mark them)."""
     records = [store.read_run(p) for p in find_run_dirs(paths)]
     seen: dict[tuple[str, str], Path] = {}
-    task_configs: dict[str, tuple[str, Path]] = {}
+    task_configs: dict[str, tuple[dict[str, Any], Path]] = {}
     for record in records:
         key = (task_name(record), submission_name(record))
         if key in seen:
@@ -61,16 +63,71 @@ def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
                 f"{seen[key]}; give each run its own --name"
             )
         seen[key] = record.run_dir
-        config = json.dumps(record.run["task"], sort_keys=True)
+        config = {k: v for k, v in record.run["task"].items() if k != "scoring"}
         first = task_configs.setdefault(key[0], (config, record.run_dir))
         if first[0] != config:
+            differences = store.config_differences(first[0], config, "task")
             raise SegloopError(
                 f"{record.run_dir}: task {key[0]!r} is configured differently than in "
-                f"{first[1]} (robot user, seed, steps or metrics differ); rank them apart"
+                f"{first[1]} ({'; '.join(differences[:3]) or 'its settings differ'}); "
+                "rank them apart"
             )
         if not record.cases:
             raise SegloopError(f"{record.run_dir}: the run has no finished case")
-    return sorted(records, key=lambda r: (task_name(r), submission_name(r)))
+    records = sorted(records, key=lambda r: (task_name(r), submission_name(r)))
+    if not allow_mixed:
+        for task, phrases in mixed_runs(records).items():
+            raise SegloopError(
+                f"task {task!r}: {phrases[0]}; these runs do not rank together (pass "
+                "--allow-mixed to show them, marked as mixed)"
+            )
+    return records
+
+
+def scoring_mode(record: RunRecord) -> str:
+    return str((record.run["task"].get("scoring") or {}).get("mode", "segloop"))
+
+
+def mixed_runs(records: Sequence[RunRecord]) -> dict[str, list[str]]:
+    """Per task, how its runs do not compare (empty: they do), each run against the task's
+    first run: a case shared with other input files, no case shared at all (another
+    dataset), or another scoring mode. A run lacking some of the first run's cases is not
+    mixed: a missing case ranks as the worst value (see ``ranking``)."""
+    mixed: dict[str, list[str]] = {}
+    firsts: dict[str, RunRecord] = {}
+    for record in records:
+        task = task_name(record)
+        first = firsts.setdefault(task, record)
+        if first is record:
+            continue
+        phrases = mixed.setdefault(task, [])
+        where = f"{record.run_dir} and {first.run_dir}"
+        if scoring_mode(record) != scoring_mode(first):
+            phrases.append(
+                f"{where} were scored in different modes ({scoring_mode(record)!r} and "
+                f"{scoring_mode(first)!r})"
+            )
+        ours, theirs = store.case_inputs(record), store.case_inputs(first)
+        shared = sorted(ours.keys() & theirs.keys())
+        if not shared:
+            phrases.append(
+                f"{where} share no case (another dataset: {len(ours)} cases "
+                f"{_first_ids(ours)} and {len(theirs)} cases {_first_ids(theirs)})"
+            )
+        differ = [c for c in shared if None not in (ours[c], theirs[c]) and ours[c] != theirs[c]]
+        if differ:
+            phrases.append(
+                f"{where} scored case {differ[0]!r} on other input files "
+                f"({len(differ)} of {len(shared)} shared cases differ)"
+            )
+        if not phrases:
+            del mixed[task]
+    return mixed
+
+
+def _first_ids(cases: dict[str, Any]) -> str:
+    ids = sorted(cases)
+    return ", ".join(ids[:2]) + (", ..." if len(ids) > 2 else "")
 
 
 def task_metrics(records: Sequence[RunRecord], task: str) -> list[str]:
@@ -188,15 +245,34 @@ def task_table(records: Sequence[RunRecord]) -> pd.DataFrame:
                 "auc_steps": ",".join(str(s) for s in task.get("auc_steps", [])),
                 "submissions": [],
                 "case_ids": set(),
+                "datasets": set(),
+                "fingerprints": set(),
+                "modes": set(),
             },
         )
         row["submissions"].append(submission_name(record))
         row["case_ids"].update(record.cases)
+        row["datasets"].add(str(record.run.get("dataset", "")))
+        row["fingerprints"].add(store.dataset_fingerprint(record) or "")
+        row["modes"].add(scoring_mode(record))
+    mixed = mixed_runs(records)
     table = []
     for row in rows.values():
         case_ids = row.pop("case_ids")
         submissions = row.pop("submissions")
-        table.append({**row, "num_submissions": len(submissions), "num_cases": len(case_ids)})
+        fingerprints = row.pop("fingerprints")
+        datasets, modes = row.pop("datasets"), row.pop("modes")
+        table.append(
+            {
+                **row,
+                "datasets": ";".join(sorted(datasets)),
+                "dataset_fingerprint": next(iter(fingerprints)) if len(fingerprints) == 1 else "",
+                "scoring_modes": ",".join(sorted(modes)),
+                "num_submissions": len(submissions),
+                "num_cases": len(case_ids),
+                "mixed": "; ".join(mixed.get(row["task"], [])),
+            }
+        )
     return pd.DataFrame(table).sort_values("task").reset_index(drop=True)
 
 

@@ -165,14 +165,24 @@ def test_run_with_a_broken_model_warns_with_the_reason(tmp_path):
     assert made.returncode == 0, made.stderr
     result = segloop(
         "run", "--data", str(data), "--task", "medsegfm", "--out", str(tmp_path / "run"),
-        "--model", "cmd:/nonexistent/model {input} {output}", "--no-progress",
+        "--model", "cmd:/bin/false {input} {output}", "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr  # failed steps are results, not a crash
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["failed_steps"] == 6
     assert summary["failures"]["exit_code"]["steps"] == 6
     assert "6 step(s) failed with exit_code" in result.stderr
-    assert "/nonexistent/model" in result.stderr and "Traceback" not in result.stderr
+    assert "exit code 1" in result.stderr and "Traceback" not in result.stderr
+    # a program that does not exist is a mistyped spec: refused before a run folder is made
+    missing = segloop(
+        "run", "--data", str(data), "--task", "medsegfm", "--out", str(tmp_path / "run2"),
+        "--model", "cmd:/nonexistent/model {input} {output}", "--no-progress",
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "segloop: error: cmd model: program '/nonexistent/model' not found (nor executable)\n"
+    )
+    assert not (tmp_path / "run2").exists()
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,7 @@ from segloop.containers.docker.sandbox import (
     clean_container_path,
     cleanup_leftovers,
     container_env,
+    engine_fault,
     failure_of_exit,
     force_remove,
     remove_all_containers,
@@ -75,6 +76,7 @@ from segloop.containers.images import docker_client
 from segloop.core.contract import (
     ModelStepError,
 )
+from segloop.core.faults import check_space_after_failure
 from segloop.core.owners import owner_token
 from segloop.core.records import CaseInput, FailureReason, SegloopError
 from segloop.core.task import Limits, Terminated
@@ -219,6 +221,9 @@ class DockerBackend:
             container.start()
         except Exception as error:  # noqa: BLE001 - e.g. a broken image or a missing command
             run.remove()
+            fault = engine_fault(error)
+            if fault is not None:  # the engine's trouble, not the image's
+                raise fault from error
             raise ModelStepError(
                 FailureReason.EXIT_CODE, f"container did not start: {error}"
             ) from None
@@ -268,8 +273,11 @@ class DockerBackend:
         self.check_terminated()
         try:
             return step()
-        except Exception:
+        except Exception as error:
             self.check_terminated()
+            fault = engine_fault(error)
+            if fault is not None:  # the engine gone or full: not the model's failure
+                raise fault from error
             raise
 
     def step_budget(self, case_deadline: float) -> tuple[float, str]:
@@ -300,8 +308,14 @@ class DockerBackend:
         )
 
     def check_outputs(self, log_tail: str = "") -> None:
-        """Refuse a step whose container filled the output area (its output may be cut)."""
-        if self._outputs is not None and self._outputs.exhausted():
+        """Refuse a step whose container filled the output area (its output may be cut): the
+        model's failure when the area is its own capped tmpfs, the harness's fault when it is a
+        plain folder on a shared file system that is full (someone else may have filled it)."""
+        if self._outputs is None:
+            return
+        if not self._outputs.capped:
+            check_space_after_failure(self._outputs.folder, "container outputs")
+        if self._outputs.exhausted():
             raise ModelStepError(
                 FailureReason.INVALID_OUTPUT,
                 f"the container's outputs filled their {self._outputs.size_mb} MiB / "
@@ -340,11 +354,18 @@ class DockerBackend:
         if self.closed:
             return
         self.closed = True
-        if self._shared_server is not None:
-            self._shared_server.stop()
-            self._shared_server = None
-        remove_all_containers(self.client, self.run_id)
-        self._remove_work_dir()
+        try:
+            if self._shared_server is not None:
+                self._shared_server.stop()
+                self._shared_server = None
+            remove_all_containers(self.client, self.run_id)
+        except Exception as error:
+            # Engine gone: its containers are removed by the next harness on this host
+            # (cleanup_leftovers); the folders go now, and the fault is told by the caller.
+            if engine_fault(error) is None:
+                raise
+        finally:
+            self._remove_work_dir()
 
     def terminate(self, remove_files: bool = False) -> None:
         """Emergency stop, callable from a signal handler or another thread: remove every

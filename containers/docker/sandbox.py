@@ -25,6 +25,7 @@ from segloop.core import owners, untrusted_images
 from segloop.core.contract import (
     ModelStepError,
 )
+from segloop.core.faults import HarnessFault, is_storage_error, storage_fault
 from segloop.core.owners import owner_alive
 from segloop.core.records import FailureReason
 from segloop.core.task import Limits
@@ -189,6 +190,33 @@ def failure_of_exit(state: Mapping[str, Any], log_tail: str) -> ModelStepError |
     return ModelStepError(FailureReason.EXIT_CODE, detail, log_tail)
 
 
+def engine_fault(error: BaseException) -> HarnessFault | None:
+    """The harness fault ``error`` means, if it is not about the model: the engine unreachable
+    (connection refused, reset, closed mid-answer) or out of space; None otherwise."""
+    if isinstance(error, HarnessFault):
+        return error
+    text = str(error).replace("\n", " ")[:300]
+    if isinstance(error, docker.errors.APIError):
+        # A 5xx answer is the engine's own trouble only when it says so: a model's broken
+        # command or image also comes back as 500.
+        if error.is_server_error() and "no space left on device" in text.lower():
+            return HarnessFault(f"the Docker engine is out of space: {text}")
+        return None
+    if isinstance(
+        error,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.Timeout,
+            ConnectionError,
+        ),
+    ) or (isinstance(error, docker.errors.DockerException) and "server API version" in text):
+        return HarnessFault(f"the Docker engine is unreachable ({type(error).__name__}: {text})")
+    if is_storage_error(error):
+        return storage_fault(error, getattr(error, "filename", None) or "work folder", "files")
+    return None
+
+
 def _is_request_timeout(error: BaseException) -> bool:
 
     return isinstance(error, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError))
@@ -209,10 +237,15 @@ class ContainerRun:
         return raw.decode("utf-8", "replace")[-LOG_TAIL_CHARS:]
 
     def state(self) -> dict[str, Any]:
+        """The container's State; {} if it is gone. An unreachable engine is a HarnessFault:
+        an unknown end must not read as a clean exit (or as the model's failure)."""
         try:
             self.container.reload()
             return dict(self.container.attrs.get("State", {}))
-        except Exception:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001
+            fault = engine_fault(error)
+            if fault is not None:
+                raise fault from error
             return {}
 
     def wait(self, time_limit_s: float) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from segloop import runs
 from segloop.app import phantoms
 from segloop.cli import leaderboard as leaderboard_cli
-from segloop.containers.registry import model_identity
+from segloop.containers.registry import model_files, model_identity
 from segloop.core import dataset, images, store
 from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
@@ -47,6 +48,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help='python:package.module:function | cmd:"program {input} {output}" | docker:IMAGE',
     )
     run.add_argument("--out", required=True, type=Path, help="run folder (created or resumed)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start the run folder again: remove its results first (default: resume)",
+    )
     run.add_argument("--name", help="submission name shown on leaderboards (default: from --model)")
     run.add_argument(
         "--seed", type=int, help="robot-user seed (default: the task's, 0 for the presets)"
@@ -198,8 +204,12 @@ def execute_run(
     scheduler: str | None = None,
     classes: dict[int, str] | None = None,
     scoring: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Run (or resume) and summarise; the Python twin of ``segloop run``."""
+    """Run (or resume) and summarise; the Python twin of ``segloop run``.
+
+    The model spec and the task are checked (and the model fingerprinted) before the run
+    folder is touched; the folder is locked for the whole run (store.run_lock)."""
     spec = runs.RunSpec(
         Path(data),
         task_ref,
@@ -215,13 +225,36 @@ def execute_run(
         spec,
         limits=limits if limits is not None else replace(Limits(), **task.limits),
         model_identity=model_identity(model_spec),
+        model_files=tuple(model_files(model_spec).items()),
     )
-    pending = runs.pending_case_ids(
-        spec,
-        Path(out),
-        case_ids,
-        notify=lambda line: print(f"segloop: note: {line}", file=sys.stderr),
-    )
+    check_out_folder(Path(out))
+    with store.run_lock(Path(out), notify=_note):
+        if overwrite:
+            removed = store.clear_run(Path(out))
+            _note(f"--overwrite: removed {removed} finished case(s) of {out}")
+        pending = runs.pending_case_ids(spec, Path(out), case_ids, notify=_note)
+        return _run_pending(
+            spec, task, Path(out), pending, show_progress, jobs, use_dask, scheduler
+        )
+
+
+def _note(line: str) -> None:
+    print(f"segloop: note: {line}", file=sys.stderr)
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that cannot be a run folder, in one line: an existing file, or a
+    place this user cannot create or write."""
+    if out.exists() and not out.is_dir():
+        raise SegloopError(f"--out {out}: exists and is not a folder")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SegloopError(f"--out {out}: {existing} is not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise SegloopError(f"--out {out}: {existing} is not writable")
+
+
+def _run_pending(spec, task, out: Path, pending, show_progress, jobs, use_dask, scheduler) -> dict:
     with tqdm(
         total=len(pending),
         desc=f"{spec.submission} on {task.name}",
@@ -229,10 +262,8 @@ def execute_run(
         disable=not show_progress,
         file=sys.stderr,
     ) as bar:
-        runs.execute(
-            spec, Path(out), pending, jobs, use_dask, scheduler, progress=lambda _: bar.update()
-        )
-    return runs.write_summary(Path(out))
+        runs.execute(spec, out, pending, jobs, use_dask, scheduler, progress=lambda _: bar.update())
+    return runs.write_summary(out)
 
 
 def robot_user_runs(task_ref: str, out: Path, users_text: str) -> list[tuple[str, Path]]:
@@ -272,6 +303,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.scheduler,
         parse_classes(args.classes),
         args.scoring,
+        args.overwrite,
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")

@@ -59,6 +59,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     board.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="rank runs of one task made on different datasets or in different scoring modes "
+        "anyway (refused by default); their pages say so",
+    )
+    board.add_argument(
         "--user-shift",
         type=Path,
         metavar="FILE",
@@ -161,16 +167,33 @@ def write_site(
     score: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    allow_mixed: bool = False,
     user_shift: Sequence[usershift.UserShiftRow] = (),
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
     overrides: Mapping = parse_score_overrides(score)
-    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed, user_shift)
+    return html.write_site(
+        list(run_dirs),
+        Path(out_dir),
+        overrides,
+        n_bootstrap,
+        seed,
+        allow_mixed=allow_mixed,
+        user_shift=user_shift,
+    )
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
     user_shift = usershift.read_table(args.user_shift) if args.user_shift else ()
-    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed, user_shift)
+    index = write_site(
+        args.runs,
+        args.out,
+        args.score,
+        args.bootstrap,
+        args.seed,
+        allow_mixed=args.allow_mixed,
+        user_shift=user_shift,
+    )
     print(f"leaderboard: {index}")
     print(f"tables: {index.parent / 'data'}")
     return 0

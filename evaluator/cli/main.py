@@ -2,7 +2,9 @@
 
 Each package registers its own sub-commands through ``add_commands(subparsers)`` in its
 ``cli`` module; every handler takes the parsed arguments and returns an exit code. A
-``SegloopError`` becomes one line on stderr and exit code 2, never a traceback. Ctrl-C and
+``SegloopError`` becomes one line on stderr and exit code 2, never a traceback; a fault of
+the harness (``HarnessFault``: engine unreachable, no space, a lost worker) one line and exit
+code 75 (EX_TEMPFAIL: run the same command again to resume). Ctrl-C and
 SIGTERM (a batch scheduler's stop) end a command cleanly (containers removed, finished cases
 kept) with one line and exit code 130 or 143.
 """
@@ -21,6 +23,7 @@ from segloop.cli import images as containers_cli
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.cli import protocols as protocols_cli
 from segloop.cli import usershift as usershift_cli
+from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
 from segloop.runs import termination_handler
@@ -94,6 +97,13 @@ def _main(argv: Sequence[str] | None) -> int:
     except SegloopError as error:
         print(f"segloop: error: {error}", file=sys.stderr)
         return 2
+    except HarnessFault as fault:
+        print(
+            f"segloop: harness fault (not the model's): {fault}; finished cases are kept, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_HARNESS_FAULT
     except Terminated:
         print(
             "segloop: terminated (SIGTERM); finished cases are kept, run again to resume",

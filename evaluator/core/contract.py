@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from segloop.core import untrusted, untrusted_images
+from segloop.core.faults import harness_writes
 from segloop.core.records import AXIS_ORDER, CaseInput, FailureReason, StepRequest
 from segloop.core.untrusted import RefusedFile
 
@@ -80,11 +81,15 @@ def request_json(request: StepRequest, send_previous_prediction: bool) -> dict:
 
 
 def write_case_files(folder: Path, case_input: CaseInput) -> None:
-    """Write case.json and the channel arrays once per case; steps hard-link them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, channel in zip(case_json(case_input)["channels"], case_input.channels, strict=True):
-        np.save(folder / name, np.ascontiguousarray(channel, dtype=np.float32))
-    _write_json(folder / CASE_FILE, case_json(case_input))
+    """Write case.json and the channel arrays once per case; steps hard-link them. No space
+    here is the harness's fault (:class:`HarnessFault`), never the model's."""
+    with harness_writes(folder, "the model's case input"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, channel in zip(
+            case_json(case_input)["channels"], case_input.channels, strict=True
+        ):
+            np.save(folder / name, np.ascontiguousarray(channel, dtype=np.float32))
+        _write_json(folder / CASE_FILE, case_json(case_input))
 
 
 def prepare_step_input(
@@ -96,6 +101,13 @@ def prepare_step_input(
     Hard links cost no copy; the input is mounted read-only for containers, so a model cannot
     change the shared files through them.
     """
+    with harness_writes(step_folder, "the model's step input"):
+        return _prepare_step_input(case_folder, step_folder, request, send_previous_prediction)
+
+
+def _prepare_step_input(
+    case_folder: Path, step_folder: Path, request: StepRequest, send_previous_prediction: bool
+) -> Path:
     input_dir = step_folder / "input"
     input_dir.mkdir(parents=True)
     for source in sorted(case_folder.iterdir()):

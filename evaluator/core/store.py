@@ -14,16 +14,22 @@ A case counts as finished when its ``<case>.json`` exists: it is written last, w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segloop.core import untrusted
+from segloop.core.faults import harness_writes
+from segloop.core.owners import owner_alive, owner_token
 from segloop.core.records import SegloopError
 from segloop.core.results import CaseResult
 
@@ -50,7 +56,13 @@ def dumps(payload: Mapping[str, Any]) -> str:
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file, or the whole new one."""
+    """Write ``payload`` to ``path`` so that readers see the old file, or the whole new one.
+    No space (or a read-only or failing disk) is a :class:`HarnessFault` naming the file."""
+    with harness_writes(path.parent, path.name):
+        _write_json_atomic(path, payload)
+
+
+def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
@@ -74,19 +86,169 @@ def case_result_path(run_dir: Path, case_id: str) -> Path:
     return Path(run_dir) / CASES_DIR / f"{case_id}.json"
 
 
+#: The settings of run.json that define its results (their hash is its ``config_hash``).
+CONFIG_KEYS = ("submission", "model", "model_identity", "model_files", "task")
+#: What a run writes into its folder (all that --overwrite removes).
+RUN_OUTPUTS = (RUN_FILE, "summary.csv", "summary.json")
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    """run.json, checked to be one (a tampered or foreign file is one clear line)."""
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != "segloop-run":
+        raise SegloopError(f"{path}: not a segloop run file (no 'format': 'segloop-run' object)")
+    for key in ("submission", "model", "config_hash"):
+        if not isinstance(data.get(key), str):
+            raise SegloopError(f"{path}: {key!r} is missing or not text")
+    if not isinstance(data.get("task"), dict) or not isinstance(data["task"].get("name"), str):
+        raise SegloopError(f"{path}: 'task' is missing or has no name")
+    return data
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def config_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """The settings that differ between two configurations, one phrase each (``task.seed:
+    0 before, 3 now``); for model files, which files changed."""
+    if where == "model_files" and isinstance(old, dict) and isinstance(new, dict):
+        changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+        phrases = [f"model file {name} changed" for name in changed]
+        phrases += [f"model file {name} is new" for name in sorted(new.keys() - old.keys())]
+        phrases += [f"model file {name} is gone" for name in sorted(old.keys() - new.keys())]
+        return phrases
+    if isinstance(old, dict) and isinstance(new, dict):
+        phrases = []
+        for key in list(dict.fromkeys([*old, *new])):
+            inner = f"{where}.{key}" if where else str(key)
+            if key not in new:
+                phrases.append(f"{inner} was {_short(old[key])}, now unset")
+            elif key not in old:
+                phrases.append(f"{inner} was unset (not recorded), now {_short(new[key])}")
+            else:
+                phrases += config_differences(old[key], new[key], inner)
+        return phrases
+    return [] if old == new else [f"{where}: {_short(old)} before, {_short(new)} now"]
+
+
 def open_run(run_dir: Path, run_info: Mapping[str, Any]) -> None:
-    """Create the run folder, or check that an existing one holds the same configuration."""
+    """Create the run folder, or check that an existing one holds the same configuration
+    (else one line naming the settings that differ)."""
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
-    if path.exists():
-        existing = read_json(path)
-        if existing.get("config_hash") != run_info["config_hash"]:
+    if path.exists() or path.is_symlink():
+        existing = read_run_file(path)
+        if existing["config_hash"] != run_info["config_hash"]:
+            before = {k: existing[k] for k in CONFIG_KEYS if k in existing}
+            now = {k: run_info[k] for k in CONFIG_KEYS if k in run_info}
+            differences = config_differences(before, now) or ["the configuration hash"]
+            more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
             raise SegloopError(
-                f"{path}: this run folder holds another configuration "
-                f"(submission, model or its image, task or seed differ); choose another --out"
+                f"{path}: this run folder holds another configuration: "
+                f"{'; '.join(differences[:3])}{more}; pass --overwrite to start it again, "
+                "or choose another --out"
             )
         return
     write_json_atomic(path, run_info)
+
+
+def clear_run(run_dir: Path) -> int:
+    """Remove what a run wrote into ``run_dir`` (run.json, case files, summaries), nothing
+    else; returns how many case files went. For ``--overwrite``, under :func:`run_lock`."""
+    run_dir = Path(run_dir)
+    cases = run_dir / CASES_DIR
+    count = sum(1 for p in cases.glob("*.json") if not p.name.endswith(TIMING_SUFFIX))
+    untrusted.remove_tree(cases)
+    for name in RUN_OUTPUTS:
+        (run_dir / name).unlink(missing_ok=True)
+    return count
+
+
+LOCK_FILE = "run.lock"
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _holder_text(holder: Mapping[str, Any]) -> str:
+    owner = str(holder.get("owner", "?"))
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0] or "?"
+    return f"pid {pid} on host {host or '?'}, since {holder.get('started', '?')}"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -> Iterator[None]:
+    """Own ``run_dir`` while inside: one run at a time per run folder.
+
+    ``run.lock`` holds its owner (host, pid, process start) and is locked with ``flock``,
+    which the kernel releases when the owner dies, however it dies. A second run is refused
+    with one line naming the owner. A lock left by a dead process of this host (kill -9, a
+    crash) is taken over with a ``notify`` line; one left by a process of another host is
+    refused, as it may be alive (its file system may not share locks across hosts).
+    """
+    run_dir = Path(run_dir)
+    try:
+        with harness_writes(run_dir, LOCK_FILE):
+            run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SegloopError(f"{run_dir}: cannot create the run folder ({error.strerror})") from None
+    path = run_dir / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise SegloopError(
+                f"{path}: cannot open the run folder's lock ({error.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder_text(_lock_holder(fd))
+            os.close(fd)
+            raise SegloopError(
+                f"{run_dir}: in use by another segloop run ({holder}); wait for it to end, "
+                "or choose another --out"
+            ) from None
+        try:  # the file we locked is still the one at the path (not unlinked by its owner)
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        previous = _lock_holder(fd)
+        if previous:
+            owner = str(previous.get("owner", ""))
+            if owner_alive(owner):  # another host's, or a process that is still alive
+                raise SegloopError(
+                    f"{path}: the run folder is locked by {_holder_text(previous)}, which may "
+                    "still be running; if it is not, delete the lock file"
+                )
+            notify(
+                f"took over {path} from a run that ended without releasing it "
+                f"({_holder_text(previous)}); its unfinished cases run again"
+            )
+        payload = json.dumps(
+            {"owner": owner_token(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        ).encode()
+        with harness_writes(run_dir, LOCK_FILE):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+        yield
+    finally:
+        # Unlinked while still locked: a lock file left behind means its owner was killed.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
@@ -158,9 +320,33 @@ def read_run(run_dir: Path) -> RunRecord:
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists():
         raise SegloopError(f"{run_dir}: not a segloop run folder (no {RUN_FILE})")
-    run = read_json(run_dir / RUN_FILE)
+    run = read_run_file(run_dir / RUN_FILE)
     cases, timings = {}, {}
     for result, timing in iter_case_results(run_dir):
         cases[result.case_id] = result
         timings[result.case_id] = timing
     return RunRecord(run_dir, run, cases, timings)
+
+
+def case_inputs(record: RunRecord) -> dict[str, dict[str, str] | None]:
+    """Per case of a run: ``{input file: sha256}`` as stamped when it was scored (the
+    timing files), None for a case scored without stamps (older runs)."""
+    found: dict[str, dict[str, str] | None] = {}
+    for case_id in record.cases:
+        stamps = record.timings.get(case_id, {}).get("inputs")
+        if isinstance(stamps, dict) and stamps:
+            found[case_id] = {
+                str(name): str(stamp.get("sha256")) if isinstance(stamp, dict) else ""
+                for name, stamp in sorted(stamps.items())
+            }
+        else:
+            found[case_id] = None
+    return found
+
+
+def dataset_fingerprint(record: RunRecord) -> str | None:
+    """sha256 of a run's case ids and their input files' hashes; None when a case has none."""
+    inputs = case_inputs(record)
+    if any(v is None for v in inputs.values()):
+        return None
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
