@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 
 from segloop.app.bench_surface import organ_phantom, parcellation_phantom, perturbed_prediction
-from segloop.core.metrics import binary, scoring, surface
+from segloop.core.metrics import binary, scoring
 from segloop.core.metrics import surface_engine as S
 from segloop.core.records import EmptyMaskPolicy
 
@@ -113,7 +113,16 @@ def test_surfel_codes_are_the_metrics_neighbour_codes(ndim):
     rng = np.random.default_rng(ndim)
     shape = (7, 9, 6)[:ndim]
     mask = random_mask(rng, shape, 0.4)
-    assert np.array_equal(S.surfel_codes(mask), surface.neighbour_codes(np.pad(mask, 1)))
+    # reference: an explicit loop over the cell corners; corner c sets bit sum(c_a 2^(n-1-a))
+    padded = np.pad(mask.astype(np.int64), 1)
+    cells = tuple(n + 1 for n in shape)
+    expected = np.zeros(cells, dtype=np.int64)
+    for corner in np.ndindex(*(2,) * ndim):
+        bit = sum(c << (ndim - 1 - a) for a, c in enumerate(corner))
+        expected += (
+            padded[tuple(slice(c, c + n) for c, n in zip(corner, cells, strict=True))] << bit
+        )
+    assert np.array_equal(S.surfel_codes(mask), expected)
 
 
 # --- surfels against DeepMind ------------------------------------------------------------------
