@@ -279,6 +279,17 @@ def _shells(spacing_mm: tuple[float, ...], radius_mm: float) -> _Shells:
     )
 
 
+def distance_shells(
+    spacing_mm: Sequence[float], radius_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every integer offset o with ``0 < d(o) <= radius_mm`` (:func:`edt_distance_mm`),
+    grouped by its exact float distance in increasing order: (distances_mm, starts, offsets),
+    ``offsets[starts[i]:starts[i + 1]]`` being the offsets at ``distances_mm[i]``. The search
+    order of the engine; the robot users' click search uses it too."""
+    shells = _shells(tuple(float(v) for v in spacing_mm), float(radius_mm))
+    return shells.distances_mm, shells.starts, shells.offsets
+
+
 def search_radius_mm(spacing_mm: Sequence[float]) -> float:
     """Radius (mm) of the ball that holds about ``SEARCH_OFFSETS`` grid offsets at this
     spacing: ``(SEARCH_OFFSETS * prod(s) / unit-ball volume) ** (1 / ndim)``. Beyond it a
@@ -417,7 +428,7 @@ def _pad_for(shells: _Shells) -> tuple[int, ...]:
 # The search
 
 
-def _shell_hits(target: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def any_at_offsets(target: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """For each flat index in ``points``: is ``target`` set at any of the flat ``offsets``?"""
     hit = np.zeros(points.size, dtype=bool)
     index = np.empty_like(points)
@@ -556,7 +567,7 @@ def _pair_search(
             if points.size == 0:
                 rows[side].append(np.zeros(n_kinds, dtype=np.int64))
                 continue
-            hit = _shell_hits(targets[side], points, offsets)
+            hit = any_at_offsets(targets[side], points, offsets)
             rows[side].append(np.bincount(kinds[hit], minlength=n_kinds))
             fronts[side] = (points[~hit], kinds[~hit])
         distances.append(float(shells.distances_mm[shell]))
