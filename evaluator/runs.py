@@ -24,6 +24,7 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from segloop.containers.registry import (
     release_backend,
     terminate_backends,
 )
-from segloop.core import dataset, results, stamps, store
+from segloop.core import dataset, results, stamps, store, timing
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
 from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
@@ -177,17 +178,32 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
     """The unit of work everywhere: load one case, run it, store it atomically."""
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
+    io_started = time.perf_counter()
     # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
     found = dataset.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
     inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
+    case = load_dataset_case(spec.dataset_dir, case_id)
+    io_s = time.perf_counter() - io_started  # the time budget's I/O (segloop.core.timing)
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     try:
-        outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+        outcome = run_case(case, task, backend)
     finally:
         release_backend(backend)
     result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
-    store.write_case_result(run_dir, result, {**timing_json(outcome), "inputs": inputs})
+    timing = {**timing_json(outcome), "io_s": io_s, "inputs": inputs}
+    store.write_case_result(run_dir, result, timing)
     return case_id
+
+
+def time_budget_of(run_dir: Path, case_ids: Sequence[str]) -> timing.TimeBudget:
+    """The time split of these cases, from their timing files (cases without one: skipped)."""
+    found = []
+    for case_id in case_ids:
+        try:
+            found.append(store.read_json(store.case_timing_path(run_dir, case_id)))
+        except SegloopError:  # not run (stopped), or damaged: the line is about the others
+            continue
+    return timing.time_budget(t for t in found if isinstance(t, dict))
 
 
 def execute(

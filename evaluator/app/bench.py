@@ -59,6 +59,7 @@ from segloop.containers.images import docker_client, image_exists
 from segloop.core.metrics.scoring import score_classes
 from segloop.core.metrics.surface import surfel_area_table
 from segloop.core.records import SegloopError
+from segloop.core.timing import TimeBudget
 from segloop.protocols.base import cupy_modules
 from segloop.protocols.sakinis import sakinis_click, sakinis_click_naive
 
@@ -395,6 +396,7 @@ def _run_throughput(
                 "seconds": elapsed,
                 "cases_per_minute": 60.0 * len(files) / elapsed,
                 "identical_to_first": files == reference and len(files) == cases,
+                "time_budget": runs.time_budget_of(run_dir, pending).to_json(),
             }
         )
     out["runs"] = rows
@@ -642,6 +644,7 @@ def format_report(figures: dict[str, Any]) -> str:
             f", x{row['cases_per_minute'] / first:.2f}); case files identical to 1 worker: "
             f"{'yes' if row['identical_to_first'] else 'NO'}"
         )
+        lines.append(f"    {TimeBudget(**row['time_budget']).line()}")
     lines += ["", *format_docker(figures.get("docker", {"skipped": "not measured"}))]
     return "\n".join(lines)
 

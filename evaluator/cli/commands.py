@@ -21,6 +21,7 @@ from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Limits
+from segloop.core.timing import TimeBudget
 from segloop.protocols.tasks import get_task
 
 DEFAULT_METRICS = "dice,nsd@2,hd95,fpv,fnv"
@@ -227,7 +228,9 @@ def execute_run(
         runs.execute(
             spec, Path(out), pending, jobs, use_dask, scheduler, progress=lambda _: bar.update()
         )
-    return runs.write_summary(Path(out))
+    summary = runs.write_summary(Path(out))
+    # the cases run now, not the whole folder: a resumed run reports its own time
+    return {**summary, "time_budget": runs.time_budget_of(Path(out), pending).to_json()}
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -250,6 +253,9 @@ def run_command(args: argparse.Namespace) -> int:
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
+    budget = TimeBudget(**summary["time_budget"])
+    if budget.cases:
+        print(budget.line())
     for reason, entry in summary["failures"].items():
         example = entry["example"]
         print(
