@@ -39,6 +39,7 @@ from segloop.containers.registry import (
     terminate_backends,
 )
 from segloop.core import dataset, results, stamps, store, timing
+from segloop.core.challenges import CHALLENGES
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
 from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
@@ -69,6 +70,15 @@ class RunSpec:
     def task(self) -> Task:
         classes = dict(self.classes) if self.classes is not None else None
         return get_task(self.task_ref, seed=self.seed, classes=classes, scoring=self.scoring)
+
+    def with_absolute_paths(self) -> RunSpec:
+        """The same run with its dataset folder and a task file as absolute paths: a Dask
+        worker runs in its own working directory, where relative paths name other files (or
+        none: "dataset folder does not exist")."""
+        task_ref = self.task_ref
+        if task_ref not in CHALLENGES and Path(task_ref).is_file():
+            task_ref = str(Path(task_ref).resolve())
+        return replace(self, dataset_dir=Path(self.dataset_dir).resolve(), task_ref=task_ref)
 
     def config(self) -> dict[str, Any]:
         """What defines the results; limits do not (a resumed run may change them)."""
@@ -372,6 +382,8 @@ def _run_on_workers(client, function: Callable, *args: object) -> None:
 
 
 def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
+    # paths made absolute before they reach a scheduler: its workers have their own cwd
+    spec, run_dir = spec.with_absolute_paths(), Path(run_dir).resolve()
     try:
         from distributed import Client, LocalCluster, as_completed, wait
     except ImportError:
