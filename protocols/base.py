@@ -74,6 +74,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from segloop.core.metrics.crops import nonzero_box
 from segloop.core.metrics.surface_engine import (
     any_at_offsets,
     distance_shells,
@@ -292,7 +293,7 @@ def _largest_blockwise(
     if connectivity is None:
         connectivity = 26 if len(shape) == 3 else 8
     best: tuple[int, tuple[int, ...]] | None = None  # (size, first voxel in the image)
-    best_voxels: tuple[np.ndarray, tuple[int, ...], tuple[int, ...]] | None = None
+    best_voxels: tuple[np.ndarray, int, tuple[int, ...]] | None = None  # labels, label, origin
     for label, block_box, voxel_box, block_labels in _block_cluster_boxes(occupied, shape, block):
         mask = np.ascontiguousarray(crop_mask(voxel_box), dtype=bool)
         own = block_labels[block_box]
@@ -317,18 +318,17 @@ def _largest_blockwise(
             first = tuple(int(o + f) for o, f in zip(origin, first_local, strict=True))
             if best is None or top > best[0] or first < best[1]:
                 best = (top, first)
-                best_voxels = (voxels[of_voxel == candidate], mask.shape, origin)
+                best_voxels = (labels, int(candidate), origin)
     if best is None or best_voxels is None:
         return None
-    flat, crop_shape, origin = best_voxels
-    coords = np.unravel_index(flat, crop_shape)
-    lo = [int(c.min()) for c in coords]
-    hi = [int(c.max()) + 1 for c in coords]
-    component_mask = np.zeros(tuple(b - a for a, b in zip(lo, hi, strict=True)), dtype=bool)
-    component_mask[tuple(c - a for c, a in zip(coords, lo, strict=True))] = True
+    labels, candidate, origin = best_voxels
+    # the component's box by max-projections of its mask: cheaper than unravelling its voxels
+    selected = labels == candidate
+    box = nonzero_box(selected)
+    component_mask = np.ascontiguousarray(selected[box])
     return Component(
         mask=component_mask,
-        offset=tuple(int(o + a) for o, a in zip(origin, lo, strict=True)),
+        offset=tuple(int(o + b.start) for o, b in zip(origin, box, strict=True)),
         image_shape=shape,
         size=best[0],
         first_voxel=best[1],
@@ -518,24 +518,21 @@ def _shell_maximum(
     reach = np.abs(offsets).max(axis=0)
     pads = _edt_pads(component, image_border_is_background)
     shape = component.mask.shape
-    # background everywhere (the full-volume EDT of the component alone), but beyond an image
-    # face that is not background, where nothing may be found
-    background = np.ones(tuple(n + 2 * int(r) for n, r in zip(shape, reach, strict=True)), bool)
+    inner = tuple(slice(int(r), int(r) + n) for r, n in zip(reach, shape, strict=True))
+    inside = np.zeros(tuple(n + 2 * int(r) for n, r in zip(shape, reach, strict=True)), bool)
+    inside[inner] = component.mask
+    # background: everywhere else (the full-volume EDT of the component alone), but beyond an
+    # image face that is not background, where nothing may be found
+    background = ~inside
     for axis, (before, after) in enumerate(pads):
         r = int(reach[axis])
         if not before:
             background[(slice(None),) * axis + (slice(0, r),)] = False
         if not after:
             background[(slice(None),) * axis + (slice(r + shape[axis], None),)] = False
-    inner = tuple(slice(int(r), int(r) + n) for r, n in zip(reach, shape, strict=True))
-    background[inner] &= ~component.mask
-    strides = np.array([int(np.prod(background.shape[a + 1 :])) for a in range(ndim)])
+    strides = np.array([int(np.prod(inside.shape[a + 1 :])) for a in range(ndim)])
     flat_offsets = offsets @ strides
-    local = np.flatnonzero(component.mask)
-    front = np.ravel_multi_index(
-        tuple(c + int(r) for c, r in zip(np.unravel_index(local, shape), reach, strict=True)),
-        background.shape,
-    )
+    front = np.flatnonzero(inside)
     budget = SHELL_WORK_PER_BOX_VOXEL * component.mask.size
     work = 0
     flat_background = background.ravel()
@@ -546,10 +543,10 @@ def _shell_maximum(
             return None
         hit = any_at_offsets(flat_background, front, shell_offsets)
         if hit.all():
-            out = np.zeros(shape, dtype=np.float64)
-            out.ravel()[local] = distances[shell]
-            return out
-        front, local = front[~hit], local[~hit]
+            out = np.zeros(inside.shape, dtype=np.float64)
+            out.ravel()[front] = distances[shell]
+            return out[inner]
+        front = front[~hit]
     return None
 
 
