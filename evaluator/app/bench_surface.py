@@ -1,16 +1,20 @@
-"""Benchmark of the organ-scale surface engine (:mod:`segloop.core.metrics.surface_engine`, issue 16).
+"""``segloop bench --real``: organ-scale and many-class work on real data (issue 16).
 
 Figures, each as min / median / max over repeated calls in this process:
 
 1. Dice + NSD@2 mm + HD95 of one class, one step, on (a) a synthetic organ-scale phantom
    (:func:`organ_phantom`: a folded, white-matter-like label in an ellipsoid) and (b) the real
-   MNI152 2009a white matter: :func:`segloop.core.metrics.surface_engine.score_surface_per_class` against DeepMind's
-   surface-distance (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance`` +
-   ``compute_robust_hausdorff`` + ``compute_dice_coefficient``) in the same run, with the ratio of
-   the medians and the largest difference of the values.
-2. All classes' Dice + NSD@2 mm of a 100-class 512 x 512 x 300 anatomy-like parcellation
-   (:func:`parcellation_phantom`), with the peak memory of one call: numpy's allocations
-   (``tracemalloc``) and the growth of the resident set (VmHWM), against the two label maps.
+   MNI152 2009a white matter: :func:`segloop.core.metrics.scoring.score_classes` (what a run
+   computes) against DeepMind's surface-distance (``compute_surface_distances`` +
+   ``compute_surface_dice_at_tolerance`` + ``compute_robust_hausdorff`` +
+   ``compute_dice_coefficient``) in the same run, with the ratio of the medians and the largest
+   difference of the values.
+2. The Sakinis click of that class in voxel units and spacing-aware, against the naive
+   full-volume click (scipy label + scipy EDT), with whether the clicks are the same.
+3. All classes' Dice + NSD@2 mm and all classes' Sakinis clicks of a 100-class 512 x 512 x 300
+   anatomy-like parcellation (:func:`parcellation_phantom`), with the peak memory of one call:
+   numpy's allocations (``tracemalloc``) and the growth of the resident set (VmHWM), against
+   the two label maps.
 
 The MNI152 2009a template, white- and grey-matter maps ship inside nilearn's wheel
 (``nilearn/datasets/data/mni_icbm152_{t1,wm,gm}_tal_nlin_sym_09a_converted.nii.gz``, uint8 0..255
