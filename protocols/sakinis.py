@@ -59,21 +59,26 @@ def medsegfm_box(
     shift_max: int = 5,
     reference_size: int = 256,
     mid_slice: str = "slice_median",
+    origin: Sequence[int] = (0, 0, 0),
+    image_shape: Sequence[int] | None = None,
 ) -> tuple[Coord, Coord] | None:
     """The MedSegFM initial box of one class: ((z_min, y_min, x_min), (z_max, y_max, x_max)), inclusive.
 
     mid_slice: the slice whose 2D box is taken (``box_mid_slice``): "slice_median" (get_boxes.py
     at HEAD, the middle of the distinct foreground slices) or "voxel_median" (its version before
     1 May 2025: the z of the median foreground voxel in C order).
+    ``class_mask`` may be a crop holding the whole class, whose first voxel is at ``origin`` in
+    an image of ``image_shape`` (default: the mask is the image); both rules for the middle
+    slice and the box are the same on such a crop.
     """
     z_mid = box_mid_slice(class_mask, mid_slice)
     if z_mid is None:
         return None
-    slices = np.flatnonzero(class_mask.reshape(class_mask.shape[0], -1).any(axis=1))
+    slices = np.flatnonzero(class_mask.reshape(class_mask.shape[0], -1).any(axis=1)) + origin[0]
     plane = class_mask[z_mid]
-    ys = np.flatnonzero(plane.any(axis=1))
-    xs = np.flatnonzero(plane.any(axis=0))
-    _, height, width = class_mask.shape
+    ys = np.flatnonzero(plane.any(axis=1)) + origin[1]
+    xs = np.flatnonzero(plane.any(axis=0)) + origin[2]
+    _, height, width = class_mask.shape if image_shape is None else image_shape
     shift = int(rng.integers(0, shift_max + 1)) if shift_max > 0 else 0
     shift_y = int(shift * height / reference_size)
     shift_x = int(shift * width / reference_size)
@@ -277,15 +282,23 @@ class SakinisUser:
         return tuple(out)
 
     def _boxes(self, case: Case, classes: Mapping[int, str], seed: int) -> tuple[Interaction, ...]:
+        ids = sorted(classes)
+        # many classes: one pass for every class's box, then each class's mask on its box only
+        stats = multiclass_overlap(case.label, case.label, ids) if len(ids) > FEW_CLASSES else {}
         out = []
-        for class_id in sorted(classes):
+        for class_id in ids:
             rng = rng_for(seed, case.case_id, class_id, 0, "medsegfm-box")
+            crop = stats[class_id].gt_box if stats else tuple(slice(0, n) for n in case.shape)
+            if crop is None:
+                continue
             box = medsegfm_box(
-                case.label == class_id,
+                case.label[crop] == class_id,
                 rng,
                 self.box_shift_max,
                 self.box_shift_reference_size,
                 self.box_mid_slice,
+                origin=[c.start for c in crop],
+                image_shape=case.shape,
             )
             if box is not None:
                 out.append(Interaction("box", int(class_id), True, 0, box))

@@ -284,3 +284,20 @@ def test_many_class_user_clicks_only_ground_truth_classes_unless_asked():
     ]
     everyone = SakinisUser(click_absent_classes=True).interactions(case, classes, 1, prediction, 0)
     assert 3 in [c.class_id for c in everyone] and 3 not in [c.class_id for c in clicks]
+
+
+@pytest.mark.parametrize("mid_slice", ["slice_median", "voxel_median"])
+def test_many_class_boxes_from_one_pass_equal_full_mask_boxes(mid_slice):
+    label, _ = _parcellation(np.random.default_rng(6), (18, 30, 26), 12)
+    case = make_case(label)
+    classes = {c: f"c{c}" for c in range(1, 14)}
+    user = SakinisUser(box_mid_slice=mid_slice, box_shift_max=40)  # shifts move the corners
+    boxes = user.interactions(case, classes, 0, None, seed=3)
+    expected = []
+    for class_id in range(1, 14):
+        rng = rng_for(3, case.case_id, class_id, 0, "medsegfm-box")
+        box = medsegfm_box(label == class_id, rng, 40, 256, mid_slice)
+        if box is not None:
+            expected.append((class_id, box))
+    assert [(b.class_id, tuple(b.coords)) for b in boxes] == expected
+    assert len(expected) >= 10 and 3 not in [c for c, _ in expected]
