@@ -831,3 +831,10 @@ def test_summarise_curve_uses_the_auc_steps_and_the_last_step():
     assert curves.summarise_curve([0.1, 0.2, None], [0, 1], [0, 1])["final"] is None
     with pytest.raises(SegloopError):
         curves.summarise_curve([0.1, 0.2], [0, 1, 2], [0, 1, 2])
+
+
+def test_score_classes_refuses_non_integer_maps_with_one_line():
+    label = np.zeros((4, 5, 6), dtype=np.uint8)
+    label[1:3, 1:4, 2:5] = 1
+    with pytest.raises(SegloopError, match="prediction must be an integer label map, not float"):
+        scoring.score_classes(label.astype(np.float32), label, [1], (1.0, 1.0, 1.0), ["dice"])

@@ -95,6 +95,9 @@ def score_classes(
         raise ValueError(f"undefined_values must be one of {UNDEFINED_RULES}")
     pred_array, label_array = check_pair(prediction, label)
     spacing = check_spacing(spacing_mm, pred_array.ndim)
+    for what, array in (("prediction", pred_array), ("ground truth", label_array)):
+        if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+            raise SegloopError(f"{what} must be an integer label map, not {array.dtype}")
     specs = [parse_metric_name(name) for name in metric_names]
     shape = pred_array.shape
     requests = merge_requests(
