@@ -35,6 +35,7 @@ class CaseOutcome:
     case_id: str
     steps: tuple[StepResult, ...]
     case_wall_time_s: float
+    session_s: float = 0.0  # opening and closing the model's session (e.g. a container)
 
 
 def failure_of(error: BaseException) -> StepFailure:
@@ -68,12 +69,15 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
     check_label_classes(case, task)
     started = time.perf_counter()
     session = backend.open_case(CaseInput.of(case, task.classes))
+    session_s = time.perf_counter() - started
     interactions: list[Interaction] = []
     previous: np.ndarray | None = None
     steps: list[StepResult] = []
     try:
         for step in range(task.num_steps):
+            robot_started = time.perf_counter()
             new = tuple(task.robot_user.interactions(case, task.classes, step, previous, task.seed))
+            robot_user_s = time.perf_counter() - robot_started
             interactions.extend(new)
             request = StepRequest(
                 case_id=case.case_id,
@@ -92,11 +96,16 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
                 prediction = np.zeros(case.shape, dtype=np.uint8)
             wall_time_s = time.perf_counter() - step_started
             scores = task.score(prediction, case.label, case.spacing_mm)
-            steps.append(StepResult(step, new, scores, failure, wall_time_s))
+            metrics_s = time.perf_counter() - step_started - wall_time_s
+            steps.append(
+                StepResult(step, new, scores, failure, wall_time_s, robot_user_s, metrics_s)
+            )
             previous = prediction
     finally:
+        closing = time.perf_counter()
         session.close()
-    return CaseOutcome(case.case_id, tuple(steps), time.perf_counter() - started)
+        session_s += time.perf_counter() - closing
+    return CaseOutcome(case.case_id, tuple(steps), time.perf_counter() - started, session_s)
 
 
 def case_result_of(
@@ -125,5 +134,8 @@ def timing_json(outcome: CaseOutcome) -> dict[str, Any]:
     return {
         "case_id": outcome.case_id,
         "model_wall_time_s": [s.model_wall_time_s for s in outcome.steps],
+        "robot_user_s": [s.robot_user_s for s in outcome.steps],
+        "metrics_s": [s.metrics_s for s in outcome.steps],
+        "session_s": outcome.session_s,
         "case_wall_time_s": outcome.case_wall_time_s,
     }

@@ -41,7 +41,8 @@ from segloop.containers.registry import (
     release_backend,
     terminate_backends,
 )
-from segloop.core import dataset, results, stamps, store
+from segloop.core import dataset, results, stamps, store, timing
+from segloop.core.challenges import CHALLENGES
 from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
@@ -75,6 +76,15 @@ class RunSpec:
     def task(self) -> Task:
         classes = dict(self.classes) if self.classes is not None else None
         return get_task(self.task_ref, seed=self.seed, classes=classes, scoring=self.scoring)
+
+    def with_absolute_paths(self) -> RunSpec:
+        """The same run with its dataset folder and a task file as absolute paths: a Dask
+        worker runs in its own working directory, where relative paths name other files (or
+        none: "dataset folder does not exist")."""
+        task_ref = self.task_ref
+        if task_ref not in CHALLENGES and Path(task_ref).is_file():
+            task_ref = str(Path(task_ref).resolve())
+        return replace(self, dataset_dir=Path(self.dataset_dir).resolve(), task_ref=task_ref)
 
     def config(self) -> dict[str, Any]:
         """What defines the results; limits do not (a resumed run may change them)."""
@@ -206,17 +216,32 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
 def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None) -> str:
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
+    io_started = time.perf_counter()
     # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
     found = dataset.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
     inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
+    case = load_dataset_case(spec.dataset_dir, case_id)
+    io_s = time.perf_counter() - io_started  # the time budget's I/O (segloop.core.timing)
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     try:
-        outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+        outcome = run_case(case, task, backend)
     finally:
         release_backend(backend)
     result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
-    store.write_case_result(run_dir, result, {**timing_json(outcome), "inputs": inputs})
+    timing = {**timing_json(outcome), "io_s": io_s, "inputs": inputs}
+    store.write_case_result(run_dir, result, timing)
     return case_id
+
+
+def time_budget_of(run_dir: Path, case_ids: Sequence[str]) -> timing.TimeBudget:
+    """The time split of these cases, from their timing files (cases without one: skipped)."""
+    found = []
+    for case_id in case_ids:
+        try:
+            found.append(store.read_json(store.case_timing_path(run_dir, case_id)))
+        except SegloopError:  # not run (stopped), or damaged: the line is about the others
+            continue
+    return timing.time_budget(t for t in found if isinstance(t, dict))
 
 
 def execute(
@@ -419,6 +444,8 @@ def _run_on_workers(client, function: Callable, *args: object) -> None:
 
 
 def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
+    # paths made absolute before they reach a scheduler: its workers have their own cwd
+    spec, run_dir = spec.with_absolute_paths(), Path(run_dir).resolve()
     try:
         from distributed import Client, LocalCluster, as_completed, wait
         from distributed.scheduler import KilledWorker

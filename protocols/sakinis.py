@@ -48,6 +48,7 @@ import numpy as np
 from scipy import ndimage
 
 from segloop.core.formats_cvpr25 import BOX_MID_SLICES, box_mid_slice
+from segloop.core.metrics.surface_engine import FEW_CLASSES, multiclass_overlap
 from segloop.core.records import Case, Interaction, SegloopError
 from segloop.protocols.base import Coord, center_point, largest_error_component, rng_for
 
@@ -58,21 +59,26 @@ def medsegfm_box(
     shift_max: int = 5,
     reference_size: int = 256,
     mid_slice: str = "slice_median",
+    origin: Sequence[int] = (0, 0, 0),
+    image_shape: Sequence[int] | None = None,
 ) -> tuple[Coord, Coord] | None:
     """The MedSegFM initial box of one class: ((z_min, y_min, x_min), (z_max, y_max, x_max)), inclusive.
 
     mid_slice: the slice whose 2D box is taken (``box_mid_slice``): "slice_median" (get_boxes.py
     at HEAD, the middle of the distinct foreground slices) or "voxel_median" (its version before
     1 May 2025: the z of the median foreground voxel in C order).
+    ``class_mask`` may be a crop holding the whole class, whose first voxel is at ``origin`` in
+    an image of ``image_shape`` (default: the mask is the image); both rules for the middle
+    slice and the box are the same on such a crop.
     """
     z_mid = box_mid_slice(class_mask, mid_slice)
     if z_mid is None:
         return None
-    slices = np.flatnonzero(class_mask.reshape(class_mask.shape[0], -1).any(axis=1))
+    slices = np.flatnonzero(class_mask.reshape(class_mask.shape[0], -1).any(axis=1)) + origin[0]
     plane = class_mask[z_mid]
-    ys = np.flatnonzero(plane.any(axis=1))
-    xs = np.flatnonzero(plane.any(axis=0))
-    _, height, width = class_mask.shape
+    ys = np.flatnonzero(plane.any(axis=1)) + origin[1]
+    xs = np.flatnonzero(plane.any(axis=0)) + origin[2]
+    _, height, width = class_mask.shape if image_shape is None else image_shape
     shift = int(rng.integers(0, shift_max + 1)) if shift_max > 0 else 0
     shift_y = int(shift * height / reference_size)
     shift_x = int(shift * width / reference_size)
@@ -122,6 +128,61 @@ def sakinis_click(
         component, spacing_mm, downsample_above_voxels=downsample_above_voxels, device=device
     )
     return point, bool(gt_mask[point] == class_id)
+
+
+@dataclass(frozen=True)
+class ClassClick:
+    """One class's Sakinis click: the voxel, whether it is a foreground click, and whether the
+    class is in the ground truth (None: not looked up; only a negative click needs to know)."""
+
+    class_id: int
+    point: Coord
+    positive: bool
+    in_label: bool | None
+
+
+def sakinis_clicks(
+    label: np.ndarray,
+    prediction: np.ndarray,
+    class_ids: Sequence[int],
+    spacing_mm: Sequence[float] | None = None,
+    downsample_above_voxels: int | None = None,
+    device: str | None = None,
+) -> list[ClassClick]:
+    """Every class's Sakinis click (classes predicted perfectly get none), in ``class_ids``
+    order: the same clicks as :func:`sakinis_click` class by class.
+
+    With more than ``FEW_CLASSES`` classes (a many-organ MedSegFM case) one pass over both
+    maps finds every class's box and voxel counts (:func:`multiclass_overlap`), then each
+    class's error component and EDT are computed on its own box (issue 16, item 2): a class's
+    error lies inside the union of its boxes in both maps, and the click depends only on the
+    component (its EDT treats every face as background), so cropping changes nothing. With
+    fewer classes, the block-wise search over the whole maps is faster than that pass.
+    """
+    ids = [int(c) for c in class_ids]
+    out = []
+    if len(ids) <= FEW_CLASSES:
+        for class_id in ids:
+            click = sakinis_click(
+                label, prediction, spacing_mm, downsample_above_voxels, class_id, device
+            )
+            if click is not None:
+                out.append(ClassClick(class_id, click[0], click[1], True if click[1] else None))
+        return out
+    stats = multiclass_overlap(prediction, label, ids)
+    for class_id in ids:
+        box = stats[class_id].box
+        if box is None:
+            continue
+        click = sakinis_click(
+            label[box], prediction[box], spacing_mm, downsample_above_voxels, class_id, device
+        )
+        if click is None:
+            continue
+        point = tuple(int(b.start + v) for b, v in zip(box, click[0], strict=True))
+        in_label = stats[class_id].gt_voxels > 0
+        out.append(ClassClick(class_id, point, click[1], in_label))  # type: ignore[arg-type]
+    return out
 
 
 def sakinis_click_naive(
@@ -202,33 +263,42 @@ class SakinisUser:
             )
         spacing = case.spacing_mm if self.edt_spacing_aware else None
         out = []
-        for class_id in sorted(classes):
-            click = sakinis_click(
-                case.label,
-                previous_prediction,
-                spacing,
-                self.downsample_above_voxels,
-                class_id=class_id,
-            )
-            if click is None:
-                continue
-            point, positive = click
+        for click in sakinis_clicks(
+            case.label,
+            previous_prediction,
+            sorted(classes),
+            spacing,
+            self.downsample_above_voxels,
+        ):
             # a negative click may be on a class the ground truth lacks (CVPR25 skips those);
             # a positive one proves the class present, so only negatives need the scan
-            if positive or self.click_absent_classes or class_present(case.label, class_id):
-                out.append(Interaction("click", int(class_id), positive, step, (point,)))
+            in_label = click.in_label
+            if in_label is None and not self.click_absent_classes:
+                in_label = class_present(case.label, click.class_id)
+            if self.click_absent_classes or in_label:
+                out.append(
+                    Interaction("click", click.class_id, click.positive, step, (click.point,))
+                )
         return tuple(out)
 
     def _boxes(self, case: Case, classes: Mapping[int, str], seed: int) -> tuple[Interaction, ...]:
+        ids = sorted(classes)
+        # many classes: one pass for every class's box, then each class's mask on its box only
+        stats = multiclass_overlap(case.label, case.label, ids) if len(ids) > FEW_CLASSES else {}
         out = []
-        for class_id in sorted(classes):
+        for class_id in ids:
             rng = rng_for(seed, case.case_id, class_id, 0, "medsegfm-box")
+            crop = stats[class_id].gt_box if stats else tuple(slice(0, n) for n in case.shape)
+            if crop is None:
+                continue
             box = medsegfm_box(
-                case.label == class_id,
+                case.label[crop] == class_id,
                 rng,
                 self.box_shift_max,
                 self.box_shift_reference_size,
                 self.box_mid_slice,
+                origin=[c.start for c in crop],
+                image_shape=case.shape,
             )
             if box is not None:
                 out.append(Interaction("box", int(class_id), True, 0, box))

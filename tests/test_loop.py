@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -420,6 +421,18 @@ def test_task_limits_apply_and_run_options_override_them(pet_data, tmp_path):
     assert "2 step(s) failed with timeout" in result.stderr
     timing = json.loads((tmp_path / "task-limit" / "cases" / f"{case_id}.timing.json").read_text())
     assert all(seconds < 10 for seconds in timing["model_wall_time_s"])
+    # the time budget (issue 16): per step robot user, model and metrics; per case session, I/O
+    for part in ("robot_user_s", "model_wall_time_s", "metrics_s"):
+        assert len(timing[part]) == 2 and all(seconds >= 0 for seconds in timing[part])
+    assert timing["session_s"] >= 0 and timing["io_s"] > 0
+    line = re.search(
+        r"^time: model (\d+) %, metrics (\d+) %, robot user (\d+) %, I/O (\d+) % of "
+        r"[0-9.]+ s in 1 cases$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert line is not None, result.stdout
+    assert 97 <= sum(int(v) for v in line.groups()) <= 103  # rounded shares of one total
 
     result = run(tmp_path / "option-wins", "--step-time-limit", "0.5", "--case-time-limit", "0.8")
     assert result.returncode == 0, result.stderr
@@ -435,3 +448,25 @@ def test_task_limits_apply_and_run_options_override_them(pet_data, tmp_path):
     chosen = limits_from(args, get_task(task_file).limits)
     assert (chosen.step_time_limit_s, chosen.memory_mb, chosen.cpus) == (1.0, 2048, 3.0)
     assert chosen.pids == runs.Limits().pids  # neither the task nor the run set it
+
+
+def test_time_budget_sums_the_parts_of_timing_files():
+    from segloop.core.timing import TimeBudget, time_budget
+
+    timings = [
+        {
+            "robot_user_s": [0.5, 0.5],
+            "model_wall_time_s": [2.0, None],  # a step without a time counts 0
+            "metrics_s": [1.0, 1.0],
+            "session_s": 2.0,
+            "io_s": 3.0,
+        },
+        {"model_wall_time_s": [4.0], "metrics_s": "junk"},  # an older or damaged file
+    ]
+    budget = time_budget(timings)
+    assert budget == TimeBudget(model_s=8.0, metrics_s=2.0, robot_user_s=1.0, io_s=3.0, cases=2)
+    assert budget.line() == (
+        "time: model 57 %, metrics 14 %, robot user 7 %, I/O 21 % of 14.0 s in 2 cases"
+    )
+    assert TimeBudget(**budget.to_json()) == budget
+    assert TimeBudget().shares_percent()["model"] == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from segloop.core.metrics import binary, crops, curves, registry, scoring, surface
+from segloop.core.metrics import surface_engine as engine
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 CUSTOM_POLICY = EmptyMaskPolicy(
@@ -36,6 +38,20 @@ def random_mask(rng, shape, fill):
     """Blobby random mask: smoothed noise, thresholded (touches the array edges often)."""
     noise = ndimage.uniform_filter(rng.random(shape), size=3, mode="constant")
     return noise > np.quantile(noise, 1.0 - fill)
+
+
+def surface_lists(pred, gt, spacing):
+    """Every surfel's distance and area, both directions, from the engine: sorted by
+    (distance, area) as DeepMind's ``compute_surface_distances`` sorts them."""
+    sd = engine.surfel_distances(pred, gt, spacing)
+    d_p, a_p = engine.sorted_lists(sd.pred_to_gt, sd.areas_mm2)
+    d_g, a_g = engine.sorted_lists(sd.gt_to_pred, sd.areas_mm2)
+    return SimpleNamespace(
+        distances_pred_to_gt_mm=d_p,
+        areas_pred_mm2=a_p,
+        distances_gt_to_pred_mm=d_g,
+        areas_gt_mm2=a_g,
+    )
 
 
 # --- reference implementation (dense, no crop, no blocks, no k-d tree) -----------------------
@@ -147,17 +163,17 @@ def test_surfel_areas_of_a_box_match_the_closed_form():
         + (c_ - 1) * sx * math.hypot(sz, sy) / 2
     )
     corners = 8 * 0.5 * math.sqrt((sy * sx / 4) ** 2 + (sz * sx / 4) ** 2 + (sz * sy / 4) ** 2)
-    sd = surface.surface_distances(mask, mask, (sz, sy, sx))
+    sd = surface_lists(mask, mask, (sz, sy, sx))
     assert sd.areas_pred_mm2.sum() == pytest.approx(faces + edges + corners, rel=1e-12)
 
 
 def test_surfel_area_of_a_single_voxel_and_2d_perimeter():
     voxel = box_mask((3, 3, 3), (1, 1, 1), (2, 2, 2))
-    sd = surface.surface_distances(voxel, voxel, (1.0, 1.0, 1.0))
+    sd = surface_lists(voxel, voxel, (1.0, 1.0, 1.0))
     assert sd.areas_gt_mm2.sum() == pytest.approx(math.sqrt(3), rel=1e-12)  # octahedron
     rect = box_mask((10, 12), (2, 3), (7, 11))  # 5 x 8 pixels
     sy, sx = 1.5, 0.5
-    sd2 = surface.surface_distances(rect, rect, (sy, sx))
+    sd2 = surface_lists(rect, rect, (sy, sx))
     expected = 2 * (4 * sy + 7 * sx) + 4 * 0.5 * math.hypot(sy, sx)
     assert sd2.areas_pred_mm2.sum() == pytest.approx(expected, rel=1e-12)
 
@@ -167,7 +183,7 @@ def test_voxels_meeting_along_an_edge_keep_separate_surfaces():
     # so two voxels sharing only an edge have the surfaces of two single voxels
     pair = np.zeros((3, 4, 4), dtype=bool)
     pair[1, 1, 1] = pair[1, 2, 2] = True
-    sd = surface.surface_distances(pair, pair, (1.0, 1.0, 1.0))
+    sd = surface_lists(pair, pair, (1.0, 1.0, 1.0))
     assert sd.areas_pred_mm2.sum() == pytest.approx(2 * math.sqrt(3), rel=1e-12)
 
 
@@ -175,7 +191,7 @@ def test_sphere_surface_area_is_close_to_four_pi_r_squared():
     # midpoint marching cubes on a digital ball overestimates the smooth area by a few %;
     # counting voxel faces (the staircase) would overestimate it by about 50 %
     mask = ball((34, 34, 34), (17, 17, 17), 14)
-    area = surface.surface_distances(mask, mask, (1.0, 1.0, 1.0)).areas_pred_mm2.sum()
+    area = surface_lists(mask, mask, (1.0, 1.0, 1.0)).areas_pred_mm2.sum()
     radius = (3 * mask.sum() / (4 * math.pi)) ** (1 / 3)  # radius of the same volume
     assert 1.0 < area / (4 * math.pi * radius**2) < 1.1
 
@@ -282,7 +298,7 @@ def physical_ball(shape, centre_mm, radius_mm, spacing):
 def assert_same_as_deepmind(deepmind, pred, gt, spacing, tolerances=(0.5, 1.0, 2.0, 3.0)):
     """Every surface metric (and the sorted per-surfel arrays) against DeepMind's package."""
     ref = deepmind.compute_surface_distances(gt, pred, spacing)  # their order: (gt, pred)
-    sd = surface.surface_distances(pred, gt, spacing)
+    sd = surface_lists(pred, gt, spacing)
     for ours_d, ours_a, key in (
         (sd.distances_gt_to_pred_mm, sd.areas_gt_mm2, "gt_to_pred"),
         (sd.distances_pred_to_gt_mm, sd.areas_pred_mm2, "pred_to_gt"),
@@ -437,7 +453,7 @@ def test_empty_masks_under_a_custom_policy():
 
 def test_surface_distances_against_an_empty_mask_are_infinite():
     a = box_mask((6, 6, 6), (1, 1, 1), (3, 3, 3))
-    sd = surface.surface_distances(a, np.zeros_like(a), (1.0, 1.0, 1.0))
+    sd = surface_lists(a, np.zeros_like(a), (1.0, 1.0, 1.0))
     assert sd.distances_gt_to_pred_mm.size == 0 and sd.areas_gt_mm2.size == 0
     assert sd.distances_pred_to_gt_mm.size > 0 and np.isinf(sd.distances_pred_to_gt_mm).all()
 
@@ -490,13 +506,18 @@ def test_random_masks_against_brute_force(seed):
     both = np.count_nonzero(pred & gt)
     assert binary.dice(pred, gt) == pytest.approx(2 * both / (pred.sum() + gt.sum()), abs=1e-15)
 
-    sd = surface.surface_distances(pred, gt, spacing)
+    sd = surface_lists(pred, gt, spacing)
     d_pg, a_p = brute_force_distances(pred, gt, spacing)
     d_gp, a_g = brute_force_distances(gt, pred, spacing)
-    np.testing.assert_allclose(sd.distances_pred_to_gt_mm, d_pg, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(sd.distances_gt_to_pred_mm, d_gp, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(sd.areas_pred_mm2, a_p)
-    np.testing.assert_array_equal(sd.areas_gt_mm2, a_g)
+    # same distances and areas (cdist and the EDT formula may differ in the last bit, which
+    # reorders surfels at equal distances: areas compared as multisets, plus sum(d a))
+    for ours_d, ours_a, ref_d, ref_a in (
+        (sd.distances_pred_to_gt_mm, sd.areas_pred_mm2, d_pg, a_p),
+        (sd.distances_gt_to_pred_mm, sd.areas_gt_mm2, d_gp, a_g),
+    ):
+        np.testing.assert_allclose(ours_d, np.sort(ref_d), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(np.sort(ours_a), np.sort(ref_a))
+        assert np.sum(ours_d * ours_a) == pytest.approx(np.sum(ref_d * ref_a), rel=1e-12)
 
     hd = max(d_pg.max(), d_gp.max())
     assert binary.hausdorff_distance_mm(pred, gt, spacing) == pytest.approx(hd, rel=1e-12)
@@ -524,8 +545,11 @@ def test_cropping_changes_nothing_bit_for_bit(seed):
             lo = rng.integers(0, np.array(shape) - 2)
             hi = lo + rng.integers(1, 4, size=3)
             mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
-    cropped = surface._surface_distances(pred, gt, spacing, crop=True)
-    full = surface._surface_distances(pred, gt, spacing, crop=False)
+    # the engine crops to the box of pred | gt: the same masks in a larger, shifted array
+    cropped = surface_lists(pred, gt, spacing)
+    full = surface_lists(
+        np.pad(pred, ((3, 1), (0, 5), (2, 2))), np.pad(gt, ((3, 1), (0, 5), (2, 2))), spacing
+    )
     for field in (
         "distances_pred_to_gt_mm",
         "areas_pred_mm2",
@@ -544,28 +568,28 @@ def test_distances_equal_scipy_edt_on_the_full_volume(seed):
     spacing = tuple(float(s) for s in rng.choice([0.5, 1.0, 1.5, 2.0, 3.0], size=3))
     pred = random_mask(rng, shape, 0.15)
     gt = random_mask(rng, shape, 0.25)
-    sd = surface.surface_distances(pred, gt, spacing)
+    sd = surface_lists(pred, gt, spacing)
     d_pg, _ = edt_distances(pred, gt, spacing)
     d_gp, _ = edt_distances(gt, pred, spacing)
-    np.testing.assert_array_equal(sd.distances_pred_to_gt_mm, d_pg)
-    np.testing.assert_array_equal(sd.distances_gt_to_pred_mm, d_gp)
+    np.testing.assert_array_equal(sd.distances_pred_to_gt_mm, np.sort(d_pg))
+    np.testing.assert_array_equal(sd.distances_gt_to_pred_mm, np.sort(d_gp))
 
 
-@pytest.mark.parametrize("block", [2, 3, 5, 7])
-def test_surfel_blocks_do_not_change_results(monkeypatch, block):
-    # large solid objects so that whole blocks are skipped as interior
+@pytest.mark.parametrize("offsets", [8, 60, 400, 5000])
+def test_the_search_radius_does_not_change_results(monkeypatch, offsets):
+    # the shells searched before the k-d tree takes over: few (nearly all by the tree) to many
     spacing = (1.5, 1.0, 0.75)
     pred = ball((30, 28, 26), (14, 13, 12), 11)
     gt = box_mask((30, 28, 26), (4, 5, 3), (25, 23, 24))
     gt[10:14, 10:14, 10:14] = False  # a cavity deep inside
-    reference = surface.surface_distances(pred, gt, spacing)
-    monkeypatch.setattr(surface, "SURFEL_BLOCK", block)
-    other = surface.surface_distances(pred, gt, spacing)
+    reference = surface_lists(pred, gt, spacing)
+    monkeypatch.setattr(engine, "SEARCH_OFFSETS", offsets)
+    other = surface_lists(pred, gt, spacing)
     np.testing.assert_array_equal(other.distances_pred_to_gt_mm, reference.distances_pred_to_gt_mm)
     np.testing.assert_array_equal(other.distances_gt_to_pred_mm, reference.distances_gt_to_pred_mm)
     np.testing.assert_array_equal(other.areas_gt_mm2, reference.areas_gt_mm2)
     _, cells, areas = reference_surfels(gt, spacing)
-    np.testing.assert_array_equal(other.areas_gt_mm2, areas)
+    np.testing.assert_array_equal(np.sort(other.areas_gt_mm2), np.sort(areas))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -645,13 +669,13 @@ def test_score_classes_nsd_alone_equals_the_unbounded_nsd(seed):
 def test_score_classes_computes_surface_distances_once_per_class(monkeypatch):
     prediction, label = _label_maps()
     calls = []
-    original = surface.surface_distances_crop
+    original = engine.surfel_distances
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "surface_distances_crop", counting)
+    monkeypatch.setattr(registry, "surfel_distances", counting)
     scoring.score_classes(
         prediction, label, [1, 2], (1.0, 1.0, 1.0), ["nsd@1", "nsd@2", "hd95", "hd"]
     )
@@ -807,3 +831,10 @@ def test_summarise_curve_uses_the_auc_steps_and_the_last_step():
     assert curves.summarise_curve([0.1, 0.2, None], [0, 1], [0, 1])["final"] is None
     with pytest.raises(SegloopError):
         curves.summarise_curve([0.1, 0.2], [0, 1, 2], [0, 1, 2])
+
+
+def test_score_classes_refuses_non_integer_maps_with_one_line():
+    label = np.zeros((4, 5, 6), dtype=np.uint8)
+    label[1:3, 1:4, 2:5] = 1
+    with pytest.raises(SegloopError, match="prediction must be an integer label map, not float"):
+        scoring.score_classes(label.astype(np.float32), label, [1], (1.0, 1.0, 1.0), ["dice"])

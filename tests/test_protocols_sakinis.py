@@ -8,7 +8,13 @@ from scipy import ndimage
 
 from segloop.core.records import Case, Geometry, SegloopError
 from segloop.protocols.base import rng_for
-from segloop.protocols.sakinis import SakinisUser, medsegfm_box, sakinis_click, sakinis_click_naive
+from segloop.protocols.sakinis import (
+    SakinisUser,
+    medsegfm_box,
+    sakinis_click,
+    sakinis_click_naive,
+    sakinis_clicks,
+)
 
 
 def make_case(label: np.ndarray, case_id: str = "c0", spacing=(2.0, 1.0, 1.0)) -> Case:
@@ -231,3 +237,67 @@ def test_box_mid_slice_default_is_get_boxes_head():
         assert box_mid_slice(random_mask, "voxel_median") == get_boxes_mid_slice_before_may_2025(
             random_mask
         )
+
+
+def _parcellation(rng, shape, n_classes):
+    """A Voronoi-like label map of ``n_classes`` classes (some absent) and a prediction that
+    shifts, erodes and relabels parts of it (errors of every kind per class)."""
+    seeds = rng.integers(0, np.array(shape), size=(n_classes, 3))
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    nearest = np.argmin(((grid[..., None, :] - seeds) ** 2).sum(axis=-1), axis=-1)
+    label = (nearest + 1).astype(np.uint8)
+    label[rng.random(shape) < 0.02] = 0
+    label[label == 3] = 0  # a task class absent from the ground truth
+    prediction = np.roll(label, 2, axis=1)
+    prediction[ndimage.binary_erosion(prediction == 5, iterations=2)] = 0
+    prediction[label == 7] = 3  # predicted where the ground truth lacks the class
+    return label, prediction
+
+
+@pytest.mark.parametrize("spacing", [None, (2.5, 0.8, 1.1)])
+@pytest.mark.parametrize("seed", range(3))
+def test_all_classes_in_one_pass_equal_class_by_class_clicks(spacing, seed):
+    rng = np.random.default_rng(seed)
+    label, prediction = _parcellation(rng, (18, 30, 26), 12)
+    ids = list(range(1, 14))
+    clicks = sakinis_clicks(label, prediction, ids, spacing)
+    assert len(clicks) >= 10  # the one-pass path (more than FEW_CLASSES classes) was taken
+    expected = []
+    for class_id in ids:
+        click = sakinis_click(label, prediction, spacing, class_id=class_id)
+        if click is not None:
+            naive = sakinis_click_naive(label == class_id, prediction == class_id, spacing)
+            assert click == naive
+            expected.append((class_id, click[0], click[1], bool((label == class_id).any())))
+    assert [(c.class_id, c.point, c.positive, c.in_label) for c in clicks] == expected
+    assert any(not c.in_label for c in clicks)  # class 3: clicked, absent from the label
+
+
+def test_many_class_user_clicks_only_ground_truth_classes_unless_asked():
+    label, prediction = _parcellation(np.random.default_rng(5), (18, 30, 26), 12)
+    case = make_case(label)
+    classes = {c: f"c{c}" for c in range(1, 14)}
+    clicks = SakinisUser().interactions(case, classes, 1, prediction, seed=0)
+    present = set(np.unique(label).tolist()) - {0}
+    assert [c.class_id for c in clicks] == [
+        c for c in range(1, 14) if c in present and sakinis_click(label, prediction, class_id=c)
+    ]
+    everyone = SakinisUser(click_absent_classes=True).interactions(case, classes, 1, prediction, 0)
+    assert 3 in [c.class_id for c in everyone] and 3 not in [c.class_id for c in clicks]
+
+
+@pytest.mark.parametrize("mid_slice", ["slice_median", "voxel_median"])
+def test_many_class_boxes_from_one_pass_equal_full_mask_boxes(mid_slice):
+    label, _ = _parcellation(np.random.default_rng(6), (18, 30, 26), 12)
+    case = make_case(label)
+    classes = {c: f"c{c}" for c in range(1, 14)}
+    user = SakinisUser(box_mid_slice=mid_slice, box_shift_max=40)  # shifts move the corners
+    boxes = user.interactions(case, classes, 0, None, seed=3)
+    expected = []
+    for class_id in range(1, 14):
+        rng = rng_for(3, case.case_id, class_id, 0, "medsegfm-box")
+        box = medsegfm_box(label == class_id, rng, 40, 256, mid_slice)
+        if box is not None:
+            expected.append((class_id, box))
+    assert [(b.class_id, tuple(b.coords)) for b in boxes] == expected
+    assert len(expected) >= 10 and 3 not in [c for c, _ in expected]

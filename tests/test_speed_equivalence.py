@@ -430,3 +430,41 @@ def test_bench_quick_prints_every_figure(tmp_path):
     assert figures["click"]["fast"]["median_ms"] > 0
     assert figures["metrics"]["equal"]["same"] == 1
     assert [row["setting"] for row in figures["throughput"]["runs"]] == ["1 worker", "2 workers"]
+
+
+SPACINGS = (0.7, 1.0, 1.3, 2.0, 3.0, 0.8, 2.5, 0.9765625)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_click_maximum_without_a_full_edt_equals_scipys(seed):
+    """Issue 16: the centre click's EDT maximum by peeling shells (thin, folded components)
+    and by the float32 edt package plus exact candidates (spacing-aware): the maxima, their
+    exact float64 distances and every tie order equal scipy's EDT of the padded crop."""
+    rng = np.random.default_rng(seed)
+    checked = {"shells": 0, "edt32": 0}
+    for _ in range(40):
+        shape = tuple(int(n) for n in rng.integers(5, 36, size=3))
+        noise = ndimage.uniform_filter(rng.random(shape), int(rng.integers(1, 5)))
+        mask = noise > rng.uniform(0.3, 0.7)
+        if not mask.any():
+            continue
+        component = base.largest_component(mask)
+        spacing = tuple(float(s) for s in rng.choice(SPACINGS, size=3))
+        for sp in (None, spacing):
+            for border in (True, False):
+                reference = base.component_edt(component, sp, border)
+                fast = {"shells": base._shell_maximum(component, sp, border)}
+                if sp is not None:
+                    fast["edt32"] = base._maximum_distances_mm(component, sp, border)
+                for kind, distances in fast.items():
+                    if distances is None:
+                        continue
+                    checked[kind] += 1
+                    top = distances == distances.max()
+                    assert np.array_equal(top, reference == reference.max())
+                    assert np.array_equal(distances[top], reference[top])
+                    for tie in base.TIE_ORDERS:
+                        assert base.pick_maximum(distances, component.mask, tie, sp) == (
+                            base.pick_maximum(reference, component.mask, tie, sp)
+                        )
+    assert checked["shells"] > 10 and checked["edt32"] > 10

@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 
 from segloop.app.bench_surface import organ_phantom, parcellation_phantom, perturbed_prediction
-from segloop.core.metrics import binary, scoring, surface
+from segloop.core.metrics import binary, crops, scoring
 from segloop.core.metrics import surface_engine as S
 from segloop.core.records import EmptyMaskPolicy
 
@@ -113,7 +113,16 @@ def test_surfel_codes_are_the_metrics_neighbour_codes(ndim):
     rng = np.random.default_rng(ndim)
     shape = (7, 9, 6)[:ndim]
     mask = random_mask(rng, shape, 0.4)
-    assert np.array_equal(S.surfel_codes(mask), surface.neighbour_codes(np.pad(mask, 1)))
+    # reference: an explicit loop over the cell corners; corner c sets bit sum(c_a 2^(n-1-a))
+    padded = np.pad(mask.astype(np.int64), 1)
+    cells = tuple(n + 1 for n in shape)
+    expected = np.zeros(cells, dtype=np.int64)
+    for corner in np.ndindex(*(2,) * ndim):
+        bit = sum(c << (ndim - 1 - a) for a, c in enumerate(corner))
+        expected += (
+            padded[tuple(slice(c, c + n) for c, n in zip(corner, cells, strict=True))] << bit
+        )
+    assert np.array_equal(S.surfel_codes(mask), expected)
 
 
 # --- surfels against DeepMind ------------------------------------------------------------------
@@ -233,14 +242,16 @@ def test_organ_scale_phantom_equals_deepmind(deepmind):
     assert close(S.surface_dice(sd, 2.0), deepmind.compute_surface_dice_at_tolerance(ref, 2.0))
     for q in (95.0, 100.0):
         assert close(S.robust_hausdorff_mm(sd, q), deepmind.compute_robust_hausdorff(ref, q))
-    # the lazy search of a metrics step gives the same values
-    scores = S.score_surface_per_class(
-        prediction.view(np.uint8), label.view(np.uint8), [1], spacing, assd=True
-    )[1]
-    assert close(scores.nsd[2.0], deepmind.compute_surface_dice_at_tolerance(ref, 2.0))
-    assert close(scores.hausdorff_mm[95.0], deepmind.compute_robust_hausdorff(ref, 95.0))
-    assert close(scores.assd_mm, S.assd_mm(sd))
-    assert 0.75 < scores.dice < 0.9  # the issue's kind of prediction (Dice ~0.83)
+    # the lazy search of a metrics step (what a run computes) gives the same values
+    names = ["dice", "nsd@2", "hd95", "assd"]
+    scores = scoring.score_classes(
+        prediction.view(np.uint8), label.view(np.uint8), [1], spacing, names
+    )
+    assert close(scores["nsd@2"]["mean"], deepmind.compute_surface_dice_at_tolerance(ref, 2.0))
+    assert close(scores["hd95"]["mean"], deepmind.compute_robust_hausdorff(ref, 95.0))
+    assert close(scores["assd"]["mean"], S.assd_mm(sd))
+    assert close(scores["dice"]["mean"], deepmind.compute_dice_coefficient(label, prediction))
+    assert 0.75 < scores["dice"]["mean"] < 0.9  # the issue's kind of prediction (Dice ~0.83)
 
 
 def test_empty_masks_follow_deepmind_conventions():
@@ -446,57 +457,53 @@ def test_multiclass_overlap_in_2d_and_on_fortran_ordered_maps(label_maps):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_score_surface_per_class_equals_the_binary_metrics(label_maps):
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_score_classes_of_many_classes_equals_deepmind_per_class(deepmind, label_maps):
+    """One pass for the class statistics, then each class on its box: every class's values
+    equal DeepMind's on that class's full-volume masks."""
     pred, gt = label_maps
     spacing = (2.0, 0.8, 0.7)
     ids = list(range(1, 15))
-    scores = S.score_surface_per_class(
-        pred, gt, ids, spacing, tolerances_mm=(1.0, 2.0), percentiles=(95.0, 100.0), assd=True
-    )
-    reference = scoring.score_classes(
-        pred, gt, ids, spacing, ["dice", "nsd@1", "nsd@2", "hd95", "hd"]
-    )
-    assd_ref = scoring.score_classes(pred, gt, ids, spacing, ["assd"])["assd"]["per_class"]
+    names = ["dice", "nsd@1", "nsd@2", "hd95", "hd", "assd"]
+    scores = scoring.score_classes(pred, gt, ids, spacing, names)
+    per_class = {name: scores[name]["per_class"] for name in names}
     for class_id in ids:
-        key = str(class_id)
-        ours = scores[class_id]
-        assert close(ours.dice, reference["dice"]["per_class"][key])
-        assert close(ours.nsd[1.0], reference["nsd@1"]["per_class"][key])
-        assert close(ours.nsd[2.0], reference["nsd@2"]["per_class"][key])
-        assert close(ours.hausdorff_mm[95.0], reference["hd95"]["per_class"][key])
-        assert close(ours.hausdorff_mm[100.0], reference["hd"]["per_class"][key])
-        assert close(ours.assd_mm, assd_ref[key])
-    diagonal = S.image_diagonal_mm(pred.shape, spacing)
-    assert scores[7].dice == 0.0 and scores[7].nsd[2.0] == 0.0  # absent from the prediction
-    assert scores[7].hausdorff_mm[95.0] == diagonal
-    assert scores[14].dice == 1.0 and scores[14].assd_mm == 0.0  # absent from both
+        p, g, key = pred == class_id, gt == class_id, str(class_id)
+        if not (p.any() and g.any()):
+            continue
+        ref = deepmind_lists(deepmind, p, g, spacing)
+        sd = S.surfel_distances(p, g, spacing)
+        assert close(per_class["dice"][key], deepmind.compute_dice_coefficient(g, p))
+        for t in (1.0, 2.0):
+            expected = deepmind.compute_surface_dice_at_tolerance(ref, t)
+            assert close(per_class[f"nsd@{t:g}"][key], expected)
+        assert close(per_class["hd95"][key], deepmind.compute_robust_hausdorff(ref, 95.0))
+        assert close(per_class["hd"][key], deepmind.compute_robust_hausdorff(ref, 100.0))
+        assert close(per_class["assd"][key], S.assd_mm(sd))
+    diagonal = crops.image_diagonal_mm(pred.shape, spacing)
+    assert per_class["dice"]["7"] == 0.0 and per_class["nsd@2"]["7"] == 0.0  # not predicted
+    assert per_class["hd95"]["7"] == diagonal
+    assert per_class["dice"]["14"] == 1.0 and per_class["assd"]["14"] == 0.0  # in neither
 
 
-def test_score_surface_per_class_policy_and_medpy_mode(label_maps):
+def test_score_classes_policy_and_boundary_voxel_metrics(label_maps):
     pred, gt = label_maps
     spacing = (1.0, 1.2, 0.9)
     policy = EmptyMaskPolicy(0.5, 7.0, 0.25, 123.0)
-    scores = S.score_surface_per_class(pred, gt, [7, 13, 14], spacing, assd=True, policy=policy)
-    assert (scores[7].dice, scores[7].nsd[2.0], scores[7].hausdorff_mm[95.0]) == (0.25, 0.25, 123.0)
-    assert scores[13].assd_mm == 123.0
-    assert (scores[14].dice, scores[14].nsd[2.0], scores[14].assd_mm) == (0.5, 0.5, 7.0)
-    medpy = S.score_surface_per_class(
-        pred,
-        gt,
-        [1, 4],
-        spacing,
-        tolerances_mm=(),
-        percentiles=(95.0, 100.0),
-        assd=True,
-        boundary_connectivity=2,
-    )
+    names = ["dice", "nsd@2", "hd95", "assd"]
+    scores = scoring.score_classes(pred, gt, [7, 13, 14], spacing, names, policy)
+    values = {name: scores[name]["per_class"] for name in names}
+    assert (values["dice"]["7"], values["nsd@2"]["7"], values["hd95"]["7"]) == (0.25, 0.25, 123.0)
+    assert values["assd"]["13"] == 123.0
+    assert (values["dice"]["14"], values["nsd@2"]["14"], values["assd"]["14"]) == (0.5, 0.5, 7.0)
+    medpy_names = [f"{kind}_voxel_boundary_n18" for kind in ("hd", "hd95", "assd")]
+    medpy = scoring.score_classes(pred, gt, [1, 4], spacing, medpy_names)
     for class_id in (1, 4):
         expected = medpy_direct(pred == class_id, gt == class_id, spacing, 2)
-        assert close(medpy[class_id].hausdorff_mm[100.0], expected[0])
-        assert close(medpy[class_id].hausdorff_mm[95.0], expected[1])
-        assert close(medpy[class_id].assd_mm, expected[2])
-    with pytest.raises(ValueError, match="NSD needs surfels"):
-        S.score_surface_per_class(pred, gt, [1], spacing, boundary_connectivity=1)
+        found = [medpy[name]["per_class"][str(class_id)] for name in medpy_names]
+        assert close(found[0], expected[0])
+        assert close(found[1], expected[1])
+        assert close(found[2], expected[3])  # the registry's ASSD pools both directions
 
 
 def test_perturbed_prediction_is_the_issues_kind_of_error():

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,12 +52,14 @@ import numpy as np
 from scipy import ndimage
 
 from segloop import runs
-from segloop.app import phantoms
+from segloop.app import bench_surface, phantoms
 from segloop.app.bench_docker import bench_docker_overhead
+from segloop.app.bench_surface import peak_rss_mib, reset_peak_rss
 from segloop.containers.images import docker_client, image_exists
 from segloop.core.metrics.scoring import score_classes
 from segloop.core.metrics.surface import surfel_area_table
 from segloop.core.records import SegloopError
+from segloop.core.timing import TimeBudget
 from segloop.protocols.base import cupy_modules
 from segloop.protocols.sakinis import sakinis_click, sakinis_click_naive
 
@@ -255,26 +256,6 @@ def naive_dice_nsd(
 # Measurements in fresh subprocesses
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB (Linux VmHWM, else ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def reset_peak_rss() -> None:
-    """Start a new peak at the current resident size (Linux >= 4.0: clear_refs 5), if we can."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # the peak then includes loading and imports: an underestimate of the growth
-
-
 def _probe_operation(kind: str, label: np.ndarray, prediction: np.ndarray, spacing: tuple):
     if kind == "click":
         return lambda: sakinis_click(label, prediction, class_id=1)
@@ -395,6 +376,7 @@ def _run_throughput(
                 "seconds": elapsed,
                 "cases_per_minute": 60.0 * len(files) / elapsed,
                 "identical_to_first": files == reference and len(files) == cases,
+                "time_budget": runs.time_budget_of(run_dir, pending).to_json(),
             }
         )
     out["runs"] = rows
@@ -642,6 +624,7 @@ def format_report(figures: dict[str, Any]) -> str:
             f", x{row['cases_per_minute'] / first:.2f}); case files identical to 1 worker: "
             f"{'yes' if row['identical_to_first'] else 'NO'}"
         )
+        lines.append(f"    {TimeBudget(**row['time_budget']).line()}")
     lines += ["", *format_docker(figures.get("docker", {"skipped": "not measured"}))]
     return "\n".join(lines)
 
@@ -751,6 +734,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--docker-steps", type=int, help="steps per mode of the Docker overhead (default 10)"
     )
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--real",
+        action="store_true",
+        help="organ scale instead (issue 16): Dice + NSD@2 + HD95 and the Sakinis click on a "
+        "folded organ phantom and on the MNI152 white matter (nilearn's wheel, fetched once "
+        "with pip download into --cache; skipped without the network), side by side with "
+        "surface-distance and the naive click, and a 100-class 512 x 512 x 300 parcellation",
+    )
+    bench.add_argument(
+        "--cache",
+        type=Path,
+        default=bench_surface.DEFAULT_CACHE,
+        help="with --real: folder of the nilearn wheel (default ~/.cache/segloop/nilearn)",
+    )
+    bench.add_argument(
+        "--no-download", action="store_true", help="with --real: use the wheel only if cached"
+    )
     bench.set_defaults(handler=bench_command)
 
 
@@ -783,6 +783,17 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.real:
+        print(
+            bench_surface.run(
+                repeats=3 if args.quick else 7,
+                quick=bool(args.quick),
+                download=not args.no_download,
+                cache_dir=args.cache,
+                progress=lambda text: print(f"  ... {text}", file=sys.stderr),
+            )
+        )
+        return 0
     options = options_from(args)
     figures = run_bench(options, progress=lambda text: print(f"  ... {text}", file=sys.stderr))
     print(format_report(figures))

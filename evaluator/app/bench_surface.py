@@ -1,16 +1,20 @@
-"""Benchmark of the organ-scale surface engine (:mod:`segloop.core.metrics.surface_engine`, issue 16).
+"""``segloop bench --real``: organ-scale and many-class work on real data (issue 16).
 
 Figures, each as min / median / max over repeated calls in this process:
 
 1. Dice + NSD@2 mm + HD95 of one class, one step, on (a) a synthetic organ-scale phantom
    (:func:`organ_phantom`: a folded, white-matter-like label in an ellipsoid) and (b) the real
-   MNI152 2009a white matter: :func:`segloop.core.metrics.surface_engine.score_surface_per_class` against DeepMind's
-   surface-distance (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance`` +
-   ``compute_robust_hausdorff`` + ``compute_dice_coefficient``) in the same run, with the ratio of
-   the medians and the largest difference of the values.
-2. All classes' Dice + NSD@2 mm of a 100-class 512 x 512 x 300 anatomy-like parcellation
-   (:func:`parcellation_phantom`), with the peak memory of one call: numpy's allocations
-   (``tracemalloc``) and the growth of the resident set (VmHWM), against the two label maps.
+   MNI152 2009a white matter: :func:`segloop.core.metrics.scoring.score_classes` (what a run
+   computes) against DeepMind's surface-distance (``compute_surface_distances`` +
+   ``compute_surface_dice_at_tolerance`` + ``compute_robust_hausdorff`` +
+   ``compute_dice_coefficient``) in the same run, with the ratio of the medians and the largest
+   difference of the values.
+2. The Sakinis click of that class in voxel units and spacing-aware, against the naive
+   full-volume click (scipy label + scipy EDT), with whether the clicks are the same.
+3. All classes' Dice + NSD@2 mm and all classes' Sakinis clicks of a 100-class 512 x 512 x 300
+   anatomy-like parcellation (:func:`parcellation_phantom`), with the peak memory of one call:
+   numpy's allocations (``tracemalloc``) and the growth of the resident set (VmHWM), against
+   the two label maps.
 
 The MNI152 2009a template, white- and grey-matter maps ship inside nilearn's wheel
 (``nilearn/datasets/data/mni_icbm152_{t1,wm,gm}_tal_nlin_sym_09a_converted.nii.gz``, uint8 0..255
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,8 +51,8 @@ import nibabel
 import numpy as np
 from scipy import ndimage
 
-from segloop.app.bench import peak_rss_mib, reset_peak_rss
-from segloop.core.metrics import surface_engine as surface
+from segloop.core.metrics.scoring import score_classes
+from segloop.protocols.sakinis import sakinis_click, sakinis_click_naive, sakinis_clicks
 
 DEFAULT_CACHE = Path.home() / ".cache" / "segloop" / "nilearn"
 MNI_PREFIX = "nilearn/datasets/data/mni_icbm152_"
@@ -55,6 +60,9 @@ MNI_SUFFIX = "_tal_nlin_sym_09a_converted.nii.gz"
 ONE_CLASS_TARGET_MS = 150.0
 ONE_CLASS_TARGET_RATIO = 20.0
 MANY_CLASSES_TARGET_S = 3.0
+MANY_CLICKS_TARGET_S = 1.0
+CLICK_TARGET_MS = 50.0
+AWARE_CLICK_TARGET_MS = 100.0
 MEMORY_TARGET_RATIO = 3.0
 
 
@@ -141,6 +149,10 @@ def _nilearn_wheel(cache_dir: Path, download: bool) -> Path | None:
     if wheels or not download:
         return wheels[-1] if wheels else None
     cache_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"MNI152: fetching nilearn's wheel once (pip download nilearn --no-deps -d {cache_dir})",
+        file=sys.stderr,
+    )
     command = [sys.executable, "-m", "pip", "download", "nilearn", "--no-deps", "-d", cache_dir]
     completed = subprocess.run(
         [str(c) for c in command], capture_output=True, text=True, timeout=600, check=False
@@ -214,14 +226,15 @@ def timed(call: Callable[[], Any], repeats: int) -> Timing:
     return Timing(tuple(seconds), result)
 
 
-def engine_one_class(
+def segloop_one_class(
     label: np.ndarray, prediction: np.ndarray, spacing_mm: Sequence[float]
 ) -> tuple[float, float, float]:
-    """(Dice, NSD@2, HD95) of class 1 by :func:`segloop.core.metrics.surface_engine.score_surface_per_class`."""
-    scores = surface.score_surface_per_class(
-        prediction.view(np.uint8), label.view(np.uint8), [1], spacing_mm
-    )[1]
-    return scores.dice, scores.nsd[2.0], scores.hausdorff_mm[95.0]
+    """(Dice, NSD@2, HD95) of class 1 as a run scores a step
+    (:func:`segloop.core.metrics.scoring.score_classes`)."""
+    scores = score_classes(
+        prediction.view(np.uint8), label.view(np.uint8), [1], spacing_mm, ["dice", "nsd@2", "hd95"]
+    )
+    return scores["dice"]["mean"], scores["nsd@2"]["mean"], scores["hd95"]["mean"]
 
 
 def deepmind_one_class(
@@ -238,6 +251,26 @@ def deepmind_one_class(
             float(surface_distance.compute_surface_dice_at_tolerance(distances, 2.0)),
             float(surface_distance.compute_robust_hausdorff(distances, 95.0)),
         )
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux VmHWM, else ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak at the current resident size (Linux >= 4.0: clear_refs 5), if we can."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # the peak then includes loading and imports: an underestimate of the growth
 
 
 def _peak_memory(call: Callable[[], Any]) -> tuple[float, float]:
@@ -260,7 +293,7 @@ def one_class_rows(
     repeats: int,
     reference_repeats: int,
 ) -> dict[str, Any]:
-    ours = timed(lambda: engine_one_class(label, prediction, spacing_mm), repeats)
+    ours = timed(lambda: segloop_one_class(label, prediction, spacing_mm), repeats)
     theirs = timed(lambda: deepmind_one_class(label, prediction, spacing_mm), reference_repeats)
     ratio = statistics.median(theirs.seconds) / statistics.median(ours.seconds)
     return {
@@ -276,31 +309,58 @@ def one_class_rows(
     }
 
 
+def click_row(
+    name: str,
+    label: np.ndarray,
+    prediction: np.ndarray,
+    spacing_mm: Sequence[float],
+    repeats: int,
+    naive_repeats: int,
+) -> dict[str, Any]:
+    """The Sakinis click of class 1, in voxel units and spacing-aware, against the naive
+    full-volume version (scipy label + scipy EDT) in the same run."""
+    gt, pred = label.view(np.uint8), prediction.view(np.uint8)
+    voxel = timed(lambda: sakinis_click(gt, pred), repeats)
+    aware = timed(lambda: sakinis_click(gt, pred, spacing_mm), repeats)
+    naive = timed(lambda: sakinis_click_naive(label, prediction), naive_repeats)
+    naive_aware = sakinis_click_naive(label, prediction, spacing_mm)
+    return {
+        "case": name,
+        "voxel_ms": voxel.summary_ms,
+        "spacing_aware_ms": aware.summary_ms,
+        "naive_ms": naive.summary_ms,
+        "same_clicks": voxel.result == naive.result and aware.result == naive_aware,
+    }
+
+
 def many_class_row(
     label: np.ndarray, prediction: np.ndarray, spacing_mm: Sequence[float], repeats: int
 ) -> dict[str, Any]:
+    """All classes' Dice + NSD@2 of one step (``score_classes``) and all classes' Sakinis
+    clicks (``sakinis_clicks``), with the peak memory of each."""
     ids = [int(c) for c in np.unique(label) if c != 0]
 
-    def call() -> dict[int, surface.ClassScores]:
-        return surface.score_surface_per_class(
-            prediction, label, ids, spacing_mm, tolerances_mm=(2.0,), percentiles=()
-        )
+    def score() -> dict[str, Any]:
+        return score_classes(prediction, label, ids, spacing_mm, ["dice", "nsd@2"])
 
-    run = timed(call, repeats)
-    traced_mib, resident_mib = _peak_memory(call)
+    def clicks() -> list[Any]:
+        return sakinis_clicks(label, prediction, ids)
+
+    scored = timed(score, repeats)
+    clicked = timed(clicks, repeats)
     maps_mib = (label.nbytes + prediction.nbytes) / 2**20
-    scores = run.result
     return {
         "classes": len(ids),
         "shape": label.shape,
         "spacing_mm": tuple(spacing_mm),
-        "mean_dice": float(np.mean([s.dice for s in scores.values()])),
-        "mean_nsd": float(np.mean([s.nsd[2.0] for s in scores.values()])),
-        "seconds": tuple(1000.0 * t for t in run.seconds),
-        "ms": run.summary_ms,
+        "mean_dice": scored.result["dice"]["mean"],
+        "mean_nsd": scored.result["nsd@2"]["mean"],
+        "ms": scored.summary_ms,
+        "clicks": len(clicked.result),
+        "clicks_ms": clicked.summary_ms,
         "maps_mib": maps_mib,
-        "traced_peak_mib": traced_mib,
-        "resident_growth_mib": resident_mib,
+        "peak_mib": _peak_memory(score),
+        "clicks_peak_mib": _peak_memory(clicks),
     }
 
 
@@ -312,10 +372,14 @@ def _ms(summary: tuple[float, float, float]) -> str:
     return " / ".join(f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in summary)
 
 
-def format_table(one_class: Sequence[dict[str, Any]], many: dict[str, Any] | None) -> str:
+def format_table(
+    one_class: Sequence[dict[str, Any]],
+    clicks: Sequence[dict[str, Any]],
+    many: dict[str, Any] | None,
+) -> str:
     lines = [
-        "Dice + NSD@2 + HD95, one class, one step (ms, min / median / max)",
-        "| case | engine | surface-distance | ratio (medians) | values | max diff |",
+        "Dice + NSD@2 + HD95, one class, one step (score_classes; ms, min / median / max)",
+        "| case | segloop | surface-distance | ratio (medians) | values | max diff |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in one_class:
@@ -326,21 +390,40 @@ def format_table(one_class: Sequence[dict[str, Any]], many: dict[str, Any] | Non
             f"{row['max_difference']:.1e} |"
         )
     lines.append(
-        f"targets: engine <= {ONE_CLASS_TARGET_MS:.0f} ms and >= {ONE_CLASS_TARGET_RATIO:.0f}x"
+        f"targets: segloop <= {ONE_CLASS_TARGET_MS:.0f} ms and >= {ONE_CLASS_TARGET_RATIO:.0f}x"
         " faster than surface-distance"
     )
+    lines += [
+        "",
+        "Sakinis click of one class (ms, min / median / max)",
+        "| case | voxel EDT | spacing-aware | naive (full volume, voxel) | same clicks |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in clicks:
+        lines.append(
+            f"| {row['case']} | {_ms(row['voxel_ms'])} | {_ms(row['spacing_aware_ms'])} | "
+            f"{_ms(row['naive_ms'])} | {'yes' if row['same_clicks'] else 'NO'} |"
+        )
+    lines.append(
+        f"targets: voxel <= {CLICK_TARGET_MS:.0f} ms, spacing-aware <= "
+        f"{AWARE_CLICK_TARGET_MS:.0f} ms"
+    )
     if many is not None:
+        peak, resident = many["peak_mib"]
+        click_peak, click_resident = many["clicks_peak_mib"]
         lines += [
             "",
-            f"All classes' Dice + NSD@2, {many['classes']} classes, "
-            f"{'x'.join(map(str, many['shape']))} (ms, min / median / max)",
-            "| time | mean Dice | mean NSD | peak numpy | peak resident growth | two maps |",
-            "| --- | --- | --- | --- | --- | --- |",
-            f"| {_ms(many['ms'])} | {many['mean_dice']:.4f} | {many['mean_nsd']:.4f} | "
-            f"{many['traced_peak_mib']:.0f} MiB | {many['resident_growth_mib']:.0f} MiB | "
-            f"{many['maps_mib']:.0f} MiB |",
-            f"targets: <= {MANY_CLASSES_TARGET_S:.0f} s; peak < {MEMORY_TARGET_RATIO:.0f}x "
-            "the two label maps",
+            f"{many['classes']} classes, {'x'.join(map(str, many['shape']))}, one step "
+            "(ms, min / median / max; peak: numpy allocations / resident growth)",
+            "| work | time | result | peak memory | two maps |",
+            "| --- | --- | --- | --- | --- |",
+            f"| all classes' Dice + NSD@2 | {_ms(many['ms'])} | mean Dice "
+            f"{many['mean_dice']:.4f}, NSD {many['mean_nsd']:.4f} | {peak:.0f} / "
+            f"{resident:.0f} MiB | {many['maps_mib']:.0f} MiB |",
+            f"| all classes' Sakinis clicks | {_ms(many['clicks_ms'])} | {many['clicks']} clicks"
+            f" | {click_peak:.0f} / {click_resident:.0f} MiB | {many['maps_mib']:.0f} MiB |",
+            f"targets: metrics <= {MANY_CLASSES_TARGET_S:.0f} s, clicks <= "
+            f"{MANY_CLICKS_TARGET_S:.0f} s; peak < {MEMORY_TARGET_RATIO:.0f}x the two label maps",
         ]
     return "\n".join(lines)
 
@@ -364,6 +447,7 @@ def run(
             "organ phantom", label, prediction, (1.0, 1.0, 1.0), repeats, reference_repeats
         )
     )
+    clicks = [click_row("organ phantom", label, prediction, (1.2, 0.9, 0.9), repeats, 1)]
     progress("MNI152 white matter ...")
     mni = mni_white_matter(cache_dir, download)
     if mni is not None:
@@ -373,11 +457,12 @@ def run(
                 "MNI152 white matter", label, prediction, spacing, repeats, reference_repeats
             )
         )
+        clicks.append(click_row("MNI152 white matter", label, prediction, spacing, repeats, 2))
     progress("100-class parcellation (generating, ~10 s) ...")
     many_shape, classes = ((40, 64, 64), 12) if quick else ((300, 512, 512), 100)
     label_map, prediction_map = parcellation_phantom(many_shape, classes)
     many = many_class_row(label_map, prediction_map, (1.5, 0.8, 0.8), many_repeats)
-    return format_table(one_class, many)
+    return format_table(one_class, clicks, many)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Limits
+from segloop.core.timing import TimeBudget
 from segloop.protocols.tasks import get_task
 
 DEFAULT_METRICS = "dice,nsd@2,hd95,fpv,fnv"
@@ -262,8 +263,12 @@ def _run_pending(spec, task, out: Path, pending, show_progress, jobs, use_dask, 
         disable=not show_progress,
         file=sys.stderr,
     ) as bar:
-        runs.execute(spec, out, pending, jobs, use_dask, scheduler, progress=lambda _: bar.update())
-    return runs.write_summary(out)
+        runs.execute(
+            spec, Path(out), pending, jobs, use_dask, scheduler, progress=lambda _: bar.update()
+        )
+    summary = runs.write_summary(Path(out))
+    # the cases run now, not the whole folder: a resumed run reports its own time
+    return {**summary, "time_budget": runs.time_budget_of(Path(out), pending).to_json()}
 
 
 def robot_user_runs(task_ref: str, out: Path, users_text: str) -> list[tuple[str, Path]]:
@@ -307,6 +312,9 @@ def run_command(args: argparse.Namespace) -> int:
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
+    budget = TimeBudget(**summary["time_budget"])
+    if budget.cases:
+        print(budget.line())
     for reason, entry in summary["failures"].items():
         example = entry["example"]
         print(

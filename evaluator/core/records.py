@@ -237,6 +237,8 @@ class StepResult:
     metrics: Mapping[str, Mapping[str, Any]]  # metric -> {"mean": v, "per_class": {cls: v}}
     failure: StepFailure | None
     model_wall_time_s: float
+    robot_user_s: float = 0.0  # computing this step's interactions (segloop.core.timing)
+    metrics_s: float = 0.0  # scoring this step's prediction
 
 
 @dataclass(frozen=True, eq=False)

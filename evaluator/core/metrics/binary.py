@@ -4,7 +4,7 @@ empty-mask policy: the public functions behind :func:`segloop.core.metrics.scori
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cc3d
@@ -18,7 +18,13 @@ from segloop.core.metrics.crops import (
     nonzero_box,
     union_box,
 )
-from segloop.core.metrics.surface import assd_from, hausdorff_from, nsd_from, surface_distances
+from segloop.core.metrics.surface_engine import (
+    SurfelDistances,
+    assd_mm,
+    robust_hausdorff_mm,
+    surface_dice,
+    surfel_distances,
+)
 from segloop.core.records import EmptyMaskPolicy
 
 DEFAULT_POLICY = EmptyMaskPolicy()  # frozen, so safe as a default argument
@@ -71,7 +77,10 @@ def _surface_metric(
     spacing_mm: Sequence[float],
     policy: EmptyMaskPolicy,
     overlap: bool,
-    compute: Any,
+    compute: Callable[[SurfelDistances], float],
+    tolerances_mm: Sequence[float] = (),
+    percentiles: Sequence[float] = (),
+    complete: bool = False,
 ) -> float:
     pred_array, gt_array = check_pair(pred, gt)
     spacing = check_spacing(spacing_mm, pred_array.ndim)
@@ -82,7 +91,11 @@ def _surface_metric(
         if overlap:
             return float(policy_overlap(state, policy))
         return float(policy_distance(state, policy, p.shape, spacing))
-    return compute(surface_distances(p, g, spacing))
+    # the engine computes only the distances the metric needs (NSD: up to its tolerance)
+    distances = surfel_distances(
+        p, g, spacing, tolerances_mm=tolerances_mm, percentiles=percentiles, complete=complete
+    )
+    return compute(distances)
 
 
 def normalised_surface_dice(
@@ -95,7 +108,13 @@ def normalised_surface_dice(
     """NSD at ``tolerance_mm``: area of surfels within tolerance of the other surface, both ways,
     over the total surfel area (DeepMind ``compute_surface_dice_at_tolerance``; SPEC Metrics)."""
     return _surface_metric(
-        pred, gt, spacing_mm, policy, True, lambda sd: nsd_from(sd, float(tolerance_mm))
+        pred,
+        gt,
+        spacing_mm,
+        policy,
+        True,
+        lambda sd: surface_dice(sd, float(tolerance_mm)),
+        tolerances_mm=(float(tolerance_mm),),
     )
 
 
@@ -109,7 +128,13 @@ def hausdorff_distance_mm(
     """Symmetric Hausdorff distance in mm at ``percentile`` (95 = HD95), area-weighted per
     direction, max of the two directions (DeepMind ``compute_robust_hausdorff``)."""
     return _surface_metric(
-        pred, gt, spacing_mm, policy, False, lambda sd: hausdorff_from(sd, float(percentile))
+        pred,
+        gt,
+        spacing_mm,
+        policy,
+        False,
+        lambda sd: robust_hausdorff_mm(sd, float(percentile)),
+        percentiles=(float(percentile),),
     )
 
 
@@ -126,7 +151,7 @@ def average_symmetric_surface_distance_mm(
     of that mask. It is NOT the plain mean ``(ASD_gt->pred + ASD_pred->gt) / 2`` (as e.g.
     medpy's ``assd`` computes on voxels); the two agree when both surfaces have the same area.
     """
-    return _surface_metric(pred, gt, spacing_mm, policy, False, assd_from)
+    return _surface_metric(pred, gt, spacing_mm, policy, False, assd_mm, complete=True)
 
 
 def _components_18(mask: np.ndarray) -> tuple[np.ndarray, int]:

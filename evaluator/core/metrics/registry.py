@@ -26,36 +26,76 @@ from segloop.core.metrics.binary import (
     volume_ml,
     volume_ml_float32,
 )
-from segloop.core.metrics.surface import (
-    SurfaceDistances,
-    assd_from,
-    hausdorff_from,
-    nsd_from,
-    surface_distances_crop,
-)
 from segloop.core.metrics.surface_engine import (
     BoundaryDistances,
+    SurfelDistances,
+    assd_mm,
     boundary_distances,
     medpy_assd_mm,
     medpy_hausdorff_mm,
     medpy_percentile_hausdorff_mm,
+    robust_hausdorff_mm,
+    surface_dice,
+    surfel_distances,
 )
 from segloop.core.records import EmptyMaskPolicy, SegloopError
+
+#: The point sets a surface metric reads (:mod:`segloop.core.metrics.surface_engine`):
+#: DeepMind's surfels, or medpy's boundary voxels at a connectivity, in mm or in voxels.
+SURFELS = ("surfels", 0, False)
+PointSource = tuple[str, int, bool]
+
+
+@dataclass(frozen=True)
+class SurfaceRequest:
+    """What a surface metric needs from the engine for one class, so that one engine pass per
+    class and point set serves every requested metric (issue 16): its points (``source``,
+    :data:`SURFELS` or ``("boundary", connectivity, in_voxels)``) and which distances: every
+    one up to the NSD ``tolerances_mm``, enough for the Hausdorff ``percentiles``, or all of
+    them (``complete``: HD, ASSD). The engine stops searching once these are determined."""
+
+    source: PointSource = SURFELS
+    tolerances_mm: tuple[float, ...] = ()
+    percentiles: tuple[float, ...] = ()
+    complete: bool = False
+
+    def merged(self, other: SurfaceRequest) -> SurfaceRequest:
+        if other.source != self.source:
+            raise ValueError(f"cannot merge requests for {self.source} and {other.source}")
+        return SurfaceRequest(
+            self.source,
+            tuple(sorted(set(self.tolerances_mm) | set(other.tolerances_mm))),
+            tuple(sorted(set(self.percentiles) | set(other.percentiles))),
+            self.complete or other.complete,
+        )
+
+
+def merge_requests(requests: Sequence[SurfaceRequest]) -> dict[PointSource, SurfaceRequest]:
+    """One request per point set: the union of what the metrics reading it need."""
+    out: dict[PointSource, SurfaceRequest] = {}
+    for request in requests:
+        known = out.get(request.source)
+        out[request.source] = request if known is None else known.merged(request)
+    return out
 
 
 @dataclass
 class ClassPair:
     """One class of one step: the prediction and ground-truth masks on a crop that holds both
-    (``origin``: its first voxel in the full ``shape``), with what every metric of the class
-    shares computed once (counts, Dice, surface distances)."""
+    (of an image of ``shape``), with what every metric of the class shares computed once
+    (counts, Dice, surface distances per point set).
+
+    ``requests``: what the step's surface metrics need per point set (:func:`merge_requests`);
+    a point set nobody announced is computed completely. ``known_counts``: (pred, gt, both)
+    voxel counts already known (the one-pass class statistics), else counted on the crop."""
 
     pred: np.ndarray
     gt: np.ndarray
-    origin: Sequence[int]
     shape: Sequence[int]
     spacing_mm: tuple[float, ...]
     policy: EmptyMaskPolicy
-    surface_reach_mm: float | None = None  # no surface metric looks farther than this
+    requests: Mapping[PointSource, SurfaceRequest] = field(default_factory=dict)
+    known_counts: tuple[int, int, int] | None = None
     _boundaries: dict[tuple[int, bool], BoundaryDistances] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -63,6 +103,8 @@ class ClassPair:
     @cached_property
     def counts(self) -> tuple[int, int, int]:
         """(predicted voxels, ground-truth voxels, voxels in both)."""
+        if self.known_counts is not None:
+            return self.known_counts
         pred_count = int(np.count_nonzero(self.pred))
         gt_count = int(np.count_nonzero(self.gt))
         both = int(np.count_nonzero(self.pred & self.gt)) if pred_count and gt_count else 0
@@ -77,20 +119,37 @@ class ClassPair:
     def dice(self) -> float:
         return dice_from_counts(*self.counts, self.policy)
 
+    def _request(self, source: PointSource) -> SurfaceRequest:
+        return self.requests.get(source, SurfaceRequest(source, complete=True))
+
     @cached_property
-    def surface(self) -> SurfaceDistances:
-        """The surfel distances of both surfaces (computed once per class)."""
-        return surface_distances_crop(
-            self.pred, self.gt, self.origin, self.shape, self.spacing_mm, self.surface_reach_mm
+    def surface(self) -> SurfelDistances:
+        """The surfel distances of both surfaces (one engine pass per class)."""
+        request = self._request(SURFELS)
+        return surfel_distances(
+            self.pred,
+            self.gt,
+            self.spacing_mm,
+            tolerances_mm=request.tolerances_mm,
+            percentiles=request.percentiles,
+            complete=request.complete,
         )
 
     def boundary(self, connectivity: int, in_voxels: bool) -> BoundaryDistances:
         """The boundary-voxel (medpy) distances at a ``connectivity`` (1, 2, 3: 6-, 18-,
-        26-neighbourhood), in mm or in voxels (computed once per class and kind)."""
+        26-neighbourhood), in mm or in voxels (one engine pass per class and kind)."""
         key = (connectivity, in_voxels)
         if key not in self._boundaries:
+            request = self._request(("boundary", connectivity, in_voxels))
             spacing = (1.0,) * len(self.spacing_mm) if in_voxels else self.spacing_mm
-            self._boundaries[key] = boundary_distances(self.pred, self.gt, spacing, connectivity)
+            self._boundaries[key] = boundary_distances(
+                self.pred,
+                self.gt,
+                spacing,
+                connectivity,
+                percentiles=request.percentiles,
+                complete=request.complete,
+            )
         return self._boundaries[key]
 
     def empty_overlap(self) -> float:
@@ -113,7 +172,8 @@ class Metric:
     unit: of its values ("" for fractions, "mm", "ml").
     bounds: the range of its values (None: unbounded); a normalised AUC of a metric bounded in
       [0, 1] is in [0, 1] too.
-    surface: whether it reads the class's surface distances (computed once for all of them).
+    request: for a metric that reads surface distances, what it needs of them
+      (:class:`SurfaceRequest`, from its parameters); None for the others.
     compute: the value for one class; the empty-mask policy is its business.
     defined_without_gt: a metric of the prediction alone (FPV) keeps its value where the
       policy leaves a class with an empty ground truth undefined.
@@ -125,7 +185,7 @@ class Metric:
     unit: str
     higher_is_better: bool
     bounds: tuple[float | None, float | None]
-    surface: bool
+    request: Callable[[Mapping[str, float]], SurfaceRequest] | None
     compute: Callable[[ClassPair, Mapping[str, float]], float]
     description: str
     defined_without_gt: bool = False
@@ -140,20 +200,32 @@ class Metric:
 def _nsd(pair: ClassPair, parameters: Mapping[str, float]) -> float:
     if pair.empty:
         return pair.empty_overlap()
-    return nsd_from(pair.surface, parameters["tolerance_mm"])
+    return surface_dice(pair.surface, parameters["tolerance_mm"])
+
+
+def _nsd_request(parameters: Mapping[str, float]) -> SurfaceRequest:
+    return SurfaceRequest(tolerances_mm=(float(parameters["tolerance_mm"]),))
 
 
 def _hausdorff(percentile: float) -> Callable[[ClassPair, Mapping[str, float]], float]:
     def compute(pair: ClassPair, parameters: Mapping[str, float]) -> float:
         if pair.empty:
             return pair.empty_distance_mm()
-        return hausdorff_from(pair.surface, percentile)
+        return robust_hausdorff_mm(pair.surface, percentile)
 
     return compute
 
 
+def _percentile_request(percentile: float) -> Callable[[Mapping[str, float]], SurfaceRequest]:
+    return lambda parameters: SurfaceRequest(percentiles=(percentile,))
+
+
+def _complete_request(parameters: Mapping[str, float]) -> SurfaceRequest:
+    return SurfaceRequest(complete=True)
+
+
 def _assd(pair: ClassPair, parameters: Mapping[str, float]) -> float:
-    return pair.empty_distance_mm() if pair.empty else assd_from(pair.surface)
+    return pair.empty_distance_mm() if pair.empty else assd_mm(pair.surface)
 
 
 #: medpy's ``connectivity`` argument for each neighbourhood a boundary-voxel metric names.
@@ -175,6 +247,19 @@ def _voxel_boundary(
         return medpy_assd_mm(distances, pooling="pooled")
 
     return compute
+
+
+def _boundary_request(
+    kind: str, in_voxels: bool
+) -> Callable[[Mapping[str, float]], SurfaceRequest]:
+    def request(parameters: Mapping[str, float]) -> SurfaceRequest:
+        connectivity = CONNECTIVITY_OF_NEIGHBOURHOOD[int(parameters["neighbourhood"])]
+        source = ("boundary", connectivity, in_voxels)
+        if kind == "hd95":
+            return SurfaceRequest(source, percentiles=(95.0,))
+        return SurfaceRequest(source, complete=True)
+
+    return request
 
 
 _VOXEL_BOUNDARY_TEXT = {
@@ -203,7 +288,7 @@ def _voxel_boundary_metrics() -> tuple[Metric, ...]:
                     "voxels" if in_voxels else "mm",
                     False,
                     (0.0, None),
-                    False,
+                    _boundary_request(kind, in_voxels),
                     _voxel_boundary(kind, in_voxels),
                     f"medpy-style {title}: {formula}; boundary voxels from an erosion by the "
                     f"named neighbourhood{' (voxel units)' if in_voxels else ''}",
@@ -223,7 +308,7 @@ METRICS: tuple[Metric, ...] = (
         "",
         True,
         (0.0, 1.0),
-        False,
+        None,
         lambda pair, parameters: pair.dice,
         "2 |P & G| / (|P| + |G|), from voxel counts",
     ),
@@ -234,7 +319,7 @@ METRICS: tuple[Metric, ...] = (
         "",
         True,
         (0.0, 1.0),
-        True,
+        _nsd_request,
         _nsd,
         "normalised surface Dice at a tolerance in mm (DeepMind surfels, area-weighted)",
     ),
@@ -245,7 +330,7 @@ METRICS: tuple[Metric, ...] = (
         "mm",
         False,
         (0.0, None),
-        True,
+        _percentile_request(95.0),
         _hausdorff(95.0),
         "95th percentile Hausdorff distance, area-weighted per direction, max of both",
     ),
@@ -256,7 +341,7 @@ METRICS: tuple[Metric, ...] = (
         "mm",
         False,
         (0.0, None),
-        True,
+        _complete_request,
         _hausdorff(100.0),
         "Hausdorff distance (the largest surfel distance of either surface)",
     ),
@@ -267,7 +352,7 @@ METRICS: tuple[Metric, ...] = (
         "mm",
         False,
         (0.0, None),
-        True,
+        _complete_request,
         _assd,
         "average symmetric surface distance, surfels weighted by area",
     ),
@@ -278,7 +363,7 @@ METRICS: tuple[Metric, ...] = (
         "ml",
         False,
         (0.0, None),
-        False,
+        None,
         lambda pair, parameters: volume_ml(untouched_voxels(pair.pred, pair.gt), pair.spacing_mm),
         "false-positive volume: predicted 18-connected components touching no ground truth",
         defined_without_gt=True,
@@ -290,7 +375,7 @@ METRICS: tuple[Metric, ...] = (
         "ml",
         False,
         (0.0, None),
-        False,
+        None,
         lambda pair, parameters: volume_ml(untouched_voxels(pair.gt, pair.pred), pair.spacing_mm),
         "false-negative volume: ground-truth 18-connected components no prediction touches",
     ),
@@ -301,7 +386,7 @@ METRICS: tuple[Metric, ...] = (
         "ml",
         False,
         (0.0, None),
-        False,
+        None,
         lambda pair, parameters: (
             untouched_voxels(pair.pred, pair.gt) * volume_ml_float32(pair.spacing_mm)
         ),
@@ -315,7 +400,7 @@ METRICS: tuple[Metric, ...] = (
         "ml",
         False,
         (0.0, None),
-        False,
+        None,
         lambda pair, parameters: (
             untouched_voxels(pair.gt, pair.pred) * volume_ml_float32(pair.spacing_mm)
         ),
@@ -357,6 +442,11 @@ class MetricSpec:
     @property
     def unit(self) -> str:
         return self.metric.unit
+
+    @property
+    def surface_request(self) -> SurfaceRequest | None:
+        """What it needs of a class's surface distances (None: it reads none)."""
+        return None if self.metric.request is None else self.metric.request(self.parameters)
 
     def value(self, pair: ClassPair) -> float:
         return self.metric.compute(pair, self.parameters)

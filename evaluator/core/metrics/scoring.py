@@ -11,8 +11,9 @@ import numpy as np
 from segloop.core.metrics.binary import (
     DEFAULT_POLICY,
 )
-from segloop.core.metrics.crops import check_pair, check_spacing, nonzero_box, offset_box, union_box
-from segloop.core.metrics.registry import ClassPair, MetricSpec, parse_metric_name
+from segloop.core.metrics.crops import check_pair, check_spacing
+from segloop.core.metrics.registry import ClassPair, MetricSpec, merge_requests, parse_metric_name
+from segloop.core.metrics.surface_engine import multiclass_overlap
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 
@@ -94,42 +95,32 @@ def score_classes(
         raise ValueError(f"undefined_values must be one of {UNDEFINED_RULES}")
     pred_array, label_array = check_pair(prediction, label)
     spacing = check_spacing(spacing_mm, pred_array.ndim)
+    for what, array in (("prediction", pred_array), ("ground truth", label_array)):
+        if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+            raise SegloopError(f"{what} must be an integer label map, not {array.dtype}")
     specs = [parse_metric_name(name) for name in metric_names]
     shape = pred_array.shape
-    surface_specs = [spec for spec in specs if spec.metric.surface]
-    # NSD alone needs no distance beyond its largest tolerance, which lets the k-d tree prune
-    reach_mm = (
-        max(spec.parameters["tolerance_mm"] for spec in surface_specs)
-        if surface_specs and all(spec.kind == "nsd" for spec in surface_specs)
-        else None
+    requests = merge_requests(
+        [spec.surface_request for spec in specs if spec.surface_request is not None]
     )
     per_class: dict[str, dict[str, float | None]] = {spec.name: {} for spec in specs}
     dice_by_class: list[float] = []
     class_rule = nsd_zero_below_dice if nsd_zero_scope == "class" else None
-    # Every class lives inside the box of the non-zero voxels of either map (classes are
-    # label values > 0); classes <= 0 are scored on the whole array.
-    foreground = union_box(nonzero_box(pred_array), nonzero_box(label_array))
-    for class_id in classes:
-        class_value = int(class_id)
-        outer = foreground if class_value > 0 else tuple(slice(0, n) for n in shape)
-        inner = None
-        if outer is not None:
-            p_outer = pred_array[outer] == class_value
-            g_outer = label_array[outer] == class_value
-            g_box = nonzero_box(g_outer)
-            if present_classes_only and g_box is None:
-                continue
-            inner = union_box(nonzero_box(p_outer), g_box)
-        elif present_classes_only:
+    class_ids = list(dict.fromkeys(int(c) for c in classes))
+    # one pass over the volume for every class's counts, intersection and box; then each
+    # class works on the crop of its box only (issue 16)
+    stats = multiclass_overlap(pred_array, label_array, class_ids)
+    for class_value in class_ids:
+        s = stats[class_value]
+        if present_classes_only and s.gt_voxels == 0:
             continue
-        if inner is None:
-            p = np.zeros((0,) * len(shape), dtype=bool)
-            g = p
-            origin = [0] * len(shape)
+        box = s.box
+        if box is None:
+            p = g = np.zeros((0,) * len(shape), dtype=bool)
         else:
-            p, g = p_outer[inner], g_outer[inner]
-            origin = [s.start for s in offset_box(inner, outer)]
-        pair = ClassPair(p, g, origin, shape, spacing, policy, reach_mm)
+            p, g = pred_array[box] == class_value, label_array[box] == class_value
+        counts = (s.pred_voxels, s.gt_voxels, s.intersection_voxels)
+        pair = ClassPair(p, g, shape, spacing, policy, requests, counts)
         values = _score_class(pair, specs, undefined_values)
         if class_rule is not None and pair.dice <= class_rule:
             values.update({spec.name: 0.0 for spec in specs if spec.kind == "nsd"})

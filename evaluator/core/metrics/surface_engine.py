@@ -47,17 +47,17 @@ bit.
 
 Cost beyond the search: a few dense 1-D passes over the bounding box of ``pred | gt`` (the
 neighbour codes or the erosion). :func:`multiclass_overlap` finds the boxes, voxel counts and
-intersections of all classes of two label maps in one pass, so :func:`score_surface_per_class`
-then works on per-class crops. Measured by :mod:`segloop.app.bench_surface` (2 shared cores):
-Dice + NSD@2 + HD95 of the MNI152 white matter (632,000 voxels, Dice 0.83) in ~75 ms against
-~2.3 s for surface-distance; Dice + NSD@2 of 100 classes of a 512 x 512 x 300 map in ~1.6 s.
+intersections of all classes of two label maps in one pass, so
+:func:`segloop.core.metrics.scoring.score_classes` then works on per-class crops. Measured by
+``segloop bench --real`` (:mod:`segloop.app.bench_surface`; figures in the README's
+Performance section).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,14 +66,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from segloop.core.metrics.surface import surfel_area_table
-from segloop.core.records import EmptyMaskPolicy
 
 Box = tuple[slice, ...]
 
 SEARCH_OFFSETS = 1000  # offsets searched before the k-d tree takes over (speed, not results)
 FEW_CLASSES = 2  # up to this many classes, one comparison pass per class beats the one-pass code
 SLAB_SLICES = 8  # slices per slab of the one-pass class statistics (bounds its temporaries)
-DEFAULT_POLICY = EmptyMaskPolicy()  # frozen, so safe as a default argument
 ASSD_POOLINGS = ("directed_means", "pooled")
 _QUANTILE_MARGIN = 1e-9  # a percentile this close to the resolved fraction: keep searching
 
@@ -144,18 +142,6 @@ class ClassStats:
     def box(self) -> Box | None:
         """Bounding box of the class in either map."""
         return _union_box(self.pred_box, self.gt_box)
-
-
-@dataclass(frozen=True)
-class ClassScores:
-    """Metrics of one class: Dice, NSD per tolerance (mm), Hausdorff distance per percentile
-    (95 = HD95, 100 = HD; mm) and ASSD (mm, None when not asked for)."""
-
-    class_id: int
-    dice: float
-    nsd: Mapping[float, float]
-    hausdorff_mm: Mapping[float, float]
-    assd_mm: float | None
 
 
 @dataclass(frozen=True)
@@ -235,12 +221,6 @@ def _union_box(a: Box | None, b: Box | None) -> Box | None:
     )
 
 
-def image_diagonal_mm(shape: Sequence[int], spacing_mm: Sequence[float]) -> float:
-    """``sqrt(sum((shape_i * spacing_i) ** 2))``: the one-empty-mask distance of the default
-    policy (SPEC Metrics)."""
-    return math.sqrt(sum((int(n) * float(s)) ** 2 for n, s in zip(shape, spacing_mm, strict=True)))
-
-
 def edt_distance_mm(offsets: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     """Length in mm of integer offsets (rows), the way ``scipy.ndimage.distance_transform_edt``
     computes it (``scipy/ndimage/_morphology.py``): each axis's offset times its spacing,
@@ -277,6 +257,17 @@ def _shells(spacing_mm: tuple[float, ...], radius_mm: float) -> _Shells:
         reach=reach,
         radius_mm=radius_mm,
     )
+
+
+def distance_shells(
+    spacing_mm: Sequence[float], radius_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every integer offset o with ``0 < d(o) <= radius_mm`` (:func:`edt_distance_mm`),
+    grouped by its exact float distance in increasing order: (distances_mm, starts, offsets),
+    ``offsets[starts[i]:starts[i + 1]]`` being the offsets at ``distances_mm[i]``. The search
+    order of the engine; the robot users' click search uses it too."""
+    shells = _shells(tuple(float(v) for v in spacing_mm), float(radius_mm))
+    return shells.distances_mm, shells.starts, shells.offsets
 
 
 def search_radius_mm(spacing_mm: Sequence[float]) -> float:
@@ -417,7 +408,7 @@ def _pad_for(shells: _Shells) -> tuple[int, ...]:
 # The search
 
 
-def _shell_hits(target: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def any_at_offsets(target: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """For each flat index in ``points``: is ``target`` set at any of the flat ``offsets``?"""
     hit = np.zeros(points.size, dtype=bool)
     index = np.empty_like(points)
@@ -556,7 +547,7 @@ def _pair_search(
             if points.size == 0:
                 rows[side].append(np.zeros(n_kinds, dtype=np.int64))
                 continue
-            hit = _shell_hits(targets[side], points, offsets)
+            hit = any_at_offsets(targets[side], points, offsets)
             rows[side].append(np.bincount(kinds[hit], minlength=n_kinds))
             fronts[side] = (points[~hit], kinds[~hit])
         distances.append(float(shells.distances_mm[shell]))
@@ -975,121 +966,3 @@ def _fortran_only(array: np.ndarray) -> bool:
 
 def _reversed(box: Box | None) -> Box | None:
     return None if box is None else tuple(reversed(box))
-
-
-def dice_from_stats(stats: ClassStats, policy: EmptyMaskPolicy = DEFAULT_POLICY) -> float:
-    """Dice = 2 |P & G| / (|P| + |G|) from the counts; empty masks by ``policy`` (SPEC)."""
-    if stats.pred_voxels == 0 and stats.gt_voxels == 0:
-        return float(policy.both_empty_overlap)
-    if stats.pred_voxels == 0 or stats.gt_voxels == 0:
-        return float(policy.one_empty_overlap)
-    return 2.0 * stats.intersection_voxels / (stats.pred_voxels + stats.gt_voxels)
-
-
-def _empty_scores(
-    stats: ClassStats,
-    dice: float,
-    tolerances: Sequence[float],
-    percentiles: Sequence[float],
-    assd: bool,
-    shape: Sequence[int],
-    spacing: tuple[float, ...],
-    policy: EmptyMaskPolicy,
-) -> ClassScores:
-    both = stats.pred_voxels == 0 and stats.gt_voxels == 0
-    overlap = policy.both_empty_overlap if both else policy.one_empty_overlap
-    if both:
-        distance = policy.both_empty_distance_mm
-    elif policy.one_empty_distance_mm is None:
-        distance = image_diagonal_mm(shape, spacing)
-    else:
-        distance = policy.one_empty_distance_mm
-    return ClassScores(
-        class_id=stats.class_id,
-        dice=dice,
-        nsd={t: float(overlap) for t in tolerances},
-        hausdorff_mm={q: float(distance) for q in percentiles},
-        assd_mm=float(distance) if assd else None,
-    )
-
-
-def score_surface_per_class(
-    pred: Any,
-    gt: Any,
-    class_ids: Sequence[int],
-    spacing_mm: Sequence[float],
-    *,
-    tolerances_mm: Sequence[float] = (2.0,),
-    percentiles: Sequence[float] = (95.0,),
-    assd: bool = False,
-    boundary_connectivity: int | None = None,
-    assd_pooling: str = "directed_means",
-    policy: EmptyMaskPolicy = DEFAULT_POLICY,
-    stats: Mapping[int, ClassStats] | None = None,
-) -> dict[int, ClassScores]:
-    """Dice and surface metrics of every class of two label maps: one pass for the class
-    statistics (:func:`multiclass_overlap`, or ``stats`` if given), then each class on the crop
-    of its box, computing only the distances its metrics need.
-
-    Surfels (DeepMind) by default: NSD at each of ``tolerances_mm``, Hausdorff distance at each
-    of ``percentiles`` (area-weighted, :func:`robust_hausdorff_mm`) and, with ``assd``, the
-    area-weighted ASSD (:func:`assd_mm`). With ``boundary_connectivity`` (1, 2 or 3): medpy's
-    boundary voxels instead, percentiles pooled over both directions
-    (:func:`medpy_percentile_hausdorff_mm`), ASSD by ``assd_pooling`` (:func:`medpy_assd_mm`);
-    NSD is not defined there (``tolerances_mm`` must be empty). Empty masks: ``policy``.
-    """
-    p, g = _check_label_pair(pred, gt)
-    spacing = _spacing_tuple(spacing_mm, p.ndim)
-    tolerances = tuple(float(t) for t in tolerances_mm)
-    quantiles = tuple(float(q) for q in percentiles)
-    if boundary_connectivity is not None and tolerances:
-        raise ValueError("NSD needs surfels: pass tolerances_mm=() with boundary_connectivity")
-    if assd_pooling not in ASSD_POOLINGS:
-        raise ValueError(f"assd_pooling must be one of {ASSD_POOLINGS}, not {assd_pooling!r}")
-    ids = [int(c) for c in class_ids]
-    if stats is None:
-        stats = multiclass_overlap(p, g, ids)
-    surface_asked = bool(tolerances or quantiles or assd)
-    out: dict[int, ClassScores] = {}
-    for class_id in ids:
-        s = stats[class_id]
-        dice = dice_from_stats(s, policy)
-        if s.pred_voxels == 0 or s.gt_voxels == 0:
-            out[class_id] = _empty_scores(
-                s, dice, tolerances, quantiles, assd, p.shape, spacing, policy
-            )
-            continue
-        if not surface_asked:
-            out[class_id] = ClassScores(class_id, dice, {}, {}, None)
-            continue
-        box = s.box
-        if boundary_connectivity is None:
-            need = _surfel_need(tolerances, quantiles, assd)
-            shells = _search_shells(spacing, need)
-            pad = _pad_for(shells)
-            pc, gc = _buffer(p[box], class_id, pad), _buffer(g[box], class_id, pad)
-            sd = _surfel_distances_buffers(pc, gc, spacing, shells, need)
-            out[class_id] = ClassScores(
-                class_id=class_id,
-                dice=dice,
-                nsd={t: surface_dice(sd, t) for t in tolerances},
-                hausdorff_mm={q: robust_hausdorff_mm(sd, q) for q in quantiles},
-                assd_mm=assd_mm(sd) if assd else None,
-            )
-        else:
-            need = _boundary_need(quantiles, assd)
-            shells = _search_shells(spacing, need)
-            pad = _pad_for(shells)
-            pc, gc = _buffer(p[box], class_id, pad), _buffer(g[box], class_id, pad)
-            bd = _boundary_distances_buffers(pc, gc, spacing, boundary_connectivity, shells, need)
-            out[class_id] = ClassScores(
-                class_id=class_id,
-                dice=dice,
-                nsd={},
-                hausdorff_mm={
-                    q: medpy_hausdorff_mm(bd) if q >= 100 else medpy_percentile_hausdorff_mm(bd, q)
-                    for q in quantiles
-                },
-                assd_mm=medpy_assd_mm(bd, assd_pooling) if assd else None,
-            )
-    return out
