@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,17 @@ def check_label_classes(case: Case, task: Task) -> None:
         )
 
 
-def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
-    """Run one case through all of the task's steps and score every step."""
+def run_case(
+    case: Case,
+    task: Task,
+    backend: ModelBackend,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
+) -> CaseOutcome:
+    """Run one case through all of the task's steps and score every step.
+
+    ``on_prediction(step, prediction)`` sees every step's prediction as scored (a failed step's
+    empty one too), e.g. to keep it on disk: handed over at once, so a case never holds all of
+    its steps' volumes in memory."""
     check_label_classes(case, task)
     started = time.perf_counter()
     session = backend.open_case(CaseInput.of(case, task.classes))
@@ -88,6 +98,8 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
                 prediction = np.zeros(case.shape, dtype=np.uint8)
             wall_time_s = time.perf_counter() - step_started
             scores = task.score(prediction, case.label, case.spacing_mm)
+            if on_prediction is not None:
+                on_prediction(step, prediction)
             steps.append(StepResult(step, new, scores, failure, wall_time_s))
             previous = prediction
     finally:

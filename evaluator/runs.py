@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from segloop.containers.registry import (
@@ -37,7 +38,7 @@ from segloop.containers.registry import (
     release_backend,
     terminate_backends,
 )
-from segloop.core import dataset, results, stamps, store
+from segloop.core import dataset, images, results, stamps, store
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
 from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
@@ -64,6 +65,9 @@ class RunSpec:
         ""  # a docker model's image id (segloop.containers.registry.model_identity)
     )
     scoring: str | None = None  # a scoring mode of the task (None: its default)
+    # Keep each step's prediction (store.prediction_path); not part of the configuration, as
+    # it changes no result: a resumed run may switch it on for the cases still to run.
+    save_predictions: bool = False
 
     def task(self) -> Task:
         classes = dict(self.classes) if self.classes is not None else None
@@ -181,13 +185,34 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
     found = dataset.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
     inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
+    case = load_dataset_case(spec.dataset_dir, case_id)
+    store.forget_predictions(run_dir, case_id)  # a killed earlier attempt's, if any
+    keep = None
+    if spec.save_predictions:
+        # Written before the case result, which marks the case finished: a result whose
+        # predictions were asked for always has them (a killed case runs again, overwriting).
+        def keep(step: int, prediction: np.ndarray) -> None:
+            images.write_image(
+                store.prediction_path(run_dir, case_id, step),
+                prediction_array(prediction),
+                case.geometry,
+            )
+
     try:
-        outcome = run_case(load_dataset_case(spec.dataset_dir, case_id), task, backend)
+        outcome = run_case(case, task, backend, keep)
     finally:
         release_backend(backend)
     result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
     store.write_case_result(run_dir, result, {**timing_json(outcome), "inputs": inputs})
     return case_id
+
+
+def prediction_array(prediction: np.ndarray) -> np.ndarray:
+    """A prediction as stored: the smallest unsigned type that holds its labels (uint8 for up
+    to 255 classes), so a kept step costs little more than its compressed mask."""
+    prediction = np.asarray(prediction)
+    top = int(prediction.max()) if prediction.size else 0
+    return prediction.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
 def execute(

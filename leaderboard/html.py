@@ -26,9 +26,12 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from segloop.core import store
 from segloop.core.challenges import ScoreTerm
 from segloop.core.metrics.registry import higher_is_better, parse_metric_name
+from segloop.core.records import SegloopError
 from segloop.core.results import SUMMARY_KINDS, column_name
+from segloop.leaderboard import case_view, pictures
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
 
@@ -85,6 +88,10 @@ def task_page(task: str) -> str:
 
 def submission_page(task: str, submission: str) -> str:
     return f"sub-{slug(task)}--{slug(submission)}.html"
+
+
+def case_page(task: str, submission: str, case_id: str) -> str:
+    return f"case-{slug(task)}--{slug(submission)}--{slug(case_id)}.html"
 
 
 def metric_label(metric: str, kind: str | None = None) -> str:
@@ -249,7 +256,9 @@ def task_index_table(board: Leaderboard) -> Table:
     return Table(columns, tuple(rows), "tasks")
 
 
-def case_table(board: Leaderboard, task: str, submission: str) -> Table:
+def case_table(
+    board: Leaderboard, task: str, submission: str, case_links: Mapping[str, str] | None = None
+) -> Table:
     cases = board.cases[(board.cases["task"] == task) & (board.cases["submission"] == submission)]
     metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
     columns = [Column("Case", numeric=False)]
@@ -257,7 +266,8 @@ def case_table(board: Leaderboard, task: str, submission: str) -> Table:
     columns += [Column("Failed steps"), Column("Case time (s)"), Column("Model time (s)")]
     rows = []
     for _, row in cases.sort_values("case_id").iterrows():
-        cells = [text_cell(row["case_id"], cls="name")]
+        href = (case_links or {}).get(row["case_id"])
+        cells = [text_cell(row["case_id"], href, cls="name")]
         cells += [summary_cell(row, m, k) for m in metrics for k in SHOWN_KINDS]
         cells += [
             number_cell(row["failed_steps"], cls="warn" if row["failed_steps"] else ""),
@@ -495,6 +505,65 @@ def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str
     return found
 
 
+# ---------------------------------------------------------------- case pages
+
+
+def case_pictures(run_dir: Path, case_id: str) -> dict[str, Any]:
+    """The pictures of a case page, as data URIs (the page's policy allows no other image):
+    the strip over all steps, the step after which the first metric fell most (if it fell),
+    and the last step."""
+    view = case_view.load_case_view(run_dir, case_id)
+    last = case_view.step_numbers(view)[-1]
+    worst = case_view.worst_step(view)
+    steps = []
+    if worst is not None and worst != last:
+        steps.append(
+            (worst, f"Step {worst}: where {metric_label(view.result.metrics[0])} fell most")
+        )
+    steps.append((last, f"Step {last}: the last step"))
+    return {
+        "channel": view.channel_name,
+        "strip": pictures.png_data_uri(case_view.strip_figure(view)),
+        "steps": [
+            {"heading": heading, "src": pictures.png_data_uri(case_view.step_figure(view, step))}
+            for step, heading in steps
+        ],
+    }
+
+
+def write_case_pages(
+    board: Leaderboard, task: str, submission: str, out_dir: Path, render: Any
+) -> tuple[dict[str, str], str]:
+    """A page per case whose predictions the run kept; returns (case id -> page, a note for the
+    submission page: why there are no case pages, "" when there are)."""
+    record = board.record(task, submission)
+    kept = [c for c in record.cases if store.saved_prediction_steps(record.run_dir, c)]
+    if not kept:
+        return {}, "The run kept no predictions (segloop run --save-predictions), so no case pages."
+    links = {}
+    for case_id in kept:
+        try:
+            content = case_pictures(record.run_dir, case_id)
+        except SegloopError as error:  # e.g. the dataset moved: the rest of the site still works
+            return links, f"No case pages: {error}"
+        page = case_page(task, submission, case_id)
+        write_page(
+            out_dir / page,
+            render(
+                "case.html",
+                title=f"{case_id}: {submission} on {task}",
+                case_id=case_id,
+                task=task,
+                task_href=task_page(task),
+                submission=submission,
+                submission_href=submission_page(task, submission),
+                **content,
+            ),
+        )
+        links[case_id] = page
+    return links, ""
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -581,6 +650,13 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
         )
         for submission in ranking.submissions:
             record = board.record(task, submission)
+            case_links, case_note = write_case_pages(
+                board,
+                task,
+                submission,
+                out_dir,
+                lambda name, **values: env.get_template(name).render(**common, **values),
+            )
             ranked = ranking.table().set_index("submission").loc[submission]
             write_page(
                 out_dir / submission_page(task, submission),
@@ -599,7 +675,8 @@ def render_site(board: Leaderboard, out_dir: Path, data_dir_name: str = "data") 
                         "config_hash": str(record.run.get("config_hash", "")),
                         "version": str(record.run.get("segloop_version", "")),
                     },
-                    cases=case_table(board, task, submission),
+                    cases=case_table(board, task, submission, case_links),
+                    case_note=case_note,
                     chart=submission_chart(board, task, submission),
                     failures=failures_of(board, task, submission),
                 ),

@@ -206,14 +206,17 @@ def focus_voxel(
     """Where a step's picture cuts the volume.
 
     The newest interaction of ``step`` (the robot user's reaction to the previous prediction,
-    so the place the reader wants to see); without one, or with ``prefer="error"``, the centre
+    so the place the reader wants to see; its newest positive one if it has any); without one, or with ``prefer="error"``, the centre
     of the largest connected error region (prediction differs from label); without errors, the
     centre of the largest ground-truth object; else the volume centre. A "centre" is the
     region's voxel closest to its centroid, so it lies inside even a curved region.
     """
     own = [i for i in interactions if i.step == step]
     if own and prefer == "click":
-        return _clip_voxel(interaction_anchor(own[-1]), label.shape)
+        # A step that adds a positive and a negative click (autoPET, TriALS) is shown through
+        # the positive one: it lies on the target, the negative one often far off in background.
+        positive = [i for i in own if i.positive]
+        return _clip_voxel(interaction_anchor((positive or own)[-1]), label.shape)
     if prediction is not None:
         error = np.asarray(prediction) != np.asarray(label)
         if error.any():

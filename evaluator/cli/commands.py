@@ -56,6 +56,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--classes",
         help="the classes to prompt and score, e.g. 1:liver,2:tumor (default: the task's)",
     )
+    run.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="keep each step's prediction as OUT/cases/<case>/step_<k>.nii.gz (the case's "
+        "geometry) for `segloop show` and the leaderboard's case pages",
+    )
     leaderboard_cli.add_scoring_option(run)
     add_limit_arguments(run)
     parallel = run.add_argument_group("parallel runs")
@@ -193,6 +199,7 @@ def execute_run(
     scheduler: str | None = None,
     classes: dict[int, str] | None = None,
     scoring: str | None = None,
+    save_predictions: bool = False,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``."""
     spec = runs.RunSpec(
@@ -204,6 +211,7 @@ def execute_run(
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
         scoring=scoring,
+        save_predictions=save_predictions,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
     spec = replace(
@@ -247,6 +255,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.scheduler,
         parse_classes(args.classes),
         args.scoring,
+        args.save_predictions,
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
@@ -343,7 +352,9 @@ def demo_command(args: argparse.Namespace) -> int:
         ready = _demo_cases(data, task, args.seed)
         for submission, model in DEMO_MODELS:
             run_dir = out / "runs" / task / submission
-            summary = execute_run(data, task, model, run_dir, submission, args.seed, ready)
+            summary = execute_run(
+                data, task, model, run_dir, submission, args.seed, ready, save_predictions=True
+            )
             print(format_summary(summary))
             run_dirs.append(run_dir)
 

@@ -20,6 +20,7 @@ from segloop.cli import commands as evaluator_commands
 from segloop.cli import images as containers_cli
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.cli import protocols as protocols_cli
+from segloop.cli import show as show_cli
 from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
 from segloop.runs import termination_handler
@@ -38,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `segloop demo`. `segloop COMMAND --help` explains each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (evaluator_commands, protocols_cli, containers_cli, leaderboard_cli, bench):
+    for module in (
+        evaluator_commands,
+        show_cli,
+        protocols_cli,
+        containers_cli,
+        leaderboard_cli,
+        bench,
+    ):
         module.add_commands(subparsers)
     return parser
 
