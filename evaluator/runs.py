@@ -461,6 +461,13 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def last_log_line(log_tail: str | None) -> str:
+    """The last non-blank line of a model's log or traceback: usually the error itself
+    (``ValueError: ...``), the line a warning should quote."""
+    lines = [line.strip() for line in (log_tail or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def failure_digest(case_results: Sequence[results.CaseResult]) -> dict[str, dict[str, Any]]:
     """Per failure reason: how many steps, and the first one (by case id, step) as an example."""
     digest: dict[str, dict[str, Any]] = {}
@@ -474,4 +481,5 @@ def failure_digest(case_results: Sequence[results.CaseResult]) -> dict[str, dict
             )
             entry["steps"] += 1
             entry["example"].setdefault("detail", step.failure.detail)
+            entry["example"].setdefault("log_last_line", last_log_line(step.failure.log_tail))
     return digest

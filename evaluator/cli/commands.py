@@ -261,9 +261,12 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"run folder: {args.out}")
     for reason, entry in summary["failures"].items():
         example = entry["example"]
+        last_line = example.get("log_last_line") or ""
+        log = f"; the model's log ends: {last_line}" if last_line else ""
         print(
             f"segloop: warning: {entry['steps']} step(s) failed with {reason}, e.g. case "
-            f"{example['case_id']} step {example['step']}: {example['detail']}",
+            f"{example['case_id']} step {example['step']}: {example['detail']}{log} "
+            f"(every failure: {Path(args.out) / 'cases'}/<case>.json, or the leaderboard)",
             file=sys.stderr,
         )
     return 0

@@ -20,6 +20,7 @@ from segloop.cli import commands as evaluator_commands
 from segloop.cli import images as containers_cli
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.cli import protocols as protocols_cli
+from segloop.cli import sdk as sdk_cli
 from segloop.cli import show as show_cli
 from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         evaluator_commands,
         show_cli,
+        sdk_cli,
         protocols_cli,
         containers_cli,
         leaderboard_cli,
