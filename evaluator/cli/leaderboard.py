@@ -58,6 +58,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"bootstrap resamples for rank stability (default {DEFAULT_BOOTSTRAP}; 0 = none)",
     )
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    board.add_argument("--title", default=html.SiteOptions.title, help="the site's title")
+    board.add_argument("--dataset-name", default="", help="the dataset's name on every page")
+    board.add_argument(
+        "--show-paths",
+        action="store_true",
+        help="show local paths (dataset and run folders, paths in model specs); hidden by default",
+    )
     board.set_defaults(handler=leaderboard_command)
 
     gc = subparsers.add_parser(
@@ -155,15 +162,17 @@ def write_site(
     score: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    options: html.SiteOptions = html.DEFAULT_SITE_OPTIONS,
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
 
     overrides: Mapping = parse_score_overrides(score)
-    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed)
+    return html.write_site(list(run_dirs), Path(out_dir), overrides, n_bootstrap, seed, options)
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
-    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed)
+    options = html.SiteOptions(args.title, args.dataset_name, args.show_paths)
+    index = write_site(args.runs, args.out, args.score, args.bootstrap, args.seed, options)
     print(f"leaderboard: {index}")
     print(f"tables: {index.parent / 'data'}")
     return 0
