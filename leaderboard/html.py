@@ -30,7 +30,7 @@ from segloop.core import store
 from segloop.core.challenges import ScoreTerm
 from segloop.core.metrics.registry import higher_is_better, parse_metric_name
 from segloop.core.records import SegloopError
-from segloop.core.results import SUMMARY_KINDS, column_name
+from segloop.core.results import SUMMARY_KINDS, aggregate, class_summaries, column_name
 from segloop.leaderboard import case_view, pictures
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
@@ -320,6 +320,81 @@ def case_table(
         ]
         rows.append(tuple(cells))
     return Table(tuple(columns), tuple(rows), "cases", f"Cases of {submission}")
+
+
+# ---------------------------------------------------------------- per class
+
+
+def task_classes(board: Leaderboard, task: str) -> dict[str, str]:
+    """The task's classes (label value as text -> name), from its runs' task definition."""
+    for record in board.records:
+        if str(record.run["task"]["name"]) == task:
+            return {str(k): str(v) for k, v in record.run["task"].get("classes", {}).items()}
+    return {}
+
+
+def class_table(board: Leaderboard, task: str) -> Table | None:
+    """For a multi-class task: each submission's mean over cases of every class's normalised
+    AUC and Final, per metric (None for a one-class task: its mean is its class)."""
+    classes = task_classes(board, task)
+    if len(classes) < 2:
+        return None
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    columns = [Column("Submission", numeric=False)]
+    columns += [
+        Column(f"{name}: {column_label(m, k)}", title=f"class {key}, {direction_hint(m)}")
+        for key, name in classes.items()
+        for m in metrics
+        for k in SHOWN_KINDS
+    ]
+    rows = []
+    for submission in board.rankings[task].table()["submission"]:
+        record = board.record(task, submission)
+        per_case = [class_summaries(result) for result in record.cases.values()]
+        cells = [text_cell(submission, submission_page(task, submission), cls="name")]
+        for key in classes:
+            for metric in metrics:
+                for kind in SHOWN_KINDS:
+                    values = [c.get(metric, {}).get(key, {}).get(kind) for c in per_case]
+                    cells.append(number_cell(aggregate(values).mean, 4))
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "classes", f"Per class, {task}")
+
+
+def class_charts(board: Leaderboard, task: str) -> list[dict[str, Any]]:
+    """For a multi-class task, one chart per metric and class: the class's mean over cases at
+    each step, one line per submission."""
+    classes = task_classes(board, task)
+    if len(classes) < 2:
+        return []
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    order = list(board.rankings[task].table()["submission"])
+    charts = []
+    for metric in metrics:
+        for key, name in classes.items():
+            series = []
+            for submission in order:
+                results = list(board.record(task, submission).cases.values())
+                steps = max((len(r.steps) for r in results), default=0)
+                points = []
+                for step in range(steps):
+                    values = [
+                        r.steps[step].metrics[metric].per_class.get(key)
+                        for r in results
+                        if step < len(r.steps) and metric in r.steps[step].metrics
+                    ]
+                    points.append((float(step), aggregate(values).mean))
+                series.append((submission, points))
+            charts.append(
+                line_chart(
+                    f"{metric_label(metric)}, {name} (class {key}), mean over cases",
+                    "step (interactions given)",
+                    f"{column_label(metric)}, {direction_hint(metric)}",
+                    series,
+                    metric_range(metric),
+                )
+            )
+    return charts
 
 
 # ---------------------------------------------------------------- SVG line charts
@@ -782,6 +857,8 @@ def render_site(
                 terms=term_rows(ranking.terms),
                 table=leaderboard_table(board, task),
                 charts=task_charts(board, task),
+                classes_table=class_table(board, task),
+                class_charts=class_charts(board, task),
                 stability=stability_view(ranking),
             ),
         )
