@@ -62,6 +62,20 @@ def check_label_classes(case: Case, task: Task) -> None:
         )
 
 
+def check_channels(case: Case, task: Task) -> None:
+    """Refuse a case whose image channels are not the task's (autoPET needs CT and PET): a model
+    given one channel where it expects two fails every step, or worse, predicts from the wrong
+    image."""
+    if task.channels is None or len(case.channels) == len(task.channels):
+        return
+    expected = ", ".join(f"_{i:04d} {name}" for i, name in enumerate(task.channels))
+    raise SegloopError(
+        f"case {case.case_id}: has {len(case.channels)} image channel(s) "
+        f"(imagesTs/{case.case_id}_0000.* ...), task {task.name!r} needs "
+        f"{len(task.channels)} ({expected})"
+    )
+
+
 def run_case(
     case: Case,
     task: Task,
@@ -74,6 +88,7 @@ def run_case(
     empty one too), e.g. to keep it on disk: handed over at once, so a case never holds all of
     its steps' volumes in memory."""
     check_label_classes(case, task)
+    check_channels(case, task)
     started = time.perf_counter()
     session = backend.open_case(CaseInput.of(case, task.classes))
     interactions: list[Interaction] = []

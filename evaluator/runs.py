@@ -41,7 +41,13 @@ from segloop.containers.registry import (
 from segloop.core import dataset, images, results, stamps, store
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
-from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
+from segloop.loop import (
+    case_result_of,
+    check_channels,
+    check_label_classes,
+    run_case,
+    timing_json,
+)
 from segloop.protocols.tasks import get_task
 
 SEGLOOP_VERSION = "0.1.0"
@@ -117,6 +123,7 @@ def check_dataset(
         try:
             case = load_dataset_case(spec.dataset_dir, case_id)
             check_label_classes(case, task)
+            check_channels(case, task)
             task.robot_user.interactions(case, task.classes, 0, None, task.seed)
         except SegloopError as error:
             problems[case_id] = str(error)

@@ -959,6 +959,7 @@ def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]
         .render(
             **_assets(),
             tasks_nav=[],
+            site_title="segloop results",
             title=f"segloop results: {result['task']}",
             task=str(result["task"]),
             scores=score_rows,
