@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +65,33 @@ def check_label_classes(case: Case, task: Task) -> None:
         )
 
 
-def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
-    """Run one case through all of the task's steps and score every step."""
+def check_channels(case: Case, task: Task) -> None:
+    """Refuse a case whose image channels are not the task's (autoPET needs CT and PET): a model
+    given one channel where it expects two fails every step, or worse, predicts from the wrong
+    image."""
+    if task.channels is None or len(case.channels) == len(task.channels):
+        return
+    expected = ", ".join(f"_{i:04d} {name}" for i, name in enumerate(task.channels))
+    raise SegloopError(
+        f"case {case.case_id}: has {len(case.channels)} image channel(s) "
+        f"(imagesTs/{case.case_id}_0000.* ...), task {task.name!r} needs "
+        f"{len(task.channels)} ({expected})"
+    )
+
+
+def run_case(
+    case: Case,
+    task: Task,
+    backend: ModelBackend,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
+) -> CaseOutcome:
+    """Run one case through all of the task's steps and score every step.
+
+    ``on_prediction(step, prediction)`` sees every step's prediction as scored (a failed step's
+    empty one too), e.g. to keep it on disk: handed over at once, so a case never holds all of
+    its steps' volumes in memory."""
     check_label_classes(case, task)
+    check_channels(case, task)
     started = time.perf_counter()
     session = backend.open_case(CaseInput.of(case, task.classes))
     session_s = time.perf_counter() - started
@@ -97,6 +122,8 @@ def run_case(case: Case, task: Task, backend: ModelBackend) -> CaseOutcome:
             wall_time_s = time.perf_counter() - step_started
             scores = task.score(prediction, case.label, case.spacing_mm)
             metrics_s = time.perf_counter() - step_started - wall_time_s
+            if on_prediction is not None:
+                on_prediction(step, prediction)
             steps.append(
                 StepResult(step, new, scores, failure, wall_time_s, robot_user_s, metrics_s)
             )

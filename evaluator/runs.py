@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from segloop.containers.registry import (
@@ -41,12 +42,18 @@ from segloop.containers.registry import (
     release_backend,
     terminate_backends,
 )
-from segloop.core import dataset, results, stamps, store, timing
+from segloop.core import dataset, images, results, stamps, store, timing
 from segloop.core.challenges import CHALLENGES
 from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import Case, SegloopError
 from segloop.core.task import Limits, Task, Terminated
-from segloop.loop import case_result_of, check_label_classes, run_case, timing_json
+from segloop.loop import (
+    case_result_of,
+    check_channels,
+    check_label_classes,
+    run_case,
+    timing_json,
+)
 from segloop.protocols.tasks import get_task
 
 SEGLOOP_VERSION = "0.1.0"
@@ -72,6 +79,9 @@ class RunSpec:
     scoring: str | None = None  # a scoring mode of the task (None: its default)
     # {file: sha256} of a python: or cmd: model's files (segloop.containers.registry.model_files)
     model_files: tuple[tuple[str, str], ...] = ()
+    # Keep each step's prediction (store.prediction_path); not part of the configuration, as
+    # it changes no result: a resumed run may switch it on for the cases still to run.
+    save_predictions: bool = False
 
     def task(self) -> Task:
         classes = dict(self.classes) if self.classes is not None else None
@@ -132,6 +142,7 @@ def check_dataset(
         try:
             case = load_dataset_case(spec.dataset_dir, case_id)
             check_label_classes(case, task)
+            check_channels(case, task)
             task.robot_user.interactions(case, task.classes, 0, None, task.seed)
         except SegloopError as error:
             problems[case_id] = str(error)
@@ -223,8 +234,21 @@ def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | N
     case = load_dataset_case(spec.dataset_dir, case_id)
     io_s = time.perf_counter() - io_started  # the time budget's I/O (segloop.core.timing)
     backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
+    case = load_dataset_case(spec.dataset_dir, case_id)
+    store.forget_predictions(run_dir, case_id)  # a killed earlier attempt's, if any
+    keep = None
+    if spec.save_predictions:
+        # Written before the case result, which marks the case finished: a result whose
+        # predictions were asked for always has them (a killed case runs again, overwriting).
+        def keep(step: int, prediction: np.ndarray) -> None:
+            images.write_image(
+                store.prediction_path(run_dir, case_id, step),
+                prediction_array(prediction),
+                case.geometry,
+            )
+
     try:
-        outcome = run_case(case, task, backend)
+        outcome = run_case(case, task, backend, keep)
     finally:
         release_backend(backend)
     result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
@@ -242,6 +266,14 @@ def time_budget_of(run_dir: Path, case_ids: Sequence[str]) -> timing.TimeBudget:
         except SegloopError:  # not run (stopped), or damaged: the line is about the others
             continue
     return timing.time_budget(t for t in found if isinstance(t, dict))
+
+
+def prediction_array(prediction: np.ndarray) -> np.ndarray:
+    """A prediction as stored: the smallest unsigned type that holds its labels (uint8 for up
+    to 255 classes), so a kept step costs little more than its compressed mask."""
+    prediction = np.asarray(prediction)
+    top = int(prediction.max()) if prediction.size else 0
+    return prediction.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
 def execute(
@@ -534,6 +566,13 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def last_log_line(log_tail: str | None) -> str:
+    """The last non-blank line of a model's log or traceback: usually the error itself
+    (``ValueError: ...``), the line a warning should quote."""
+    lines = [line.strip() for line in (log_tail or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def failure_digest(case_results: Sequence[results.CaseResult]) -> dict[str, dict[str, Any]]:
     """Per failure reason: how many steps, and the first one (by case id, step) as an example."""
     digest: dict[str, dict[str, Any]] = {}
@@ -547,4 +586,5 @@ def failure_digest(case_results: Sequence[results.CaseResult]) -> dict[str, dict
             )
             entry["steps"] += 1
             entry["example"].setdefault("detail", step.failure.detail)
+            entry["example"].setdefault("log_last_line", last_log_line(step.failure.log_tail))
     return digest

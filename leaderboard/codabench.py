@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from segloop.core import store, untrusted
-from segloop.core.challenges import Challenge
+from segloop.core.challenges import CHALLENGES, Challenge, challenge_to_toml
 from segloop.core.metrics.registry import higher_is_better
 from segloop.core.records import FailureReason, SegloopError, StepFailure
 from segloop.core.results import SUMMARY_KINDS, column_name
@@ -39,6 +39,7 @@ from segloop.core.untrusted import RefusedFile, UntrustedPath
 from segloop.leaderboard.html import render_detailed_results
 from segloop.leaderboard.scoring import scoring_for
 from segloop.leaderboard.stepscore import StepInput, aggregate_cases, score_case
+from segloop.protocols.tasks import is_reactive, robot_user_from_json
 
 # Detached headers are matched too, so that they are refused with a reason (not ignored).
 PREDICTION_NAME = re.compile(
@@ -48,10 +49,12 @@ PREDICTION_NAME = re.compile(
 REFERENCE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".nrrd")
 TASK_FILE = "segloop.json"
 SCORING_IMAGE = "segloop/scoring:0.1.0"
+TASK_TOML = "task.toml"  # a TOML task's file name inside the bundle's scoring program
 
 
 def task_from_reference(input_dir: Path, task: str | None) -> str:
-    """``--task``, else ``ref/segloop.json``'s "task"."""
+    """``--task``, else ``ref/segloop.json``'s "task": a preset name, or a ``.toml`` file name
+    in ``ref/`` (a bundle of a TOML task ships it there)."""
     if task:
         return task
     path = Path(input_dir) / "ref" / TASK_FILE
@@ -60,7 +63,12 @@ def task_from_reference(input_dir: Path, task: str | None) -> str:
     data = store.read_json(path)
     if not isinstance(data.get("task"), str):
         raise SegloopError(f'{path}: expected {{"task": "<task name>"}}')
-    return data["task"]
+    name = data["task"]
+    if name.endswith(".toml"):
+        if Path(name).name != name:
+            raise SegloopError(f"{path}: the task file must be a plain file name in ref/")
+        return str(Path(input_dir) / "ref" / name)
+    return name
 
 
 def reference_cases(ref_dir: Path) -> dict[str, Path]:
@@ -272,11 +280,15 @@ Codabench runs: python3 /app/program/score.py /app/input /app/output
 The docker image must have segloop installed (pip install segloop).
 """
 
+import os
 import shutil
 import subprocess
 import sys
 
 TASK = {task}
+HERE = os.path.dirname(os.path.abspath(__file__))
+if TASK.endswith(".toml"):  # the organizer's own task, shipped in this folder
+    TASK = os.path.join(HERE, TASK)
 
 command = ["segloop"] if shutil.which("segloop") else [sys.executable, "-m", "segloop"]
 sys.exit(subprocess.call(command + ["codabench-score", sys.argv[1], sys.argv[2], "--task", TASK]))
@@ -310,15 +322,33 @@ cases:
 """
 
 
+def check_scorable_from_uploads(spec: Challenge) -> None:
+    """Refuse a task whose robot user reacts to the model's predictions: its clicks depend on
+    predictions the organizer never sees, so uploaded prediction files cannot be scored (the
+    participant's clicks would be their own)."""
+    user = robot_user_from_json(spec.protocol, f"task {spec.name!r}")
+    if is_reactive(user) or spec.send_previous_prediction:
+        raise SegloopError(
+            f"task {spec.name!r}: its robot user ({spec.protocol.get('name')}) reacts to the "
+            "model's predictions, so Codabench cannot score uploaded predictions; run it with "
+            "`segloop run` (or as Grand Challenge algorithm containers)"
+        )
+
+
 def write_bundle(spec: Challenge, out_dir: Path) -> list[Path]:
-    """An example Codabench bundle for ``spec``'s task; returns the files written."""
+    """An example Codabench bundle for ``spec``'s task; returns the files written. A task read
+    from a TOML file travels with the bundle (``scoring_program/task.toml``, written by
+    :func:`challenge_to_toml`): Codabench's scoring image knows only the presets."""
+    check_scorable_from_uploads(spec)
     out_dir = Path(out_dir)
     num_steps = spec.num_steps or 1
+    own_task = bool(spec.source) or spec.name not in CHALLENGES
+    task_ref = TASK_TOML if own_task else spec.name
     files = {
         "competition.yaml": competition_yaml(spec),
         "scoring_program/metadata.yaml": "command: python3 /app/program/score.py /app/input /app/output\n",
-        "scoring_program/score.py": SCORE_PY.format(task=json.dumps(spec.name)),
-        f"reference_data/{TASK_FILE}": json.dumps({"task": spec.name}, indent=1) + "\n",
+        "scoring_program/score.py": SCORE_PY.format(task=json.dumps(task_ref)),
+        f"reference_data/{TASK_FILE}": json.dumps({"task": task_ref}, indent=1) + "\n",
         "reference_data/README.md": (
             "Put one ground-truth label map per case here: <case>.nii.gz (or .nii, .mha, .nrrd).\n"
         ),
@@ -339,6 +369,9 @@ def write_bundle(spec: Challenge, out_dir: Path) -> list[Path]:
             "INPUT/res = an unzipped submission.\n"
         ),
     }
+    if own_task:  # next to the program, and in ref/ for `codabench-score` without --task
+        files[f"scoring_program/{TASK_TOML}"] = challenge_to_toml(spec)
+        files[f"reference_data/{TASK_TOML}"] = challenge_to_toml(spec)
     written = []
     for name, text in files.items():
         path = out_dir / name

@@ -26,9 +26,12 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from segloop.core import store
 from segloop.core.challenges import ScoreTerm
 from segloop.core.metrics.registry import higher_is_better, parse_metric_name
-from segloop.core.results import SUMMARY_KINDS, column_name
+from segloop.core.records import SegloopError
+from segloop.core.results import SUMMARY_KINDS, aggregate, class_summaries, column_name
+from segloop.leaderboard import case_view, pictures
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
 from segloop.leaderboard.usershift import UserShiftRow
@@ -89,10 +92,51 @@ def submission_page(task: str, submission: str) -> str:
     return f"sub-{slug(task)}--{slug(submission)}.html"
 
 
+def case_page(task: str, submission: str, case_id: str) -> str:
+    return f"case-{slug(task)}--{slug(submission)}--{slug(case_id)}.html"
+
+
 def metric_label(metric: str, kind: str | None = None) -> str:
     """The metric's title from the registry (``NSD@2 mm``), with the summary kind if given."""
     base = parse_metric_name(metric).title
     return f"{base} {KIND_LABELS[kind]}" if kind else base
+
+
+def unit_label(metric: str, kind: str | None = None) -> str:
+    """The unit of a metric's values, or of one of its summaries, in parentheses ("" for
+    fractions): a normalised AUC is the curve's trapezoid mean, in the metric's own unit; a raw
+    AUC is that unit times the x-axis' (clicks)."""
+    unit = parse_metric_name(metric).unit
+    if kind == "auc_raw":
+        return f" ({unit} x clicks)" if unit else " (x clicks)"
+    return f" ({unit})" if unit else ""
+
+
+def column_label(metric: str, kind: str | None = None) -> str:
+    """A table column or axis: title, summary kind and unit (``HD95 Final (mm)``)."""
+    return metric_label(metric, kind) + unit_label(metric, kind)
+
+
+def auc_meaning(metric: str) -> str:
+    """What the normalised AUC of ``metric`` says, in words a reader can check."""
+    spec = parse_metric_name(metric)
+    low, high = spec.metric.bounds
+    if low is not None and high is not None:
+        best = high if spec.higher_is_better else low
+        return (
+            f"the mean of the curve over the AUC steps (trapezoid), in [{low:g}, {high:g}]; "
+            f"{best:g} = perfect at every step"
+        )
+    unit = f" in {spec.unit}" if spec.unit else ""
+    return (
+        f"the mean of the curve over the AUC steps (trapezoid){unit}; not bounded above, "
+        f"{'higher' if spec.higher_is_better else 'lower'} is better"
+    )
+
+
+def fixed_number(value: Any, digits: int) -> str:
+    """Always ``digits`` decimals (``69.0`` beside ``58.0``, never ``69``)."""
+    return MISSING if is_missing(value) else f"{float(value):.{digits}f}"
 
 
 # ---------------------------------------------------------------- tables
@@ -147,7 +191,9 @@ def direction_hint(metric: str) -> str:
 
 
 def leaderboard_table(board: Leaderboard, task: str) -> Table:
-    """Rank, score, term ranks, AUC and Final of every metric, cases, failures, time, wins."""
+    """Rank, submission, score and the mean AUC and Final of every metric first (what a reader
+    looks for, visible without scrolling), then cases, failures, times, the term ranks and the
+    rank stability."""
     ranking = board.rankings[task]
     ranked = ranking.table().set_index("submission")
     means = board.submissions[board.submissions["task"] == task].set_index("submission")
@@ -156,14 +202,13 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
         Column("Rank", title="aggregate-then-rank: rank of the score"),
         Column("Submission", numeric=False),
         Column("Score", title="weighted mean of the term ranks (lower is better)"),
-        Column("Rank (per case)", title="rank-then-aggregate"),
     ]
     columns += [
-        Column(f"{metric_label(t.metric, t.kind)} rank", title=f"weight {format_number(t.weight)}")
-        for t in ranking.terms
-    ]
-    columns += [
-        Column(metric_label(m, k), title=f"mean over cases, {direction_hint(m)}")
+        Column(
+            column_label(m, k),
+            title=f"mean over cases, {direction_hint(m)}"
+            + (f"; normalised AUC: {auc_meaning(m)}" if k == "auc_normalised" else ""),
+        )
         for m in metrics
         for k in SHOWN_KINDS
     ]
@@ -174,6 +219,11 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
         Column("Failed cases"),
         Column("Mean case time (s)"),
         Column("Model time (s)", title="total model wall time over all steps"),
+        Column("Rank (per case)", title="rank-then-aggregate"),
+    ]
+    columns += [
+        Column(f"{metric_label(t.metric, t.kind)} rank", title=f"weight {format_number(t.weight)}")
+        for t in ranking.terms
     ]
     if ranking.bootstrap is not None:
         columns.append(Column("Wins (%)", title="share of bootstrap resamples ranked first"))
@@ -183,10 +233,8 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
         cells = [
             number_cell(row["rank"], cls="rank"),
             text_cell(submission, submission_page(task, submission), cls="name"),
-            number_cell(row["score"], 3),
-            number_cell(row["rank_then_aggregate_rank"]),
+            number_cell(row["score"], 3, cls="score"),
         ]
-        cells += [number_cell(row[f"{t.column}_rank"]) for t in ranking.terms]
         cells += [summary_cell(mean, m, k) for m in metrics for k in SHOWN_KINDS]
         cells += [
             number_cell(mean["num_cases"]),
@@ -195,9 +243,12 @@ def leaderboard_table(board: Leaderboard, task: str) -> Table:
             number_cell(mean["failed_cases"]),
             number_cell(mean["mean_case_wall_time_s"], 2),
             number_cell(mean["total_model_wall_time_s"], 2),
+            number_cell(row["rank_then_aggregate_rank"]),
         ]
+        cells += [number_cell(row[f"{t.column}_rank"]) for t in ranking.terms]
         if ranking.bootstrap is not None:
-            cells.append(number_cell(100 * row["winner_frequency"], 1))
+            wins = 100 * row["winner_frequency"]
+            cells.append(Cell(fixed_number(wins, 1), sort_key(wins)))
         rows.append(tuple(cells))
     return Table(tuple(columns), tuple(rows), "leaderboard", f"Leaderboard of {task}")
 
@@ -224,12 +275,12 @@ def consensus_table(board: Leaderboard) -> Table:
 def task_index_table(board: Leaderboard) -> Table:
     columns = (
         Column("Task", numeric=False),
-        Column("Description", numeric=False),
+        Column("Winner", numeric=False),
         Column("Submissions"),
         Column("Cases"),
         Column("Steps"),
         Column("Metrics", numeric=False),
-        Column("Winner", numeric=False),
+        Column("Description", numeric=False),
     )
     rows = []
     for _, task in board.tasks.iterrows():
@@ -240,12 +291,12 @@ def task_index_table(board: Leaderboard) -> Table:
         rows.append(
             (
                 text_cell(task["task"], task_page(task["task"]), cls="name"),
-                text_cell(task["description"]),
+                text_cell(", ".join(winners), cls="name"),
                 number_cell(task["num_submissions"]),
                 number_cell(task["num_cases"]),
                 number_cell(task["num_steps"]),
                 text_cell(task["metrics"].replace(",", ", ")),
-                text_cell(", ".join(winners)),
+                text_cell(task["description"], cls="wrap"),
             )
         )
     return Table(columns, tuple(rows), "tasks")
@@ -305,15 +356,18 @@ USER_SHIFT_TITLES = {
 }
 
 
-def case_table(board: Leaderboard, task: str, submission: str) -> Table:
+def case_table(
+    board: Leaderboard, task: str, submission: str, case_links: Mapping[str, str] | None = None
+) -> Table:
     cases = board.cases[(board.cases["task"] == task) & (board.cases["submission"] == submission)]
     metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
     columns = [Column("Case", numeric=False)]
-    columns += [Column(metric_label(m, k)) for m in metrics for k in SHOWN_KINDS]
+    columns += [Column(column_label(m, k)) for m in metrics for k in SHOWN_KINDS]
     columns += [Column("Failed steps"), Column("Case time (s)"), Column("Model time (s)")]
     rows = []
     for _, row in cases.sort_values("case_id").iterrows():
-        cells = [text_cell(row["case_id"], cls="name")]
+        href = (case_links or {}).get(row["case_id"])
+        cells = [text_cell(row["case_id"], href, cls="name")]
         cells += [summary_cell(row, m, k) for m in metrics for k in SHOWN_KINDS]
         cells += [
             number_cell(row["failed_steps"], cls="warn" if row["failed_steps"] else ""),
@@ -322,6 +376,81 @@ def case_table(board: Leaderboard, task: str, submission: str) -> Table:
         ]
         rows.append(tuple(cells))
     return Table(tuple(columns), tuple(rows), "cases", f"Cases of {submission}")
+
+
+# ---------------------------------------------------------------- per class
+
+
+def task_classes(board: Leaderboard, task: str) -> dict[str, str]:
+    """The task's classes (label value as text -> name), from its runs' task definition."""
+    for record in board.records:
+        if str(record.run["task"]["name"]) == task:
+            return {str(k): str(v) for k, v in record.run["task"].get("classes", {}).items()}
+    return {}
+
+
+def class_table(board: Leaderboard, task: str) -> Table | None:
+    """For a multi-class task: each submission's mean over cases of every class's normalised
+    AUC and Final, per metric (None for a one-class task: its mean is its class)."""
+    classes = task_classes(board, task)
+    if len(classes) < 2:
+        return None
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    columns = [Column("Submission", numeric=False)]
+    columns += [
+        Column(f"{name}: {column_label(m, k)}", title=f"class {key}, {direction_hint(m)}")
+        for key, name in classes.items()
+        for m in metrics
+        for k in SHOWN_KINDS
+    ]
+    rows = []
+    for submission in board.rankings[task].table()["submission"]:
+        record = board.record(task, submission)
+        per_case = [class_summaries(result) for result in record.cases.values()]
+        cells = [text_cell(submission, submission_page(task, submission), cls="name")]
+        for key in classes:
+            for metric in metrics:
+                for kind in SHOWN_KINDS:
+                    values = [c.get(metric, {}).get(key, {}).get(kind) for c in per_case]
+                    cells.append(number_cell(aggregate(values).mean, 4))
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "classes", f"Per class, {task}")
+
+
+def class_charts(board: Leaderboard, task: str) -> list[dict[str, Any]]:
+    """For a multi-class task, one chart per metric and class: the class's mean over cases at
+    each step, one line per submission."""
+    classes = task_classes(board, task)
+    if len(classes) < 2:
+        return []
+    metrics = [m for m in board.tasks.set_index("task").loc[task, "metrics"].split(",") if m]
+    order = list(board.rankings[task].table()["submission"])
+    charts = []
+    for metric in metrics:
+        for key, name in classes.items():
+            series = []
+            for submission in order:
+                results = list(board.record(task, submission).cases.values())
+                steps = max((len(r.steps) for r in results), default=0)
+                points = []
+                for step in range(steps):
+                    values = [
+                        r.steps[step].metrics[metric].per_class.get(key)
+                        for r in results
+                        if step < len(r.steps) and metric in r.steps[step].metrics
+                    ]
+                    points.append((float(step), aggregate(values).mean))
+                series.append((submission, points))
+            charts.append(
+                line_chart(
+                    f"{metric_label(metric)}, {name} (class {key}), mean over cases",
+                    "step (interactions given)",
+                    f"{column_label(metric)}, {direction_hint(metric)}",
+                    series,
+                    metric_range(metric),
+                )
+            )
+    return charts
 
 
 # ---------------------------------------------------------------- SVG line charts
@@ -392,8 +521,15 @@ def line_chart(
 
     x_values = sorted(set(xs))
     stride = max(1, math.ceil(len(x_values) / 12))
+    # Identical curves must stay apart: each series is shifted sideways by a few pixels (less
+    # than a quarter of a step, so no point moves towards another step) and has its own marker
+    # shape and dash pattern; the legend toggles each series.
+    step_px = plot_w / max(len(x_values) - 1, 1)
+    spread = min(SERIES_OFFSET_PX, step_px / 4 / max(len(series), 1))
     lines = []
     for index, (label, points) in enumerate(series):
+        dx = round((index - (len(series) - 1) / 2) * spread, 2)
+        shape = MARKER_SHAPES[index % len(MARKER_SHAPES)]
         segments, current, markers = [], [], []
         for x, y in sorted(points):
             if is_missing(y):
@@ -401,11 +537,11 @@ def line_chart(
                     segments.append(" ".join(current))
                 current = []
                 continue
-            current.append(f"{px(x)},{py(y)}")
+            cx, cy = round(px(x) + dx, 2), py(y)
+            current.append(f"{cx},{cy}")
             markers.append(
                 {
-                    "cx": px(x),
-                    "cy": py(y),
+                    "path": marker_path(shape, cx, cy),
                     "title": f"{label}: step {format_number(x)}, {format_number(y, 4)}",
                 }
             )
@@ -415,8 +551,13 @@ def line_chart(
             {
                 "label": label,
                 "color": PALETTE[index % len(PALETTE)],
+                "dash": DASHES[(index // len(PALETTE)) % len(DASHES)]
+                if index >= len(PALETTE)
+                else DASHES[index % len(DASHES)],
                 "segments": segments,
                 "markers": markers,
+                "legend_marker": marker_path(shape, 7.0, 6.0),
+                "index": index,
             }
         )
     return {
@@ -435,6 +576,34 @@ def line_chart(
         "y_ticks": [{"pos": py(y), "label": tick_label(y, y_ticks)} for y in y_ticks],
         "lines": lines,
     }
+
+
+SERIES_OFFSET_PX = 3.0
+MARKER_SHAPES = ("circle", "square", "triangle", "diamond", "triangle-down", "plus")
+DASHES = ("", "6 3", "2 2", "8 3 2 3")
+MARKER_RADIUS_PX = 3.5
+
+
+def marker_path(shape: str, cx: float, cy: float, r: float = MARKER_RADIUS_PX) -> str:
+    """SVG path data of a marker centred on (cx, cy)."""
+    if shape == "circle":
+        return f"M{cx - r:.2f},{cy:.2f}a{r},{r} 0 1,0 {2 * r},0a{r},{r} 0 1,0 {-2 * r},0Z"
+    if shape == "square":
+        a = r * 0.85
+        return f"M{cx - a:.2f},{cy - a:.2f}h{2 * a:.2f}v{2 * a:.2f}h{-2 * a:.2f}Z"
+    if shape in ("triangle", "triangle-down"):
+        sign = 1 if shape == "triangle" else -1
+        return (
+            f"M{cx:.2f},{cy - sign * r:.2f}L{cx + r:.2f},{cy + sign * r * 0.8:.2f}"
+            f"L{cx - r:.2f},{cy + sign * r * 0.8:.2f}Z"
+        )
+    if shape == "diamond":
+        return f"M{cx:.2f},{cy - r:.2f}L{cx + r:.2f},{cy:.2f}L{cx:.2f},{cy + r:.2f}L{cx - r:.2f},{cy:.2f}Z"
+    a, b = r, r * 0.35  # plus
+    return (
+        f"M{cx - b:.2f},{cy - a:.2f}h{2 * b:.2f}v{a - b:.2f}h{a - b:.2f}v{2 * b:.2f}h{b - a:.2f}"
+        f"v{a - b:.2f}h{-2 * b:.2f}v{b - a:.2f}h{b - a:.2f}v{-2 * b:.2f}h{a - b:.2f}Z"
+    )
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:
@@ -460,7 +629,7 @@ def task_charts(board: Leaderboard, task: str) -> list[dict[str, Any]]:
             line_chart(
                 f"{metric_label(metric)} vs step (mean over cases)",
                 "step (interactions given)",
-                f"{metric_label(metric)} ({direction_hint(metric)})",
+                f"{column_label(metric)}, {direction_hint(metric)}",
                 series,
                 metric_range(metric),
             )
@@ -485,7 +654,7 @@ def submission_chart(board: Leaderboard, task: str, submission: str) -> dict[str
     return line_chart(
         f"{metric_label(metric)} vs step, per case",
         "step (interactions given)",
-        metric_label(metric),
+        column_label(metric),
         series,
         metric_range(metric),
     )
@@ -505,7 +674,7 @@ def stability_view(ranking: TaskRanking) -> dict[str, Any] | None:
             {
                 "submission": ranking.submissions[i],
                 "rank": format_number(ranking.aggregate.rank[i]),
-                "wins": format_number(100 * boot.winner_frequency[i], 1),
+                "wins": fixed_number(100 * boot.winner_frequency[i], 1),
                 "mean_rank": format_number(boot.mean_rank[i], 2),
                 "interval": f"{format_number(boot.rank_low[i])}–{format_number(boot.rank_high[i])}",
                 "frequency": [
@@ -551,6 +720,65 @@ def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str
     return found
 
 
+# ---------------------------------------------------------------- case pages
+
+
+def case_pictures(run_dir: Path, case_id: str) -> dict[str, Any]:
+    """The pictures of a case page, as data URIs (the page's policy allows no other image):
+    the strip over all steps, the step after which the first metric fell most (if it fell),
+    and the last step."""
+    view = case_view.load_case_view(run_dir, case_id)
+    last = case_view.step_numbers(view)[-1]
+    worst = case_view.worst_step(view)
+    steps = []
+    if worst is not None and worst != last:
+        steps.append(
+            (worst, f"Step {worst}: where {metric_label(view.result.metrics[0])} fell most")
+        )
+    steps.append((last, f"Step {last}: the last step"))
+    return {
+        "channel": view.channel_name,
+        "strip": pictures.png_data_uri(case_view.strip_figure(view)),
+        "steps": [
+            {"heading": heading, "src": pictures.png_data_uri(case_view.step_figure(view, step))}
+            for step, heading in steps
+        ],
+    }
+
+
+def write_case_pages(
+    board: Leaderboard, task: str, submission: str, out_dir: Path, render: Any
+) -> tuple[dict[str, str], str]:
+    """A page per case whose predictions the run kept; returns (case id -> page, a note for the
+    submission page: why there are no case pages, "" when there are)."""
+    record = board.record(task, submission)
+    kept = [c for c in record.cases if store.saved_prediction_steps(record.run_dir, c)]
+    if not kept:
+        return {}, "The run kept no predictions (segloop run --save-predictions), so no case pages."
+    links = {}
+    for case_id in kept:
+        try:
+            content = case_pictures(record.run_dir, case_id)
+        except SegloopError as error:  # e.g. the dataset moved: the rest of the site still works
+            return links, f"No case pages: {error}"
+        page = case_page(task, submission, case_id)
+        write_page(
+            out_dir / page,
+            render(
+                "case.html",
+                title=f"{case_id}: {submission} on {task}",
+                case_id=case_id,
+                task=task,
+                task_href=task_page(task),
+                submission=submission,
+                submission_href=submission_page(task, submission),
+                **content,
+            ),
+        )
+        links[case_id] = page
+    return links, ""
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -594,24 +822,77 @@ def term_rows(terms: Iterable[ScoreTerm]) -> list[dict[str, str]]:
     ]
 
 
+@dataclass(frozen=True)
+class SiteOptions:
+    """What the reader sees beyond the numbers: the site's title, the dataset's name, and
+    whether local paths (dataset and run folders, paths in model specs) are shown. Paths are
+    hidden by default: a published leaderboard must not show the organizer's file system."""
+
+    title: str = "segloop leaderboard"
+    dataset_name: str = ""
+    show_paths: bool = False
+
+
+DEFAULT_SITE_OPTIONS = SiteOptions()
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last component (``…/model.py``)."""
+    return ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}", text)
+
+
+def dataset_label(record: Any, options: SiteOptions) -> str:
+    """The dataset as the pages name it: the given name, else the folder's own name (its full
+    path with ``show_paths``)."""
+    folder = str(record.run.get("dataset", ""))
+    if options.show_paths:
+        return f"{options.dataset_name} ({folder})" if options.dataset_name else folder
+    return options.dataset_name or Path(folder).name
+
+
+def datasets_label(datasets: str, options: SiteOptions) -> str:
+    """A task's datasets (``;``-separated folders of its runs) as its page names them: the given
+    name, else each folder's own name; full paths only with ``show_paths``."""
+    folders = [f for f in datasets.split(";") if f]
+    shown = ", ".join(folders if options.show_paths else [Path(f).name for f in folders])
+    if options.dataset_name:
+        return f"{options.dataset_name} ({shown})" if options.show_paths else options.dataset_name
+    return shown
+
+
+def missing_cases(board: Leaderboard, task: str, submission: str) -> list[str]:
+    """The task's cases (those any submission has) that this submission has no result for."""
+    cases = board.cases[board.cases["task"] == task]
+    everyone = set(cases["case_id"])
+    own = set(cases[cases["submission"] == submission]["case_id"])
+    return sorted(everyone - own)
+
+
 def render_site(
     board: Leaderboard,
     out_dir: Path,
     data_dir_name: str = "data",
+    options: SiteOptions = DEFAULT_SITE_OPTIONS,
     user_shift: Sequence[UserShiftRow] = (),
 ) -> Path:
     """Write every page of ``board`` into ``out_dir``; return the index page."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    common = {**_assets(), "tasks_nav": [(t, task_page(t)) for t in board.rankings]}
+    common = {
+        **_assets(),
+        "tasks_nav": [(t, task_page(t)) for t in board.rankings],
+        "site_title": options.title,
+    }
     data_files = sorted(p.name for p in (out_dir / data_dir_name).glob("*") if p.is_file())
     index = out_dir / "index.html"
     write_page(
         index,
         env.get_template("index.html").render(
             **common,
-            title="segloop leaderboard",
+            title=options.title,
+            dataset_name=options.dataset_name,
             tasks_table=task_index_table(board),
             consensus=consensus_table(board) if board.rankings else None,
             robustness=robustness_view(board),
@@ -622,7 +903,7 @@ def render_site(
             ],
             data_dir=data_dir_name,
             data_files=data_files,
-            runs=[str(r.run_dir) for r in board.records],
+            runs=[str(r.run_dir) for r in board.records] if options.show_paths else [],
         ),
     )
     for task, ranking in board.rankings.items():
@@ -631,27 +912,43 @@ def render_site(
             out_dir / task_page(task),
             env.get_template("task.html").render(
                 **common,
-                title=f"{task} leaderboard",
+                title=f"{task}: {options.title}",
                 task=task,
+                dataset_name=options.dataset_name,
+                meanings=[
+                    {"label": metric_label(m), "meaning": auc_meaning(m)}
+                    for m in board.tasks.set_index("task").loc[task, "metrics"].split(",")
+                    if m
+                ],
                 description=info["description"],
                 num_steps=format_number(info["num_steps"]),
                 auc_steps=info["auc_steps"],
                 dataset={
-                    "paths": info["datasets"],
+                    "label": datasets_label(info["datasets"], options),
                     "num_cases": format_number(info["num_cases"]),
                     "fingerprint": info["dataset_fingerprint"][:12],
                     "scoring_modes": info["scoring_modes"],
-                    "mixed": info["mixed"],
+                    "mixed": info["mixed"] if options.show_paths else hide_paths(info["mixed"]),
                 },
                 terms=term_rows(ranking.terms),
                 table=leaderboard_table(board, task),
                 charts=task_charts(board, task),
+                classes_table=class_table(board, task),
+                class_charts=class_charts(board, task),
                 stability=stability_view(ranking),
             ),
         )
         for submission in ranking.submissions:
             record = board.record(task, submission)
+            case_links, case_note = write_case_pages(
+                board,
+                task,
+                submission,
+                out_dir,
+                lambda name, **values: env.get_template(name).render(**common, **values),
+            )
             ranked = ranking.table().set_index("submission").loc[submission]
+            model = str(record.run.get("model", ""))
             write_page(
                 out_dir / submission_page(task, submission),
                 env.get_template("submission.html").render(
@@ -663,13 +960,15 @@ def render_site(
                     rank=format_number(ranked["rank"]),
                     score=format_number(ranked["score"], 3),
                     run={
-                        "model": str(record.run.get("model", "")),
-                        "dataset": str(record.run.get("dataset", "")),
-                        "folder": str(record.run_dir),
+                        "model": model if options.show_paths else hide_paths(model),
+                        "dataset": dataset_label(record, options),
+                        "folder": str(record.run_dir) if options.show_paths else "",
                         "config_hash": str(record.run.get("config_hash", "")),
                         "version": str(record.run.get("segloop_version", "")),
                     },
-                    cases=case_table(board, task, submission),
+                    missing=missing_cases(board, task, submission),
+                    cases=case_table(board, task, submission, case_links),
+                    case_note=case_note,
                     chart=submission_chart(board, task, submission),
                     failures=failures_of(board, task, submission),
                 ),
@@ -683,6 +982,7 @@ def write_site(
     score_overrides: Mapping[str | None, Sequence[ScoreTerm]] | None = None,
     n_bootstrap: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    options: SiteOptions = DEFAULT_SITE_OPTIONS,
     allow_mixed: bool = False,
     user_shift: Sequence[UserShiftRow] = (),
 ) -> Path:
@@ -693,7 +993,7 @@ def write_site(
     if user_shift:
         data = Path(out_dir) / "data"
         write_user_shift(user_shift, data / "user-shift.csv", data / "user-shift.json")
-    return render_site(board, Path(out_dir), user_shift=user_shift)
+    return render_site(board, Path(out_dir), options=options, user_shift=user_shift)
 
 
 def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]) -> str:
@@ -705,14 +1005,14 @@ def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]
         line_chart(
             f"{metric_label(m)} vs step (mean over cases)",
             "step (interactions given)",
-            f"{metric_label(m)} ({direction_hint(m)})",
+            f"{column_label(m)}, {direction_hint(m)}",
             [("this submission", [(float(s), v) for s, v in enumerate(curve[m])])],
             metric_range(m),
         )
         for m in metric_names
     ]
     columns = [Column("Case", numeric=False)]
-    columns += [Column(metric_label(m, k)) for m in metric_names for k in SUMMARY_KINDS]
+    columns += [Column(column_label(m, k)) for m in metric_names for k in SUMMARY_KINDS]
     columns.append(Column("Failed steps"))
     rows = []
     failures = []
@@ -741,6 +1041,7 @@ def render_detailed_results(result: Mapping[str, Any], scores: Mapping[str, Any]
         .render(
             **_assets(),
             tasks_nav=[],
+            site_title="segloop results",
             title=f"segloop results: {result['task']}",
             task=str(result["task"]),
             scores=score_rows,

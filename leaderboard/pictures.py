@@ -206,14 +206,17 @@ def focus_voxel(
     """Where a step's picture cuts the volume.
 
     The newest interaction of ``step`` (the robot user's reaction to the previous prediction,
-    so the place the reader wants to see); without one, or with ``prefer="error"``, the centre
+    so the place the reader wants to see; its newest positive one if it has any); without one, or with ``prefer="error"``, the centre
     of the largest connected error region (prediction differs from label); without errors, the
     centre of the largest ground-truth object; else the volume centre. A "centre" is the
     region's voxel closest to its centroid, so it lies inside even a curved region.
     """
     own = [i for i in interactions if i.step == step]
     if own and prefer == "click":
-        return _clip_voxel(interaction_anchor(own[-1]), label.shape)
+        # A step that adds a positive and a negative click (autoPET, TriALS) is shown through
+        # the positive one: it lies on the target, the negative one often far off in background.
+        positive = [i for i in own if i.positive]
+        return _clip_voxel(interaction_anchor((positive or own)[-1]), label.shape)
     if prediction is not None:
         error = np.asarray(prediction) != np.asarray(label)
         if error.any():
@@ -410,6 +413,17 @@ def _draw_interactions(
             )
 
 
+def grey_rgb(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """A 2-D slice as RGB grey levels (uint8) in ``window``. matplotlib would scale float
+    pixels itself, in float arithmetic whose last bit varied with the process's history (the
+    same figure drew one grey level apart, in the first of two identical sites); uint8 RGB is
+    drawn as is, so the same slice gives the same PNG bytes."""
+    low, high = float(window[0]), float(window[1])
+    scaled = (np.asarray(plane, dtype=np.float64) - low) / (high - low if high > low else 1.0)
+    grey = np.round(np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def _draw_panel(
     ax: Axes,
     view: _View,
@@ -427,7 +441,7 @@ def _draw_panel(
     """One slice: grey image, translucent prediction, GT contour, interactions, fixed limits."""
     aspect = spacing_mm[view.rows] / spacing_mm[view.cols]
     common = {"aspect": aspect, "origin": view.origin, "interpolation": "nearest"}
-    ax.imshow(_slice(image, view, index), cmap="gray", vmin=window[0], vmax=window[1], **common)
+    ax.imshow(grey_rgb(_slice(image, view, index), window), **common)
     if prediction is not None:
         predicted = _slice(prediction, view, index)
         if np.any(predicted):

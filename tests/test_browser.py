@@ -164,3 +164,62 @@ def test_submission_page_shows_failures_as_text(site, browser_page):
     assert '<img src=x onerror="alert(2)">' in detail
     assert page.locator("table#failures img").count() == 0
     assert events["dialogs"] == [] and events["errors"] == []
+
+
+def box_fits(page, selector: str, width: int, height: int) -> bool:
+    """The element is inside the first screen: visible without scrolling either way."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return box["x"] >= 0 and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_score_and_winner_visible_without_scrolling(site, browser_page, tmp_path, width):
+    page, events = browser_page
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto((site / task_page("autopet")).as_uri())
+    assert box_fits(page, "table#leaderboard thead th:has-text('Score')", width, 800)
+    assert box_fits(page, "table#leaderboard tbody tr:first-child td.score", width, 800)
+    if width == 1280:  # and the main values beside it, units in the headers
+        assert box_fits(page, "table#leaderboard thead th:has-text('FNV Final (ml)')", width, 800)
+    page.screenshot(path=str(tmp_path / f"task-{width}.png"))
+    assert (tmp_path / f"task-{width}.png").stat().st_size > 10_000
+    page.goto((site / "index.html").as_uri())
+    assert box_fits(page, "table#tasks thead th:has-text('Winner')", width, 800)
+    assert box_fits(page, "table#tasks tbody tr:first-child td:nth-child(2)", width, 800)
+    page.screenshot(path=str(tmp_path / f"index-{width}.png"))
+    if width == 1280 and NOTES_SCREENSHOT.parent.is_dir():
+        shutil.copyfile(tmp_path / f"task-{width}.png", NOTES_SCREENSHOT.with_name("task-1280.png"))
+    assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
+
+
+def test_legend_hides_and_shows_a_line(site, browser_page):
+    page, events = browser_page
+    page.goto((site / task_page("autopet")).as_uri())
+    chart = page.locator("figure.chart").first
+    series = chart.locator('g.series[data-series="1"]')
+    assert series.is_visible()
+    chart.locator('button.legend-item[data-series="1"]').click()
+    assert not series.is_visible()
+    assert chart.locator('g.series[data-series="0"]').is_visible()
+    chart.locator('button.legend-item[data-series="1"]').click()
+    assert series.is_visible()
+    assert events["errors"] == [] and events["console"] == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_case_page_pictures_load_and_fit(site, browser_page, tmp_path, width):
+    page, events = browser_page
+    page.set_viewport_size({"width": width, "height": 800})
+    from segloop.leaderboard.html import submission_page
+
+    page.goto((site / submission_page("autopet", "region-growing")).as_uri())
+    page.locator("table#cases tbody tr:first-child td.name a").click()
+    assert Path(page.url).name.startswith("case-")
+    pictures = page.locator("figure.picture img")
+    assert pictures.count() >= 2
+    for index in range(pictures.count()):
+        natural, shown = pictures.nth(index).evaluate("i => [i.naturalWidth, i.clientWidth]")
+        assert natural >= 1000 and 0 < shown <= width  # decoded, scaled to the screen
+    page.screenshot(path=str(tmp_path / f"case-{width}.png"), full_page=True)
+    assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []

@@ -168,6 +168,14 @@ def phantom_runs(tmp_path_factory, num_cases: int = 3) -> tuple[Path, Path]:
         return data, runs
     phantoms.write_phantom_dataset(data, "pet", num_cases, seed=1, shape=SMALL_PET)
     for index, (name, model) in enumerate(PHANTOM_SUBMISSIONS.items()):
-        execute_run(data, "autopet", model, runs / f"run{index}", name, show_progress=False)
+        execute_run(
+            data,
+            "autopet",
+            model,
+            runs / f"run{index}",
+            name,
+            show_progress=False,
+            save_predictions=name != "empty",  # case pages for two of the three
+        )
     (root / "done").touch()
     return data, runs

@@ -68,6 +68,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="run under each of these robot users, one run folder per user in OUT/<user>/ "
         "(`own` = the task's own user; others: see `segloop tasks`), e.g. own,r1,r4,r5",
     )
+    run.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="keep each step's prediction as OUT/cases/<case>/step_<k>.nii.gz (the case's "
+        "geometry) for `segloop show` and the leaderboard's case pages",
+    )
     leaderboard_cli.add_scoring_option(run)
     add_limit_arguments(run)
     parallel = run.add_argument_group("parallel runs")
@@ -206,6 +212,7 @@ def execute_run(
     classes: dict[int, str] | None = None,
     scoring: str | None = None,
     overwrite: bool = False,
+    save_predictions: bool = False,
 ) -> dict:
     """Run (or resume) and summarise; the Python twin of ``segloop run``.
 
@@ -220,6 +227,7 @@ def execute_run(
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
         scoring=scoring,
+        save_predictions=save_predictions,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
     spec = replace(
@@ -309,6 +317,7 @@ def run_command(args: argparse.Namespace) -> int:
         parse_classes(args.classes),
         args.scoring,
         args.overwrite,
+        args.save_predictions,
     )
     print(format_summary(summary))
     print(f"run folder: {args.out}")
@@ -317,9 +326,12 @@ def run_command(args: argparse.Namespace) -> int:
         print(budget.line())
     for reason, entry in summary["failures"].items():
         example = entry["example"]
+        last_line = example.get("log_last_line") or ""
+        log = f"; the model's log ends: {last_line}" if last_line else ""
         print(
             f"segloop: warning: {entry['steps']} step(s) failed with {reason}, e.g. case "
-            f"{example['case_id']} step {example['step']}: {example['detail']}",
+            f"{example['case_id']} step {example['step']}: {example['detail']}{log} "
+            f"(every failure: {Path(args.out) / 'cases'}/<case>.json, or the leaderboard)",
             file=sys.stderr,
         )
     return 0
@@ -408,7 +420,9 @@ def demo_command(args: argparse.Namespace) -> int:
         ready = _demo_cases(data, task, args.seed)
         for submission, model in DEMO_MODELS:
             run_dir = out / "runs" / task / submission
-            summary = execute_run(data, task, model, run_dir, submission, args.seed, ready)
+            summary = execute_run(
+                data, task, model, run_dir, submission, args.seed, ready, save_predictions=True
+            )
             print(format_summary(summary))
             run_dirs.append(run_dir)
 

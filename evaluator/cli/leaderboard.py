@@ -4,6 +4,7 @@
     segloop gc-evaluate                        Grand Challenge evaluation container mode
     segloop codabench-score INPUT OUTPUT       Codabench scoring program
     segloop codabench-bundle --task T --out D  an example Codabench competition bundle
+    segloop gc-predictions RUN --out D         an example GC predictions.json from a run
 
 Heavy imports (pandas, jinja2, SimpleITK) happen inside the handlers, so ``segloop --help``
 stays fast.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from segloop.core.challenges import SCORING_MODES
 from segloop.core.records import parse_classes
-from segloop.leaderboard import codabench, gc_evaluate, html, usershift
+from segloop.leaderboard import codabench, gc_evaluate, gc_predictions, html, usershift
 from segloop.leaderboard.scoring import parse_score_overrides
 from segloop.leaderboard.stepscore import scoring_spec
 
@@ -69,6 +70,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE",
         help="a user-shift.json of `segloop user-shift` to show as the 'user shift' section",
+    )
+    board.add_argument("--title", default=html.SiteOptions.title, help="the site's title")
+    board.add_argument("--dataset-name", default="", help="the dataset's name on every page")
+    board.add_argument(
+        "--show-paths",
+        action="store_true",
+        help="show local paths (dataset and run folders, paths in model specs); hidden by default",
     )
     board.set_defaults(handler=leaderboard_command)
 
@@ -126,6 +134,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_metric_options(score)
     score.set_defaults(handler=codabench_score_command)
 
+    example = subparsers.add_parser(
+        "gc-predictions",
+        help="write an example Grand Challenge predictions.json from a run, for gc-evaluate",
+        description=(
+            "From RUN (run with --save-predictions, task autopet or toothfairy3) write what "
+            "Grand Challenge gives an evaluation container: OUT/input/predictions.json (one "
+            "algorithm job per case and step, its clicks as 'Multiple points'), each job's "
+            "output image, and OUT/ground_truth/. `segloop gc-evaluate` on it gives the run's "
+            "numbers."
+        ),
+    )
+    example.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    example.add_argument("--out", required=True, type=Path, help="folder (created)")
+    example.add_argument("--data", type=Path, help="the run's dataset, if it moved")
+    example.set_defaults(handler=gc_predictions_command)
+
     bundle = subparsers.add_parser(
         "codabench-bundle",
         help="write an example Codabench competition bundle for a task",
@@ -169,6 +193,7 @@ def write_site(
     seed: int = 0,
     allow_mixed: bool = False,
     user_shift: Sequence[usershift.UserShiftRow] = (),
+    options: html.SiteOptions = html.DEFAULT_SITE_OPTIONS,
 ) -> Path:
     """The Python twin of ``segloop leaderboard``; returns SITE/index.html."""
     overrides: Mapping = parse_score_overrides(score)
@@ -178,12 +203,14 @@ def write_site(
         overrides,
         n_bootstrap,
         seed,
+        options=options,
         allow_mixed=allow_mixed,
         user_shift=user_shift,
     )
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
+    options = html.SiteOptions(args.title, args.dataset_name, args.show_paths)
     user_shift = usershift.read_table(args.user_shift) if args.user_shift else ()
     index = write_site(
         args.runs,
@@ -191,6 +218,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
         args.score,
         args.bootstrap,
         args.seed,
+        options=options,
         allow_mixed=args.allow_mixed,
         user_shift=user_shift,
     )
@@ -230,4 +258,16 @@ def codabench_bundle_command(args: argparse.Namespace) -> int:
 
     written = codabench.write_bundle(_spec(args, args.task), args.out)
     print(f"wrote {len(written)} files to {args.out}; zip its content to upload it to Codabench")
+    return 0
+
+
+def gc_predictions_command(args: argparse.Namespace) -> int:
+    written = gc_predictions.write_gc_predictions(args.run, args.out, args.data)
+    print(
+        f"{written['jobs']} jobs of {written['cases']} cases: {written['input_dir']}/predictions.json"
+    )
+    print(
+        f"try: segloop gc-evaluate --task {written['task']} --input-dir {written['input_dir']} "
+        f"--ground-truth {written['ground_truth']} --output {Path(args.out) / 'metrics.json'}"
+    )
     return 0

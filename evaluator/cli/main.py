@@ -22,6 +22,8 @@ from segloop.cli import commands as evaluator_commands
 from segloop.cli import images as containers_cli
 from segloop.cli import leaderboard as leaderboard_cli
 from segloop.cli import protocols as protocols_cli
+from segloop.cli import sdk as sdk_cli
+from segloop.cli import show as show_cli
 from segloop.cli import usershift as usershift_cli
 from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import SegloopError, terminal_safe
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
         evaluator_commands,
+        show_cli,
+        sdk_cli,
         protocols_cli,
         containers_cli,
         leaderboard_cli,

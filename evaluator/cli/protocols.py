@@ -39,7 +39,13 @@ import numpy as np
 
 from segloop import runs
 from segloop.core import dataset
-from segloop.core.challenges import CHALLENGES, ROBOT_USERS, SCORING_MODES
+from segloop.core.challenges import (
+    CHALLENGES,
+    ROBOT_USERS,
+    SCORING_MODES,
+    challenge_to_toml,
+    get_challenge,
+)
 from segloop.core.formats import GENERIC_FORMAT, ClickFileFormat, encode_clicks, to_segloop_json
 from segloop.core.records import SegloopError, parse_classes
 from segloop.core.task import Task
@@ -53,12 +59,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "tasks",
         help="list the task presets, or show one task's definition",
         description="Without an argument: the task presets, one line each. With a preset name or "
-        "a .toml file: that task's full definition (robot user, steps, metrics, AUC axis) as JSON.",
+        "a .toml file: that task's full definition (robot user, steps, metrics, AUC axis) as JSON, "
+        "or with --toml as a TOML task file.",
     )
     tasks.add_argument("task", nargs="?", help="preset name or .toml task file")
     tasks.add_argument("--seed", type=int, help="protocol seed (default: the task's)")
     tasks.add_argument(
         "--scoring", choices=SCORING_MODES, help="show the task in this scoring mode"
+    )
+    tasks.add_argument(
+        "--toml",
+        action="store_true",
+        help="print the task as a TOML task file (docs/tasks.md) that loads back as the same task",
     )
     tasks.set_defaults(handler=run_tasks)
 
@@ -101,6 +113,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_tasks(args: argparse.Namespace) -> int:
 
+    if args.task and args.toml:
+        challenge = get_challenge(args.task).in_scoring_mode(args.scoring)
+        if args.seed is not None:
+            challenge = replace(challenge, seed=args.seed)
+        get_task(args.task, seed=args.seed, scoring=args.scoring)  # its robot user builds
+        print(challenge_to_toml(challenge), end="")
+        return 0
+    if args.toml:
+        raise SegloopError(
+            "--toml prints one task: give its name, e.g. segloop tasks autopet --toml"
+        )
     if args.task:
         task = get_task(args.task, seed=args.seed, scoring=args.scoring)
         print(json.dumps({**task.to_json(), "limits": dict(task.limits)}, indent=2))
@@ -121,7 +144,8 @@ def run_tasks(args: argparse.Namespace) -> int:
         "definitions (docs/challenges.md)."
     )
     print(
-        "\nA user-defined task: a .toml file (see `segloop tasks FILE.toml` and protocols/tasks.py)."
+        "\nA user-defined task: a .toml file (docs/tasks.md; `segloop tasks autopet --toml` "
+        "prints a preset as one to start from)."
     )
     return 0
 

@@ -16,6 +16,7 @@ challenge into a runnable :class:`segloop.core.task.Task` with the robot user bu
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -591,6 +592,8 @@ _TOML_KEYS = (
     "scoring",
     "undefined_values",
     "curve_step_order",
+    "requires_foreground",
+    "channels",
 )
 #: Keys that change how a task scores: a TOML task setting one is scored its own way
 #: (scoring mode "custom"), not the base preset's.
@@ -670,12 +673,17 @@ def challenge_from_toml(path: str | Path) -> Challenge:
             ("nsd_zero_scope", str),
             ("present_classes_only", bool),
             ("send_previous_prediction", bool),
+            ("requires_foreground", bool),
         ):
             if key in data:
                 values[key] = cast(data[key])
         for key in ("undefined_values", "curve_step_order"):
             if key in data:
                 values[key] = str(data[key])
+        if "channels" in data:
+            if not isinstance(data["channels"], list) or not data["channels"]:
+                raise SegloopError(f'{path}: channels must be a list of names, e.g. ["CT", "PET"]')
+            values["channels"] = tuple(str(c) for c in data["channels"])
         if "scoring" in data and "base" not in data:
             raise SegloopError(f"{path}: 'scoring' picks a mode of a base preset; give 'base'")
         if any(key in data for key in _SCORING_KEYS):
@@ -702,3 +710,84 @@ def challenge_from_toml(path: str | Path) -> Challenge:
         ) from None
     except (TypeError, ValueError, KeyError) as error:
         raise SegloopError(f"{path}: invalid task ({error})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Writing a task as TOML
+
+
+def challenge_to_toml(challenge: Challenge) -> str:
+    """``challenge`` as a self-contained TOML task file (docs/tasks.md) that
+    :func:`challenge_from_toml` reads back as a task that runs and scores the same way: same
+    robot user, steps, classes, metrics, AUC axis, empty-mask policy, rules and limits. What TOML
+    has no key for (the preset's ranking, click-file format, Grand Challenge interface, demo
+    phantom) is left out, and a file that sets its own metrics is in scoring mode "custom"."""
+    head = {
+        "name": challenge.name,
+        "description": challenge.description,
+        "num_steps": challenge.num_steps,
+        "metrics": list(challenge.metrics),
+        "auc_steps": list(challenge.auc_steps),
+        "auc_x": list(challenge.auc_x),
+        "seed": challenge.seed,
+        "nsd_zero_scope": challenge.nsd_zero_scope,
+        "present_classes_only": challenge.present_classes_only,
+        "requires_foreground": challenge.requires_foreground,
+        "undefined_values": challenge.undefined_values,
+        "curve_step_order": challenge.curve_step_order,
+    }
+    if challenge.nsd_zero_below_dice is not None:
+        head["nsd_zero_below_dice"] = challenge.nsd_zero_below_dice
+    if challenge.send_previous_prediction is not None:
+        head["send_previous_prediction"] = challenge.send_previous_prediction
+    if challenge.channels is not None:
+        head["channels"] = list(challenge.channels)
+    lines = [
+        f"# segloop task {challenge.name!r}, written by `segloop tasks {challenge.name} --toml`",
+        "# (every key: docs/tasks.md)",
+    ]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in head.items()]
+    tables = {
+        "classes": {str(k): v for k, v in challenge.classes.items()},
+        "empty_mask_policy": challenge.empty_mask_policy.to_json(),
+        "limits": dict(challenge.limits),
+        "protocol": dict(challenge.protocol),
+    }
+    for name, table in tables.items():
+        if table or name != "limits":
+            lines += _toml_table(name, table)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_table(name: str, table: Mapping[str, Any]) -> list[str]:
+    lines = ["", f"[{name}]"]
+    nested = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            nested.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in nested:
+        lines += _toml_table(f"{name}.{_toml_key(key)}", value)
+    return lines
+
+
+def _toml_key(key: Any) -> str:
+    text = str(key)
+    return text if text.replace("_", "").replace("-", "").isalnum() else json.dumps(text)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SegloopError(f"TOML: {value} cannot be written")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise SegloopError(f"TOML: cannot write {type(value).__name__} {value!r}")

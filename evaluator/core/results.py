@@ -398,3 +398,23 @@ def missing_counts(results: Sequence[CaseResult]) -> dict[str, dict[str, int]]:
             if missing:
                 out.setdefault(metric, {})[kind] = missing
     return out
+
+
+def class_summaries(result: CaseResult) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per metric and class (label value as text), the class's own curve summarised as the
+    case's mean is (:func:`segloop.core.metrics.curves.summarise_curve`: the task's AUC steps,
+    x-axis and step order): a mean over classes hides a class that fails (white matter 0.80
+    beside grey matter 0.02 is a mean of 0.41). None where a value is undefined."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for metric in result.metrics:
+        keys = list(dict.fromkeys(k for s in result.steps for k in s.metrics[metric].per_class))
+        out[metric] = {
+            key: summarise_curve(
+                [s.metrics[metric].per_class.get(key) for s in result.steps],
+                result.auc_steps,
+                result.auc_x,
+                result.scoring.curve_step_order,
+            )
+            for key in keys
+        }
+    return out

@@ -6,6 +6,8 @@ Layout (docs: README, "Run folders"):
     RUN/cases/<case>.json          the case's steps, interactions, metrics and summary
                                    (deterministic: same inputs and seed, same bytes)
     RUN/cases/<case>.timing.json   wall times (volatile, hence kept apart)
+    RUN/cases/<case>/step_<k>.nii.gz  each step's prediction, with the case's geometry
+                                   (only with ``segloop run --save-predictions``)
     RUN/summary.csv, summary.json  one row per case and a mean row
 
 A case counts as finished when its ``<case>.json`` exists: it is written last, with
@@ -36,6 +38,8 @@ from segloop.core.results import CaseResult
 RUN_FILE = "run.json"
 CASES_DIR = "cases"
 TIMING_SUFFIX = ".timing.json"
+# Kept predictions: compressed NIfTI, readable by every viewer (ITK-SNAP, 3D Slicer, nibabel).
+PREDICTION_EXTENSION = ".nii.gz"
 
 
 def json_safe(value: Any) -> Any:
@@ -269,6 +273,25 @@ def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
     return done
 
 
+def prediction_path(run_dir: Path, case_id: str, step: int) -> Path:
+    """Where ``--save-predictions`` keeps a step's prediction: next to the case result, step
+    zero-padded so that text order is step order."""
+    return Path(run_dir) / CASES_DIR / case_id / f"step_{step:02d}{PREDICTION_EXTENSION}"
+
+
+def saved_prediction_steps(run_dir: Path, case_id: str) -> list[int]:
+    """The steps of a case whose prediction was kept, in step order (none: not kept)."""
+    folder = Path(run_dir) / CASES_DIR / case_id
+    if not folder.is_dir():
+        return []
+    steps = []
+    for path in folder.glob(f"step_*{PREDICTION_EXTENSION}"):
+        number = path.name[len("step_") : -len(PREDICTION_EXTENSION)]
+        if number.isdigit():
+            steps.append(int(number))
+    return sorted(steps)
+
+
 def case_timing_path(run_dir: Path, case_id: str) -> Path:
     return Path(run_dir) / CASES_DIR / f"{case_id}{TIMING_SUFFIX}"
 
@@ -283,6 +306,19 @@ def forget_case(run_dir: Path, case_id: str) -> None:
     """Remove a finished case (result first: from then on it counts as not run)."""
     case_result_path(run_dir, case_id).unlink(missing_ok=True)
     case_timing_path(run_dir, case_id).unlink(missing_ok=True)
+    forget_predictions(run_dir, case_id)
+
+
+def forget_predictions(run_dir: Path, case_id: str) -> None:
+    """Remove a case's kept predictions (before it runs again: none may outlive its result)."""
+    folder = Path(run_dir) / CASES_DIR / case_id
+    if folder.is_dir() and not folder.is_symlink():
+        for path in folder.glob(f"*{PREDICTION_EXTENSION}"):
+            path.unlink(missing_ok=True)
+        for path in folder.glob(".*.tmp*"):  # a killed write's temporary (images.write_image)
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something not ours, leave it
+            folder.rmdir()
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -51,4 +51,17 @@
       });
     });
   });
+  // Chart legends: a click hides or shows its line (identical curves can be told apart).
+  var legendItems = document.querySelectorAll("figure.chart button.legend-item");
+  Array.prototype.forEach.call(legendItems, function (button) {
+    button.addEventListener("click", function () {
+      var shown = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", shown ? "true" : "false");
+      var figure = button.closest("figure");
+      var series = figure.querySelectorAll('g.series[data-series="' + button.getAttribute("data-series") + '"]');
+      Array.prototype.forEach.call(series, function (group) {
+        group.style.display = shown ? "" : "none";
+      });
+    });
+  });
 })();
