@@ -323,7 +323,8 @@ def test_table_rows_equal_the_metric_functions():
 
 def write_run(run_dir, results):
     """A minimal run folder: run.json and one case result per case."""
-    store.write_json_atomic(run_dir / store.RUN_FILE, {"format": "segloop-run", "config_hash": "t"})
+    run = {"format": "segloop-run", "config_hash": "t", "submission": "rg", "model": "python:x"}
+    store.write_json_atomic(run_dir / store.RUN_FILE, {**run, "task": {"name": "r1"}})
     for result in results:
         store.write_json_atomic(store.case_result_path(run_dir, result["case_id"]), result)
         store.write_json_atomic(store.case_timing_path(run_dir, result["case_id"]), {"x": 1})

@@ -401,6 +401,8 @@ DEMO_MODELS = (
     ("region-growing", "python:segloop.baselines.region_growing:predict"),
     ("empty", "python:segloop.baselines.trivial:empty"),
 )
+# Robot users the demo also puts in autoPET's place, for the leaderboard's robustness section.
+DEMO_ROBOT_USERS = ("r1", "r4", "r5", "sp-random-clicks")
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -418,13 +420,16 @@ def demo_command(args: argparse.Namespace) -> int:
         if not (data / "imagesTs").is_dir():
             phantoms.write_phantom_dataset(data, kind, args.cases, seed=args.seed)
         ready = _demo_cases(data, task, args.seed)
-        for submission, model in DEMO_MODELS:
-            run_dir = out / "runs" / task / submission
-            summary = execute_run(
-                data, task, model, run_dir, submission, args.seed, ready, save_predictions=True
-            )
-            print(format_summary(summary))
-            run_dirs.append(run_dir)
+        variants = [f"{task}+{user}" for user in DEMO_ROBOT_USERS] if task == "autopet" else []
+        for task_ref in (task, *variants):
+            for submission, model in DEMO_MODELS:
+                run_dir = out / "runs" / task_ref / submission
+                summary = execute_run(
+                    data, task_ref, model, run_dir, submission, args.seed, ready,
+                    save_predictions=task_ref == task,
+                )  # fmt: skip
+                print(format_summary(summary))
+                run_dirs.append(run_dir)
 
     index = leaderboard_cli.write_site(run_dirs, out / "leaderboard")
     print(f"leaderboard: {index}")
