@@ -193,7 +193,6 @@ def docker_client():
 
 
 def image_exists(client, tag: str) -> bool:
-
     try:
         client.images.get(tag)
         return True

@@ -433,7 +433,7 @@ def _execute_processes(spec, run_dir, case_ids, jobs, progress) -> None:
 
 
 def _dask_job(spec: RunSpec, run_dir: Path, case_id: str) -> str:
-    from distributed import get_worker
+    from distributed import get_worker  # lazy: the dask extra is optional
 
     worker = get_worker()
     try:
@@ -479,6 +479,7 @@ def _execute_dask(spec, run_dir, case_ids, jobs, scheduler, progress) -> None:
     # paths made absolute before they reach a scheduler: its workers have their own cwd
     spec, run_dir = spec.with_absolute_paths(), Path(run_dir).resolve()
     try:
+        # lazy: the dask extra is optional
         from distributed import Client, LocalCluster, as_completed, wait
         from distributed.scheduler import KilledWorker
     except ImportError:

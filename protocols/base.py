@@ -556,7 +556,7 @@ EDT_DEVICE_ENV = "SEGLOOP_EDT_DEVICE"
 def cupy_modules() -> tuple[Any, Any] | None:
     """(cupy, cupyx.scipy.ndimage) when cupy imports and sees a CUDA device, else None."""
     try:
-        import cupy
+        import cupy  # lazy: optional GPU EDT (SEGLOOP_EDT_DEVICE=cuda)
         from cupyx.scipy import ndimage as cupy_ndimage
     except Exception:  # noqa: BLE001 - missing, or broken CUDA libraries: use the CPU
         return None

@@ -94,7 +94,6 @@ class DockerBackend:
         client: Any = None,
         name: str | None = None,
     ) -> None:
-
         self.client = client if client is not None else docker_client()
         self.image_id = resolve_image(self.client, image)
         config = self.client.images.get(self.image_id).attrs.get("Config") or {}

@@ -104,7 +104,6 @@ def image_uuid(case_id: str, slug: str) -> str:
 
 
 def _sitk_image(array: np.ndarray, case_input: CaseInput):
-
     image = sitk.GetImageFromArray(array)
     geometry = case_input.geometry
     image.SetSpacing(tuple(float(v) for v in geometry.spacing_mm[::-1]))

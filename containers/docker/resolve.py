@@ -18,7 +18,6 @@ ARCHIVE_SUFFIXES = archives.ARCHIVE_SUFFIXES
 
 
 def _archive_cache_path() -> Path:
-
     return cache_dir() / "loaded-archives.json"
 
 

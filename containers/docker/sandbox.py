@@ -218,7 +218,6 @@ def engine_fault(error: BaseException) -> HarnessFault | None:
 
 
 def _is_request_timeout(error: BaseException) -> bool:
-
     return isinstance(error, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError))
 
 

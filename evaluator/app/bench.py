@@ -349,7 +349,6 @@ def _probe(kind: str, folder: Path, index: int, repeats: int) -> dict[str, Any]:
 def _run_throughput(
     folder: Path, cases: int, shape: Sequence[int], task: str, model: str, jobs: int, dask: bool
 ) -> dict[str, Any]:
-
     data = folder / "data"
     phantoms.write_phantom_dataset(data, "pet", cases, seed=0, shape=tuple(shape))
     spec = runs.RunSpec(data, task, model, "bench", 0)
@@ -407,7 +406,6 @@ class BenchOptions:
 
 
 def machine_info() -> dict[str, Any]:
-
     try:
         memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):

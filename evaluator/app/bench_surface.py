@@ -241,7 +241,7 @@ def deepmind_one_class(
     label: np.ndarray, prediction: np.ndarray, spacing_mm: Sequence[float]
 ) -> tuple[float, float, float]:
     """The same three values by DeepMind's surface-distance package."""
-    import surface_distance
+    import surface_distance  # lazy: optional, only the bench compares with it
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # its scipy.ndimage.filters import

@@ -66,7 +66,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     build_images(
         with_tests=args.with_tests,
@@ -78,7 +77,6 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-
     rows = list_images(docker_client())
     if not rows:
         print("no segloop images; build them with `segloop images build`")
@@ -91,7 +89,6 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def clean_command(args: argparse.Namespace) -> int:
-
     client = docker_client()
     if args.all_containers:
         count = remove_all_containers(client)

@@ -180,7 +180,6 @@ def add_metric_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _spec(args: argparse.Namespace, task: str):
-
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     return scoring_spec(task, names, parse_classes(args.classes), args.scoring)
 
@@ -228,7 +227,6 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
 
 def gc_evaluate_command(args: argparse.Namespace) -> int:
-
     spec = _spec(args, args.task)
     preset = gc_evaluate.preset_sockets(spec.name)
     sockets = gc_evaluate.Sockets(
@@ -246,7 +244,6 @@ def gc_evaluate_command(args: argparse.Namespace) -> int:
 
 
 def codabench_score_command(args: argparse.Namespace) -> int:
-
     task = codabench.task_from_reference(args.input, args.task)
     result = codabench.score_submission(args.input, _spec(args, task))
     scores_path, html_path = codabench.write_scores(result, args.output)
@@ -255,7 +252,6 @@ def codabench_score_command(args: argparse.Namespace) -> int:
 
 
 def codabench_bundle_command(args: argparse.Namespace) -> int:
-
     written = codabench.write_bundle(_spec(args, args.task), args.out)
     print(f"wrote {len(written)} files to {args.out}; zip its content to upload it to Codabench")
     return 0

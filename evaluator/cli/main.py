@@ -32,7 +32,6 @@ from segloop.runs import termination_handler
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(
         prog="segloop",
         description=(

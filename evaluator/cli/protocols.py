@@ -112,7 +112,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-
     if args.task and args.toml:
         challenge = get_challenge(args.task).in_scoring_mode(args.scoring)
         if args.seed is not None:
@@ -184,7 +183,6 @@ def step_file_name(case_id: str, step: int, num_steps: int) -> str:
 
 
 def run_clicks(args: argparse.Namespace) -> int:
-
     classes = parse_classes(args.classes)
     task = get_task(args.task, seed=args.seed, classes=classes)
     if is_reactive(task.robot_user):
