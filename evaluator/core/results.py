@@ -175,9 +175,6 @@ class CaseResult:
     def failed_steps(self) -> int:
         return sum(step.failure is not None for step in self.steps)
 
-    def summary_value(self, metric: str, kind: str) -> float | None:
-        return self.summary[metric].get(kind)
-
     def to_json(self) -> dict[str, Any]:
         """The case file (same inputs and seed, same bytes: no wall times here)."""
         return {

@@ -85,10 +85,3 @@ def union_box(a: Box | None, b: Box | None) -> Box | None:
     return tuple(
         slice(min(sa.start, sb.start), max(sa.stop, sb.stop)) for sa, sb in zip(a, b, strict=True)
     )
-
-
-def offset_box(inner: Box, outer: Box) -> Box:
-    """``inner`` (relative to the crop ``outer``) in the coordinates of the full array."""
-    return tuple(
-        slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, outer, strict=True)
-    )
