@@ -327,6 +327,13 @@ def robustness_view(board: Leaderboard) -> Table | None:
     return Table(tuple(columns), tuple(rows), "robustness", "Scores under each robot user")
 
 
+def percent_cell(fraction: float | None) -> Cell:
+    """A fraction x 100 with one decimal, always (75.0 beside 80.0, not 80)."""
+    if is_missing(fraction):
+        return number_cell(None)
+    return Cell(f"{100 * float(fraction):.1f}", sort_key(fraction))
+
+
 def user_shift_view(rows: Sequence[UserShiftRow]) -> Table | None:
     """The user-shift table (thesis M1-M7, x 100 as the thesis prints them)."""
     if not rows:
@@ -340,7 +347,7 @@ def user_shift_view(rows: Sequence[UserShiftRow]) -> Table | None:
         values = (row.m1, row.m2, row.m3, row.m4, row.m5, row.m6, row.m7)
         cells = [text_cell(row.source, cls="name"), text_cell(row.role)]
         cells += [number_cell(row.cases), number_cell(row.lesion_clicks)]
-        cells += [number_cell(None if v is None else 100 * v, 1) for v in values]
+        cells += [percent_cell(v) for v in values]
         table_rows.append(tuple(cells))
     return Table(tuple(columns), tuple(table_rows), "user-shift", "User shift (thesis eqs. 21-27)")
 

@@ -223,3 +223,64 @@ def test_case_page_pictures_load_and_fit(site, browser_page, tmp_path, width):
         assert natural >= 1000 and 0 < shown <= width  # decoded, scaled to the screen
     page.screenshot(path=str(tmp_path / f"case-{width}.png"), full_page=True)
     assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
+
+
+@pytest.fixture(scope="module")
+def robustness_site(tmp_path_factory) -> Path:
+    """Two submissions under the task's own user and two others, and a user-shift table."""
+    from segloop.app import phantoms
+    from segloop.core.dataset import write_case
+
+    root = tmp_path_factory.mktemp("robust")
+    data = root / "data"
+    for i in range(2):
+        write_case(data, phantoms.pet_phantom(i, shape=(24, 40, 40)))
+    models = {
+        "region-growing": "python:segloop.baselines.region_growing:predict",
+        "empty": "python:segloop.baselines.trivial:empty",
+    }
+    for name, model in models.items():
+        assert main(["run", "--data", str(data), "--task", "autopet", "--model", model,
+                     "--out", str(root / name), "--name", name, "--no-progress",
+                     "--robot-users", "own,r4,sp-random-clicks"]) == 0  # fmt: skip
+    for name, task, seed in (("anna", "r5", 1), ("bert", "r5", 2), ("r1", "r1", 0)):
+        assert main(["run", "--data", str(data), "--task", task, "--seed", str(seed), "--model",
+                     models["region-growing"], "--out", str(root / "shift" / name),
+                     "--no-progress"]) == 0  # fmt: skip
+    assert main(["user-shift", "--data", str(data), "--annotators", str(root / "shift" / "anna"),
+                 str(root / "shift" / "bert"), "--robots", str(root / "shift" / "r1"),
+                 "--out", str(root / "table")]) == 0  # fmt: skip
+    site = root / "site"
+    assert main(["leaderboard", str(root / "region-growing"), str(root / "empty"),
+                 "--out", str(site), "--bootstrap", "0",
+                 "--user-shift", str(root / "table" / "user-shift.json")]) == 0  # fmt: skip
+    return site
+
+
+def test_robustness_and_user_shift_sections(robustness_site, browser_page, tmp_path):
+    page, events = browser_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto((robustness_site / "index.html").as_uri())
+    assert page.locator("h2", has_text="Robustness to the user").is_visible()
+    names = column_texts(page, "robustness", header_index(page, "robustness", "Submission"))
+    assert names == ["region-growing", "empty"]  # best worst value first
+    labels = [t.strip() for t in page.locator("table#robustness thead th").all_inner_texts()]
+    assert labels[3:6] == ["user own", "user r4", "user sp-random-clicks"]
+    header = page.locator("table#robustness thead th", has_text="Worst")
+    header.click()
+    header.click()
+    assert column_texts(page, "robustness", 2) in (names, list(reversed(names)))
+    # the user-shift table: R1 never clicks off the label (M1 = 100), hover text explains M1
+    shift = page.locator("table#user-shift")
+    assert shift.is_visible()
+    sources = column_texts(page, "user-shift", 0)
+    assert sources == ["anna", "bert", "r1"]
+    m1 = header_index(page, "user-shift", "M1 (x 100)")
+    assert column_texts(page, "user-shift", m1)[2] == "100.0"
+    title = page.locator("table#user-shift thead th").nth(m1).get_attribute("title")
+    assert title and "label agreement" in title
+    # the consensus ranks the task itself only, not its robot-user variants
+    consensus = [t.strip() for t in page.locator("table#consensus thead th").all_inner_texts()]
+    assert not any("+" in label for label in consensus)
+    page.screenshot(path=str(tmp_path / "robustness.png"), full_page=True)
+    assert events["dialogs"] == [] and events["errors"] == [] and events["console"] == []
