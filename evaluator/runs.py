@@ -143,12 +143,7 @@ def pending_case_ids(
     all_ids = dataset.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
-    done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
-    if done.intersection(all_ids):
-        notify(
-            f"{len(done.intersection(all_ids))} of {len(all_ids)} cases were done before with "
-            "this configuration and are skipped (--overwrite runs them again)"
-        )
+    done = store.finished_case_ids(run_dir, store.config_hash(spec.config()), notify)
     for case_id in sorted(done.intersection(all_ids)):
         changed = changed_case_inputs(spec.dataset_dir, run_dir, case_id)
         if changed:
@@ -158,6 +153,11 @@ def pending_case_ids(
                 f"case {case_id}: {', '.join(changed)} changed since the case was scored; "
                 "running it again"
             )
+    if done.intersection(all_ids):
+        notify(
+            f"{len(done.intersection(all_ids))} of {len(all_ids)} cases were done before with "
+            "this configuration and are skipped (--overwrite runs them again)"
+        )
     return [case_id for case_id in all_ids if case_id not in done]
 
 

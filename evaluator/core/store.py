@@ -64,8 +64,8 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    descriptor, temporary = tempfile.mkstemp(  # a name that fits beside the longest target
+        dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp"
     )
     try:
         with os.fdopen(descriptor, "w") as handle:
@@ -251,9 +251,13 @@ def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -
         os.close(fd)
 
 
-def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
+def finished_case_ids(
+    run_dir: Path, expected_hash: str, notify: Callable[[str], None] = lambda line: None
+) -> set[str]:
     """Cases already written for this configuration (the ones a resumed run skips)."""
     folder = Path(run_dir) / CASES_DIR
+    if folder.exists() and not folder.is_dir():
+        raise SegloopError(f"{folder}: not a folder (a run folder keeps its case files there)")
     if not folder.is_dir():
         return set()
     done = set()
@@ -261,11 +265,14 @@ def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
         if path.name.endswith(TIMING_SUFFIX):
             continue
         try:
-            result = read_json(path)
-        except SegloopError:
-            continue  # unreadable: run the case again
-        if result.get("config_hash") == expected_hash:
-            done.add(result["case_id"])
+            result = CaseResult.from_json(read_json(path), str(path))
+            if f"{result.case_id}.json" != path.name:
+                raise SegloopError(f"{path}: holds case {result.case_id!r}, not {path.stem!r}")
+        except SegloopError as error:  # unreadable or tampered: the case runs again, replacing it
+            notify(f"{error}; the case runs again")
+            continue
+        if result.config_hash == expected_hash:
+            done.add(result.case_id)
     return done
 
 
