@@ -485,7 +485,7 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     with_mean = pd.concat(
         [table, pd.DataFrame([{"case_id": "mean", **mean_row}])], ignore_index=True
     )
-    with_mean.to_csv(Path(run_dir) / "summary.csv", index=False)
+    store.write_csv(with_mean, Path(run_dir) / "summary.csv")
     summary = {
         "submission": record.run["submission"],
         "task": record.run["task"]["name"],

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from segloop import runs
 from segloop.app import phantoms
 from segloop.cli import leaderboard as leaderboard_cli
-from segloop.containers.registry import model_files, model_identity
+from segloop.containers.registry import check_limits, model_files, model_identity
 from segloop.core import dataset, images, store
 from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
@@ -222,6 +222,7 @@ def execute_run(
         model_identity=model_identity(model_spec),
         model_files=tuple(model_files(model_spec).items()),
     )
+    check_limits(model_spec, spec.limits)
     check_out_folder(Path(out))
     with store.run_lock(Path(out), notify=_note):
         if overwrite:

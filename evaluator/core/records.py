@@ -307,3 +307,16 @@ def valid_text(text: str) -> str:
     """``text`` as valid UTF-8 (a lone surrogate from an undecodable file name becomes a
     ``\\udcff`` escape), so that every file it is written to can be written."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: Leading characters a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never runs: text starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR gets a leading ``'`` (as OWASP recommends); numbers stay numbers.
+    Team names, case ids and failure text are input, and organizers open tables in Excel."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -30,7 +30,7 @@ from typing import Any
 from segloop.core import untrusted
 from segloop.core.faults import harness_writes
 from segloop.core.owners import owner_alive, owner_token
-from segloop.core.records import SegloopError
+from segloop.core.records import SegloopError, spreadsheet_safe
 from segloop.core.results import CaseResult
 
 RUN_FILE = "run.json"
@@ -357,3 +357,15 @@ def dataset_fingerprint(record: RunRecord) -> str | None:
     if any(v is None for v in inputs.values()):
         return None
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def write_csv(table: Any, path: Path) -> None:
+    """A pandas table as CSV (empty cell for a missing value), every text cell
+    :func:`segloop.core.records.spreadsheet_safe`."""
+    safe = table.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object:
+            safe[column] = safe[column].map(spreadsheet_safe)
+    safe.columns = [spreadsheet_safe(str(c)) for c in safe.columns]
+    with harness_writes(Path(path).parent, Path(path).name):
+        safe.to_csv(path, index=False)
