@@ -92,7 +92,7 @@ def check_limits(spec: str, limits: Limits) -> None:
         raise SegloopError(
             f"--cpus {limits.cpus:g}: the Docker engine enforces {MIN_DOCKER_CPUS} CPUs at least"
         )
-    client = docker_client()
+    client = docker_client()  # (a missing engine is a clear line here too)
     try:
         engine_cpus = int(client.info().get("NCPU") or 0)
     finally:

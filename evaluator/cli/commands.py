@@ -216,14 +216,15 @@ def execute_run(
         scoring=scoring,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
+    limits = limits if limits is not None else replace(Limits(), **task.limits)
+    check_limits(model_spec, limits)
+    check_out_folder(Path(out))
     spec = replace(
         spec,
-        limits=limits if limits is not None else replace(Limits(), **task.limits),
+        limits=limits,
         model_identity=model_identity(model_spec),
         model_files=tuple(model_files(model_spec).items()),
     )
-    check_limits(model_spec, spec.limits)
-    check_out_folder(Path(out))
     with store.run_lock(Path(out), notify=_note):
         if overwrite:
             removed = store.clear_run(Path(out))

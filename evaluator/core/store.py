@@ -364,8 +364,8 @@ def write_csv(table: Any, path: Path) -> None:
     :func:`segloop.core.records.spreadsheet_safe`."""
     safe = table.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
-            safe[column] = safe[column].map(spreadsheet_safe)
+        if getattr(safe[column].dtype, "kind", "O") not in "biufc":  # text, of any dtype
+            safe[column] = safe[column].astype(object).map(spreadsheet_safe)
     safe.columns = [spreadsheet_safe(str(c)) for c in safe.columns]
     with harness_writes(Path(path).parent, Path(path).name):
         safe.to_csv(path, index=False)
