@@ -140,7 +140,15 @@ def pending_case_ids(
     A finished case whose input files changed since it was scored (gone, or other bytes; see
     :func:`segloop.core.stamps.changed_inputs`) is removed and runs again, with a ``notify`` line.
     """
-    all_ids = dataset.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
+    known = dataset.list_case_ids(spec.dataset_dir)
+    all_ids = known if case_ids is None else list(dict.fromkeys(case_ids))
+    unknown = sorted(set(all_ids) - set(known))
+    if unknown:  # before the run folder is written
+        raise SegloopError(
+            f"--cases: {', '.join(repr(c) for c in unknown[:5])} not a case of "
+            f"{spec.dataset_dir} (it has {len(known)}: {', '.join(known[:3])}"
+            f"{', ...' if len(known) > 3 else ''})"
+        )
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
     done = store.finished_case_ids(run_dir, store.config_hash(spec.config()), notify)

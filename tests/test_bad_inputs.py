@@ -128,6 +128,8 @@ TOML_CASES = {
     "boolean as text": (BASE + 'present_classes_only = "false"\n',
                         "present_classes_only must be true or false, not 'false'"),
     "limit as text": (BASE + '[limits]\ncpus = "2"\n', "limits.cpus must be a finite number"),
+    "policy value as text": (BASE + '[empty_mask_policy]\nboth_empty_overlap = "1"\n',
+                             "both_empty_overlap must be a number, not '1'"),
 }  # fmt: skip
 
 
@@ -212,6 +214,20 @@ def test_out_at_a_file_or_an_uncreatable_path_is_one_line(pet_data, tmp_path, ca
     assert error_line(capsys) == (
         "segloop: error: /proc/segloop/run: cannot create the run folder (No such file or directory)"
     )
+
+
+def test_unknown_or_blank_case_ids_are_one_line(pet_data, tmp_path, capsys):
+    assert run(pet_data, tmp_path / "run", "--cases", "pet_000,nope") == 2
+    assert error_line(capsys) == (
+        f"segloop: error: --cases: 'nope' not a case of {pet_data} (it has 2: pet_000, pet_001)"
+    )
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    assert run(pet_data, tmp_path / "run", "--cases", " , ") == 2
+    assert error_line(capsys) == "segloop: error: --cases ' , ': no case id"
+    assert run(pet_data, tmp_path / "run", "--cases", "pet_001,,") == 0  # blanks dropped
+    assert sorted(p.name for p in (tmp_path / "run" / "cases").glob("*[0-9].json")) == [
+        "pet_001.json"
+    ]
 
 
 @pytest.mark.parametrize("cpus", ["1e-10", "0.001"])

@@ -263,6 +263,16 @@ def _run_pending(spec, task, out: Path, pending, show_progress, jobs, use_dask, 
     return runs.write_summary(out)
 
 
+def parse_case_ids(text: str | None) -> list[str] | None:
+    """``--cases a,b`` -> ["a", "b"] (blank items dropped); None (all cases) when not given."""
+    if not text:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise SegloopError(f"--cases {text!r}: no case id")
+    return ids
+
+
 def run_command(args: argparse.Namespace) -> int:
 
     summary = execute_run(
@@ -272,7 +282,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.out,
         args.name,
         args.seed,
-        args.cases.split(",") if args.cases else None,
+        parse_case_ids(args.cases),
         limits_from(args, get_task(args.task, seed=args.seed).limits),
         not args.no_progress,
         args.jobs,
@@ -305,7 +315,7 @@ def check_command(args: argparse.Namespace) -> int:
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
     )
-    case_ids = args.cases.split(",") if args.cases else dataset.list_case_ids(args.data)
+    case_ids = parse_case_ids(args.cases) or dataset.list_case_ids(args.data)
     with tqdm(
         total=len(case_ids), desc="checking", unit="case", disable=args.no_progress, file=sys.stderr
     ) as bar:

@@ -160,7 +160,16 @@ class EmptyMaskPolicy:
                 f"empty_mask_policy: unknown key(s) {', '.join(unknown)}; "
                 f"expected {', '.join(_POLICY_KEYS)}"
             )
+        for key in ("both_empty_overlap", "both_empty_distance_mm", "one_empty_overlap"):
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SegloopError(f"empty_mask_policy: {key} must be a number, not {value!r}")
         one = data.get("one_empty_distance_mm", "image_diagonal")
+        if one != "image_diagonal" and (isinstance(one, bool) or not isinstance(one, (int, float))):
+            raise SegloopError(
+                f"empty_mask_policy: one_empty_distance_mm must be a number or "
+                f"'image_diagonal', not {one!r}"
+            )
         flag = data.get("empty_gt_undefined", False)
         if not isinstance(flag, bool):
             raise SegloopError("empty_mask_policy: empty_gt_undefined must be true or false")

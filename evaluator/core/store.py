@@ -195,6 +195,7 @@ def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -
     refused, as it may be alive (its file system may not share locks across hosts).
     """
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     try:
         with harness_writes(run_dir, LOCK_FILE):
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -249,6 +250,9 @@ def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        if created:  # a run refused before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def finished_case_ids(
