@@ -77,6 +77,33 @@ def model_identity(spec: str) -> str:
         client.close()
 
 
+#: The smallest CPU limit the Docker engine enforces (below it, it refuses the container;
+#: a limit that rounds to 0 nano-CPUs would mean no limit at all).
+MIN_DOCKER_CPUS = 0.01
+
+
+def check_limits(spec: str, limits: Limits) -> None:
+    """Refuse limits the model's engine cannot enforce (before anything runs): a ``docker:``
+    CPU limit below :data:`MIN_DOCKER_CPUS` or above the engine's CPU count."""
+    kind, _, target = spec.partition(":")
+    if kind != "docker" or not target:
+        return
+    if limits.cpus < MIN_DOCKER_CPUS:
+        raise SegloopError(
+            f"--cpus {limits.cpus:g}: the Docker engine enforces {MIN_DOCKER_CPUS} CPUs at least"
+        )
+    client = docker_client()  # (a missing engine is a clear line here too)
+    try:
+        engine_cpus = int(client.info().get("NCPU") or 0)
+    finally:
+        client.close()
+    if engine_cpus and limits.cpus > engine_cpus:
+        raise SegloopError(
+            f"--cpus {limits.cpus:g}: the Docker engine has {engine_cpus} CPUs and refuses a "
+            "larger limit"
+        )
+
+
 def model_files(spec: str) -> dict[str, str]:
     """``{file: sha256}`` of the files that make a ``python:`` or ``cmd:`` model (see
     :func:`segloop.containers.local.python_model_files` and ``command_files``), so that a

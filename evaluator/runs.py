@@ -161,15 +161,18 @@ def pending_case_ids(
     A finished case whose input files changed since it was scored (gone, or other bytes; see
     :func:`segloop.core.stamps.changed_inputs`) is removed and runs again, with a ``notify`` line.
     """
-    all_ids = dataset.list_case_ids(spec.dataset_dir) if case_ids is None else list(case_ids)
+    known = dataset.list_case_ids(spec.dataset_dir)
+    all_ids = known if case_ids is None else list(dict.fromkeys(case_ids))
+    unknown = sorted(set(all_ids) - set(known))
+    if unknown:  # before the run folder is written
+        raise SegloopError(
+            f"--cases: {', '.join(repr(c) for c in unknown[:5])} not a case of "
+            f"{spec.dataset_dir} (it has {len(known)}: {', '.join(known[:3])}"
+            f"{', ...' if len(known) > 3 else ''})"
+        )
     store.open_run(run_dir, spec.run_json())
     remove_stale_temporaries(run_dir)
-    done = store.finished_case_ids(run_dir, store.config_hash(spec.config()))
-    if done.intersection(all_ids):
-        notify(
-            f"{len(done.intersection(all_ids))} of {len(all_ids)} cases were done before with "
-            "this configuration and are skipped (--overwrite runs them again)"
-        )
+    done = store.finished_case_ids(run_dir, store.config_hash(spec.config()), notify)
     for case_id in sorted(done.intersection(all_ids)):
         changed = changed_case_inputs(spec.dataset_dir, run_dir, case_id)
         if changed:
@@ -179,6 +182,11 @@ def pending_case_ids(
                 f"case {case_id}: {', '.join(changed)} changed since the case was scored; "
                 "running it again"
             )
+    if done.intersection(all_ids):
+        notify(
+            f"{len(done.intersection(all_ids))} of {len(all_ids)} cases were done before with "
+            "this configuration and are skipped (--overwrite runs them again)"
+        )
     return [case_id for case_id in all_ids if case_id not in done]
 
 
@@ -545,7 +553,7 @@ def write_summary(run_dir: Path) -> dict[str, Any]:
     with_mean = pd.concat(
         [table, pd.DataFrame([{"case_id": "mean", **mean_row}])], ignore_index=True
     )
-    with_mean.to_csv(Path(run_dir) / "summary.csv", index=False)
+    store.write_csv(with_mean, Path(run_dir) / "summary.csv")
     summary = {
         "submission": record.run["submission"],
         "task": record.run["task"]["name"],

@@ -173,7 +173,7 @@ def clicks_of(value: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
         points = payload
     else:
         raise SegloopError(f"{where}: the clicks input {slug_of(value)!r} is not Multiple points")
-    if not all(isinstance(p, Mapping) for p in points):
+    if not isinstance(points, list) or not all(isinstance(p, Mapping) for p in points):
         raise SegloopError(f"{where}: the clicks input {slug_of(value)!r} has malformed points")
     return list(points)
 

@@ -282,10 +282,11 @@ def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_table(table: pd.DataFrame, folder: Path, name: str) -> tuple[Path, Path]:
-    """``<name>.csv`` (empty cell for a missing value) and ``<name>.json`` (``null``)."""
+    """``<name>.csv`` (empty cell for a missing value, text cells spreadsheet-safe) and
+    ``<name>.json`` (``null``; the JSON keeps text as it is)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = folder / f"{name}.csv", folder / f"{name}.json"
-    table.to_csv(csv_path, index=False)
+    store.write_csv(table, csv_path)
     json_path.write_text(json.dumps(table_records(table), indent=1, allow_nan=False) + "\n")
     return csv_path, json_path

@@ -557,3 +557,29 @@ def test_runs_on_other_data_or_scoring_modes_are_not_ranked_together(pet_data, t
     assert "<strong>Mixed results</strong>" in page and "share no case" in page
     tasks = json.loads((site / "data" / "tasks.json").read_text())
     assert "share no case" in tasks[0]["mixed"] and tasks[0]["num_cases"] == 6
+
+
+@pytest.mark.docker
+def test_a_container_filling_a_shared_work_folder_is_not_scored(docker_client, pet_data, tmp_path):  # noqa: F811
+    """Without a capped tmpfs per back-end (SEGLOOP_WORK_TMPFS=0, or not root), container
+    outputs share the work folder's file system: a container filling it must not turn into
+    scored failures (its own or another team's). The run stops as a harness fault; with the
+    default per-back-end tmpfs the same container only fails its own step
+    (test_security_docker.test_disk_writes_are_capped)."""
+    from segloop.containers.images import hostile_image
+
+    with small_tmpfs(tmp_path / "work", 40 * 1024) as work:
+        run_dir = tmp_path / "run"
+        model = f"docker:{hostile_image('fill-disk')}"
+        result = segloop(
+            *run_args(pet_data, run_dir, model, "--cases", "pet_000", "--tmp-mb", "8"),
+            env={"SEGLOOP_WORK_DIR": str(work), "SEGLOOP_WORK_TMPFS": "0"},
+        )
+        assert result.returncode == EXIT_HARNESS_FAULT, result.stderr
+        lines = [line for line in result.stderr.splitlines() if "note:" not in line]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith("segloop: harness fault (not the model's): case pet_000 not")
+        assert "no space left on the file system of the container outputs" in lines[0]
+        assert str(work) in lines[0]
+        assert case_files(run_dir) == {}
+        assert not list((work / "segloop-docker").iterdir())  # its folders went with it

@@ -183,7 +183,10 @@ def _chunks(reader: Any):
 def _all_tags(client: Any) -> dict[str, str]:
     """Every tag in the engine and the image it names."""
     return {
-        tag: image["Id"] for image in client.api.images() for tag in image.get("RepoTags") or ()
+        tag: image["Id"]
+        for image in client.api.images()
+        for tag in image.get("RepoTags") or ()
+        if tag != "<none>:<none>"  # an untagged image, as some engine versions list it
     }
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from segloop import runs
 from segloop.app import phantoms
 from segloop.cli import leaderboard as leaderboard_cli
-from segloop.containers.registry import model_files, model_identity
+from segloop.containers.registry import check_limits, model_files, model_identity
 from segloop.core import dataset, images, store
 from segloop.core.challenges import CHALLENGES
 from segloop.core.metrics import registry, scoring
@@ -230,13 +230,15 @@ def execute_run(
         save_predictions=save_predictions,
     )
     task = spec.task()  # fail early on an unknown task, before touching the run folder
+    limits = limits if limits is not None else replace(Limits(), **task.limits)
+    check_limits(model_spec, limits)
+    check_out_folder(Path(out))
     spec = replace(
         spec,
-        limits=limits if limits is not None else replace(Limits(), **task.limits),
+        limits=limits,
         model_identity=model_identity(model_spec),
         model_files=tuple(model_files(model_spec).items()),
     )
-    check_out_folder(Path(out))
     with store.run_lock(Path(out), notify=_note):
         if overwrite:
             removed = store.clear_run(Path(out))
@@ -291,6 +293,16 @@ def robot_user_runs(task_ref: str, out: Path, users_text: str) -> list[tuple[str
     return pairs
 
 
+def parse_case_ids(text: str | None) -> list[str] | None:
+    """``--cases a,b`` -> ["a", "b"] (blank items dropped); None (all cases) when not given."""
+    if not text:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise SegloopError(f"--cases {text!r}: no case id")
+    return ids
+
+
 def run_command(args: argparse.Namespace) -> int:
     if args.robot_users:
         for task_ref, out in robot_user_runs(args.task, args.out, args.robot_users):
@@ -308,7 +320,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.out,
         args.name,
         args.seed,
-        args.cases.split(",") if args.cases else None,
+        parse_case_ids(args.cases),
         limits_from(args, get_task(args.task, seed=args.seed).limits),
         not args.no_progress,
         args.jobs,
@@ -348,7 +360,7 @@ def check_command(args: argparse.Namespace) -> int:
         Limits(),
         tuple(sorted(classes.items())) if classes else None,
     )
-    case_ids = args.cases.split(",") if args.cases else dataset.list_case_ids(args.data)
+    case_ids = parse_case_ids(args.cases) or dataset.list_case_ids(args.data)
     with tqdm(
         total=len(case_ids), desc="checking", unit="case", disable=args.no_progress, file=sys.stderr
     ) as bar:

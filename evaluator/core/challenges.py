@@ -600,6 +600,42 @@ _TOML_KEYS = (
 _SCORING_KEYS = ("metrics", "empty_mask_policy", "undefined_values", "curve_step_order")
 
 
+def _integer(value: Any, key: str) -> int:
+    """A TOML integer, exactly: ``seed = 1.5`` or ``true`` is refused, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SegloopError(f"{key} must be an integer, not {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SegloopError(f"{key} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):  # bool("false") would be True
+        raise SegloopError(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise SegloopError(f"{key} must be a string, not {value!r}")
+    return value
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise SegloopError(f"{key} must be a list, not {value!r}")
+    return value
+
+
+def _label_value(key: str) -> int | str:
+    """A [classes] key (TOML keys are text) as the label value it names."""
+    return int(key) if key.isdigit() else key
+
+
 def _table(data: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, Mapping):
@@ -648,38 +684,46 @@ def challenge_from_toml(path: str | Path) -> Challenge:
                 # reactivity decides (a reactive [protocol] on autoPET must get predictions)
                 values["send_previous_prediction"] = None
         if "num_steps" in data:
-            values["num_steps"] = int(data["num_steps"])
+            values["num_steps"] = _integer(data["num_steps"], "num_steps")
             if "auc_steps" not in data and "base" in data:
                 values.pop("auc_steps", None)
                 values.pop("auc_x", None)
         if "metrics" in data:
-            values["metrics"] = tuple(str(m) for m in data["metrics"])
+            values["metrics"] = tuple(
+                _text(m, "metrics") for m in _list(data["metrics"], "metrics")
+            )
             values["score_terms"] = tuple(
                 t for t in values.get("score_terms", ()) if t.metric in values["metrics"]
             )
         if "classes" in data:
-            values["classes"] = {int(k): str(v) for k, v in _table(data, "classes", path).items()}
+            values["classes"] = {
+                _integer(_label_value(k), "[classes] key"): _text(v, f"[classes] {k}")
+                for k, v in _table(data, "classes", path).items()
+            }
         if "empty_mask_policy" in data:
             values["empty_mask_policy"] = EmptyMaskPolicy.from_json(
                 _table(data, "empty_mask_policy", path)
             )
         if "limits" in data:
             values["limits"] = {
-                key: (int(value) if key in INTEGER_LIMITS else float(value))
+                key: (
+                    _integer(value, f"limits.{key}")
+                    if key in INTEGER_LIMITS
+                    else _number(value, f"limits.{key}")
+                )
                 for key, value in _table(data, "limits", path).items()
             }
         for key, cast in (
-            ("nsd_zero_below_dice", float),
-            ("nsd_zero_scope", str),
-            ("present_classes_only", bool),
-            ("send_previous_prediction", bool),
-            ("requires_foreground", bool),
+            ("nsd_zero_below_dice", _number),
+            ("nsd_zero_scope", _text),
+            ("present_classes_only", _boolean),
+            ("send_previous_prediction", _boolean),
+            ("requires_foreground", _boolean),
+            ("undefined_values", _text),
+            ("curve_step_order", _text),
         ):
             if key in data:
-                values[key] = cast(data[key])
-        for key in ("undefined_values", "curve_step_order"):
-            if key in data:
-                values[key] = str(data[key])
+                values[key] = cast(data[key], key)
         if "channels" in data:
             if not isinstance(data["channels"], list) or not data["channels"]:
                 raise SegloopError(f'{path}: channels must be a list of names, e.g. ["CT", "PET"]')
@@ -691,12 +735,14 @@ def challenge_from_toml(path: str | Path) -> Challenge:
             values["scoring_modes"] = {}
             values["scoring_reproduces"] = ""
         if "auc_steps" in data:
-            values["auc_steps"] = tuple(int(s) for s in data["auc_steps"])
+            values["auc_steps"] = tuple(
+                _integer(s, "auc_steps") for s in _list(data["auc_steps"], "auc_steps")
+            )
         values.setdefault("auc_steps", tuple(range(values["num_steps"])))
         if "auc_x" in data:
-            values["auc_x"] = tuple(float(x) for x in data["auc_x"])
+            values["auc_x"] = tuple(_number(x, "auc_x") for x in _list(data["auc_x"], "auc_x"))
         values.setdefault("auc_x", _x(len(values["auc_steps"])))
-        values["seed"] = int(data.get("seed", values.get("seed", 0)))
+        values["seed"] = _integer(data.get("seed", values.get("seed", 0)), "seed")
         if not values["classes"]:
             raise SegloopError(f"{path}: [classes] is empty")
         values["gc"] = values.get("gc") if "protocol" not in data else None

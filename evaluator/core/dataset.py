@@ -55,13 +55,36 @@ def _dataset_folder(dataset_dir: PathLike) -> Path:
     return root
 
 
+#: ``images.write_image``'s temporary files: ``.<name>.<pid>[.<8 hex>].tmp<ext>``.
+_TEMPORARY_RE = re.compile(r"^\..+\.\d+(\.[0-9a-f]{8})?\.tmp\.")
+#: The longest case id whose result files (``<id>.timing.json``) a file system can name.
+MAX_CASE_ID_BYTES = 255 - len(".timing.json")
+#: A case id may not end so: its result file would be another case's timing file.
+RESERVED_SUFFIX = ".timing"
+
+
+def check_case_id(case_id: str, path: Path) -> None:
+    """Refuse a case id that the run folder cannot store under its own name."""
+    if case_id.endswith(RESERVED_SUFFIX):
+        raise SegloopError(
+            f"{path}: case id {case_id!r} ends in {RESERVED_SUFFIX!r}, which names timing "
+            "files in run folders (it would clash with case "
+            f"{case_id.removesuffix(RESERVED_SUFFIX)!r}); rename the case"
+        )
+    if len(case_id.encode()) > MAX_CASE_ID_BYTES:
+        raise SegloopError(
+            f"{path}: case id of {len(case_id.encode())} bytes; at most {MAX_CASE_ID_BYTES} "
+            "fit in a run folder's file names"
+        )
+
+
 def _image_files(folder: Path) -> Iterator[tuple[Path, str, str]]:
     """(path, name without extension, extension) of the image files in a folder, sorted."""
     if not folder.is_dir():
         return
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_file():
-            continue  # hidden files include write_image's temporaries
+        if _TEMPORARY_RE.match(entry.name) or not entry.is_file():
+            continue  # write_image's temporaries; other hidden names are cases like any
         stem, ext = split_extension(entry)
         if ext:
             yield entry, stem, ext
@@ -135,6 +158,7 @@ def list_case_ids(dataset_dir: PathLike) -> list[str]:
             f"{', '.join(IMAGE_EXTENSIONS)})"
         )
     for case_id, channels in cases.items():
+        check_case_id(case_id, channels[min(channels)])
         _check_channels_contiguous(case_id, channels)
     counts = {case_id: len(channels) for case_id, channels in cases.items()}
     most = max(counts.values())

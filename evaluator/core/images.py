@@ -162,6 +162,8 @@ def _scan_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         expected = offset + voxel_count * dtype.itemsize
     except Exception as error:  # noqa: BLE001 - any header failure means an unreadable file
         raise SegloopError(f"{path}: not a readable NIfTI file ({error})") from None
+    if voxel_count == 0:  # SimpleITK would read a size-0 axis as 1 voxel of nothing
+        raise SegloopError(f"{path}: image has no voxel (header size {list(proxy.shape)})")
     scanner = _NonFiniteScanner(dtype, offset, voxel_count) if dtype.kind == "f" else None
     actual = 0
     try:
@@ -317,6 +319,8 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry]:
             f"{path}: image is {image.GetDimension()}-D with size {list(image.GetSize())}, "
             "expected a 3-D image"
         )
+    if 0 in image.GetSize():  # nothing to segment: every metric would be vacuous (Dice 1)
+        raise SegloopError(f"{path}: image has no voxel (size {list(image.GetSize())})")
     components = image.GetNumberOfComponentsPerPixel()
     if components != 1:
         raise SegloopError(

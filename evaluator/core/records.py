@@ -160,7 +160,16 @@ class EmptyMaskPolicy:
                 f"empty_mask_policy: unknown key(s) {', '.join(unknown)}; "
                 f"expected {', '.join(_POLICY_KEYS)}"
             )
+        for key in ("both_empty_overlap", "both_empty_distance_mm", "one_empty_overlap"):
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SegloopError(f"empty_mask_policy: {key} must be a number, not {value!r}")
         one = data.get("one_empty_distance_mm", "image_diagonal")
+        if one != "image_diagonal" and (isinstance(one, bool) or not isinstance(one, (int, float))):
+            raise SegloopError(
+                f"empty_mask_policy: one_empty_distance_mm must be a number or "
+                f"'image_diagonal', not {one!r}"
+            )
         flag = data.get("empty_gt_undefined", False)
         if not isinstance(flag, bool):
             raise SegloopError("empty_mask_policy: empty_gt_undefined must be true or false")
@@ -309,3 +318,16 @@ def valid_text(text: str) -> str:
     """``text`` as valid UTF-8 (a lone surrogate from an undecodable file name becomes a
     ``\\udcff`` escape), so that every file it is written to can be written."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: Leading characters a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never runs: text starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR gets a leading ``'`` (as OWASP recommends); numbers stay numbers.
+    Team names, case ids and failure text are input, and organizers open tables in Excel."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from segloop.core.images import PathLike
+from segloop.core.records import SegloopError
 
 _CHUNK_BYTES = 1 << 22
 
@@ -34,11 +35,12 @@ def input_stamps(dataset_dir: PathLike, files: Sequence[Path]) -> dict[str, dict
     root = Path(dataset_dir)
     stamps: dict[str, dict[str, object]] = {}
     for path in files:
-        info = path.stat()
-        stamps[path.relative_to(root).as_posix()] = {
-            **file_signature(info),
-            "sha256": file_sha256(path),
-        }
+        try:
+            info = path.stat()
+            digest = file_sha256(path)
+        except OSError as error:  # e.g. the data file an .mhd header names is missing
+            raise SegloopError(f"{path}: cannot read ({error.strerror or error})") from None
+        stamps[path.relative_to(root).as_posix()] = {**file_signature(info), "sha256": digest}
     return stamps
 
 

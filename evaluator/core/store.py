@@ -32,7 +32,7 @@ from typing import Any
 from segloop.core import untrusted
 from segloop.core.faults import harness_writes
 from segloop.core.owners import owner_alive, owner_token
-from segloop.core.records import SegloopError
+from segloop.core.records import SegloopError, spreadsheet_safe
 from segloop.core.results import CaseResult
 
 RUN_FILE = "run.json"
@@ -68,8 +68,8 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    descriptor, temporary = tempfile.mkstemp(  # a name that fits beside the longest target
+        dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp"
     )
     try:
         with os.fdopen(descriptor, "w") as handle:
@@ -199,6 +199,7 @@ def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -
     refused, as it may be alive (its file system may not share locks across hosts).
     """
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     try:
         with harness_writes(run_dir, LOCK_FILE):
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -253,11 +254,18 @@ def run_lock(run_dir: Path, notify: Callable[[str], None] = lambda line: None) -
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        if created:  # a run refused before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
-def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
+def finished_case_ids(
+    run_dir: Path, expected_hash: str, notify: Callable[[str], None] = lambda line: None
+) -> set[str]:
     """Cases already written for this configuration (the ones a resumed run skips)."""
     folder = Path(run_dir) / CASES_DIR
+    if folder.exists() and not folder.is_dir():
+        raise SegloopError(f"{folder}: not a folder (a run folder keeps its case files there)")
     if not folder.is_dir():
         return set()
     done = set()
@@ -265,11 +273,14 @@ def finished_case_ids(run_dir: Path, expected_hash: str) -> set[str]:
         if path.name.endswith(TIMING_SUFFIX):
             continue
         try:
-            result = read_json(path)
-        except SegloopError:
-            continue  # unreadable: run the case again
-        if result.get("config_hash") == expected_hash:
-            done.add(result["case_id"])
+            result = CaseResult.from_json(read_json(path), str(path))
+            if f"{result.case_id}.json" != path.name:
+                raise SegloopError(f"{path}: holds case {result.case_id!r}, not {path.stem!r}")
+        except SegloopError as error:  # unreadable or tampered: the case runs again, replacing it
+            notify(f"{error}; the case runs again")
+            continue
+        if result.config_hash == expected_hash:
+            done.add(result.case_id)
     return done
 
 
@@ -386,3 +397,15 @@ def dataset_fingerprint(record: RunRecord) -> str | None:
     if any(v is None for v in inputs.values()):
         return None
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def write_csv(table: Any, path: Path) -> None:
+    """A pandas table as CSV (empty cell for a missing value), every text cell
+    :func:`segloop.core.records.spreadsheet_safe`."""
+    safe = table.copy()
+    for column in safe.columns:
+        if getattr(safe[column].dtype, "kind", "O") not in "biufc":  # text, of any dtype
+            safe[column] = safe[column].astype(object).map(spreadsheet_safe)
+    safe.columns = [spreadsheet_safe(str(c)) for c in safe.columns]
+    with harness_writes(Path(path).parent, Path(path).name):
+        safe.to_csv(path, index=False)
