@@ -498,10 +498,10 @@ def _maximum_distances_mm(
 SHELL_WORK_PER_BOX_VOXEL = 2.0
 
 
-def _shell_maximum(
+def _shell_maxima(
     component: Component, spacing_mm: Sequence[float] | None, image_border_is_background: bool
-) -> np.ndarray | None:
-    """The component's EDT at its deepest voxels, 0 elsewhere (same shape as its crop), by
+) -> tuple[np.ndarray, float] | None:
+    """The component's deepest voxels (local indices, rows in C order) and their EDT value, by
     peeling: every voxel of the component looks for background at the integer offsets of
     increasing distance (``distance_shells``, the surface engine's search order); the voxels
     still unresolved when the last ones find background are the maxima, at that shell's
@@ -543,9 +543,9 @@ def _shell_maximum(
             return None
         hit = any_at_offsets(flat_background, front, shell_offsets)
         if hit.all():
-            out = np.zeros(inside.shape, dtype=np.float64)
-            out.ravel()[front] = distances[shell]
-            return out[inner]
+            # ascending flat indices of the padded box: C order, also of the crop's indices
+            maxima = np.stack(np.unravel_index(front, inside.shape), axis=1) - reach
+            return maxima, float(distances[shell])
         front = front[~hit]
     return None
 
@@ -738,7 +738,13 @@ def center_point(
         return component.to_image(  # type: ignore[return-value]
             _center_local_cuda(component, spacing_mm, image_border_is_background, tie_order)
         )
-    distances = _shell_maximum(component, spacing_mm, image_border_is_background)
+    found = _shell_maxima(component, spacing_mm, image_border_is_background)
+    distances = None
+    if found is not None:
+        if tie_order == "zyx":  # the first maximum in C order, as argmax takes it
+            return component.to_image(tuple(int(v) for v in found[0][0]))  # type: ignore[return-value]
+        distances = np.zeros(component.mask.shape, dtype=np.float64)
+        distances[tuple(found[0].T)] = found[1]
     if distances is None and spacing_mm is None:
         distances = _squared_voxel_edt(component, image_border_is_background)
     elif distances is None:
