@@ -26,12 +26,14 @@ union-find array" errors; 3D 26-connectivity on shapes like (1, 1, n)); uint8 0/
 labelled correctly (checked against scipy in tests/test_speed_equivalence.py) and is faster.
 
 EDT implementation: voxel-unit EDTs use the ``edt`` package (exact integer squared distances,
-multi-threaded C++); spacing-aware ones scipy's exact float64 EDT, except ``center_point``,
-which needs only the maximum: the edt package's float32 EDT with anisotropy finds the few
-voxels that may hold it, and their exact float64 distances come from their nearest background
-voxels (``_maximum_distances_mm``; the same clicks as scipy's EDT, 5-10x faster). ``center_point`` can run the
-EDT on a GPU with cupy (``device="cuda"`` or ``SEGLOOP_EDT_DEVICE=cuda``), giving the same
-clicks; without cupy or a GPU it falls back to the CPU with a warning.
+multi-threaded C++); spacing-aware ones scipy's exact float64 EDT. ``center_point`` needs only
+the maximum (issue 16): a thin component is peeled shell by shell (``_shell_maxima``), and
+otherwise a spacing-aware click takes the edt package's float32 EDT with anisotropy to find the
+few voxels that may hold the maximum, whose exact float64 distances come from their nearest
+background voxels (``_maximum_distances_mm``); the same clicks as scipy's EDT, 5-20x faster on
+organ-scale errors (tests/test_speed_equivalence.py). ``center_point`` can run the EDT on a
+GPU with cupy (``device="cuda"`` or ``SEGLOOP_EDT_DEVICE=cuda``), giving the same clicks;
+without cupy or a GPU it falls back to the CPU with a warning.
 
 Speed (thesis §4.2, Table 9; issue 6). The largest component of a mask (or of the error of a
 prediction) is found block-wise: a pass over the volume marks the 8x8x8 blocks holding any
@@ -493,7 +495,7 @@ def _maximum_distances_mm(
     return out
 
 
-#: Gathers the shell search of ``_shell_maximum`` may spend per voxel of the component's box
+#: Gathers the shell search of ``_shell_maxima`` may spend per voxel of the component's box
 #: before it leaves the work to an EDT of the box (speed only, not results).
 SHELL_WORK_PER_BOX_VOXEL = 2.0
 
