@@ -47,11 +47,24 @@ def failure_of(error: BaseException) -> StepFailure:
     return StepFailure(FailureReason.EXCEPTION, f"{type(error).__name__}: {error}", tail[-2000:])
 
 
+LABEL_SLAB_VOXELS = 1 << 22  # voxels per bincount: its intp copy stays at 32 MiB
+
+
+def label_values(label: np.ndarray) -> set[int]:
+    """The values present in a label map, by ``np.bincount`` over slabs (one over a CT-sized
+    map would copy it to 8-byte integers first: 630 MiB for 512 x 512 x 300 uint8 voxels)."""
+    flat = label.ravel(order="K")  # a view in memory order, whatever the layout
+    present: set[int] = set()
+    for start in range(0, flat.size, LABEL_SLAB_VOXELS):
+        counts = np.bincount(flat[start : start + LABEL_SLAB_VOXELS])
+        present.update(np.flatnonzero(counts).tolist())
+    return present
+
+
 def check_label_classes(case: Case, task: Task) -> None:
     """Refuse a label holding classes the task does not define (they would go unscored), and
     an empty label where the task's robot user needs a target."""
-    counts = np.bincount(case.label.ravel()) if case.label.size else np.zeros(1, dtype=int)
-    present = set(np.flatnonzero(counts).tolist()) - {0}
+    present = label_values(case.label) - {0}
     unknown = sorted(present - set(task.classes))
     if unknown:
         raise SegloopError(

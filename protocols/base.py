@@ -26,12 +26,14 @@ union-find array" errors; 3D 26-connectivity on shapes like (1, 1, n)); uint8 0/
 labelled correctly (checked against scipy in tests/test_speed_equivalence.py) and is faster.
 
 EDT implementation: voxel-unit EDTs use the ``edt`` package (exact integer squared distances,
-multi-threaded C++); spacing-aware ones scipy's exact float64 EDT, except ``center_point``,
-which needs only the maximum: the edt package's float32 EDT with anisotropy finds the few
-voxels that may hold it, and their exact float64 distances come from their nearest background
-voxels (``_maximum_distances_mm``; the same clicks as scipy's EDT, 5-10x faster). ``center_point`` can run the
-EDT on a GPU with cupy (``device="cuda"`` or ``SEGLOOP_EDT_DEVICE=cuda``), giving the same
-clicks; without cupy or a GPU it falls back to the CPU with a warning.
+multi-threaded C++); spacing-aware ones scipy's exact float64 EDT. ``center_point`` needs only
+the maximum (issue 16): a thin component is peeled shell by shell (``_shell_maxima``), and
+otherwise a spacing-aware click takes the edt package's float32 EDT with anisotropy to find the
+few voxels that may hold the maximum, whose exact float64 distances come from their nearest
+background voxels (``_maximum_distances_mm``); the same clicks as scipy's EDT, 5-20x faster on
+organ-scale errors (tests/test_speed_equivalence.py). ``center_point`` can run the EDT on a
+GPU with cupy (``device="cuda"`` or ``SEGLOOP_EDT_DEVICE=cuda``), giving the same clicks;
+without cupy or a GPU it falls back to the CPU with a warning.
 
 Speed (thesis §4.2, Table 9; issue 6). The largest component of a mask (or of the error of a
 prediction) is found block-wise: a pass over the volume marks the 8x8x8 blocks holding any
@@ -493,15 +495,15 @@ def _maximum_distances_mm(
     return out
 
 
-#: Gathers the shell search of ``_shell_maximum`` may spend per voxel of the component's box
+#: Gathers the shell search of ``_shell_maxima`` may spend per voxel of the component's box
 #: before it leaves the work to an EDT of the box (speed only, not results).
 SHELL_WORK_PER_BOX_VOXEL = 2.0
 
 
-def _shell_maximum(
+def _shell_maxima(
     component: Component, spacing_mm: Sequence[float] | None, image_border_is_background: bool
-) -> np.ndarray | None:
-    """The component's EDT at its deepest voxels, 0 elsewhere (same shape as its crop), by
+) -> tuple[np.ndarray, float] | None:
+    """The component's deepest voxels (local indices, rows in C order) and their EDT value, by
     peeling: every voxel of the component looks for background at the integer offsets of
     increasing distance (``distance_shells``, the surface engine's search order); the voxels
     still unresolved when the last ones find background are the maxima, at that shell's
@@ -543,9 +545,9 @@ def _shell_maximum(
             return None
         hit = any_at_offsets(flat_background, front, shell_offsets)
         if hit.all():
-            out = np.zeros(inside.shape, dtype=np.float64)
-            out.ravel()[front] = distances[shell]
-            return out[inner]
+            # ascending flat indices of the padded box: C order, also of the crop's indices
+            maxima = np.stack(np.unravel_index(front, inside.shape), axis=1) - reach
+            return maxima, float(distances[shell])
         front = front[~hit]
     return None
 
@@ -738,7 +740,13 @@ def center_point(
         return component.to_image(  # type: ignore[return-value]
             _center_local_cuda(component, spacing_mm, image_border_is_background, tie_order)
         )
-    distances = _shell_maximum(component, spacing_mm, image_border_is_background)
+    found = _shell_maxima(component, spacing_mm, image_border_is_background)
+    distances = None
+    if found is not None:
+        if tie_order == "zyx":  # the first maximum in C order, as argmax takes it
+            return component.to_image(tuple(int(v) for v in found[0][0]))  # type: ignore[return-value]
+        distances = np.zeros(component.mask.shape, dtype=np.float64)
+        distances[tuple(found[0].T)] = found[1]
     if distances is None and spacing_mm is None:
         distances = _squared_voxel_edt(component, image_border_is_background)
     elif distances is None:

@@ -470,3 +470,13 @@ def test_time_budget_sums_the_parts_of_timing_files():
     )
     assert TimeBudget(**budget.to_json()) == budget
     assert TimeBudget().shares_percent()["model"] == 0.0
+
+
+def test_label_values_counts_slab_by_slab(monkeypatch):
+    from segloop import loop
+
+    label = np.zeros((5, 6, 7), dtype=np.uint8)
+    label[0, 0, 0], label[4, 5, 6], label[2, 3, 1] = 3, 200, 7
+    monkeypatch.setattr(loop, "LABEL_SLAB_VOXELS", 16)  # many slabs, values in several
+    assert loop.label_values(label) == {0, 3, 7, 200}
+    assert loop.label_values(np.zeros((0, 4, 4), dtype=np.uint8)) == set()

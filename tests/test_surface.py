@@ -512,3 +512,30 @@ def test_perturbed_prediction_is_the_issues_kind_of_error():
     dice = 2 * (label & prediction).sum() / (label.sum() + prediction.sum())
     assert 0.6 < dice < 0.9
     assert not np.array_equal(prediction, ndimage.binary_dilation(np.roll(label, 2, axis=1)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_and_dense_surfels_are_the_same_set(deepmind, monkeypatch, seed):
+    """The block-sparse surfel search (few lesions in a big box) and the dense pass find the
+    same surfels, codes and distances; forced either way, in 2-D and 3-D, blocks of 3-5 cells."""
+    rng = np.random.default_rng(700 + seed)
+    ndim = 2 if seed % 3 == 0 else 3
+    shape = tuple(int(n) for n in rng.integers(14, 30, size=ndim))
+    spacing = tuple(float(v) for v in rng.uniform(0.5, 2.5, size=ndim))
+    pred = np.zeros(shape, dtype=bool)
+    gt = np.zeros(shape, dtype=bool)
+    for mask in (pred, gt):  # small blobs, some touching the array's faces
+        for _ in range(3):
+            lo = rng.integers(0, np.array(shape) - 2)
+            hi = lo + rng.integers(1, 7, size=ndim)
+            mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
+    gt[tuple(slice(2, 9) for _ in range(ndim))] = True  # a solid block: skipped inside
+    monkeypatch.setattr(S, "SURFEL_BLOCK", int(rng.integers(3, 6)))
+    monkeypatch.setattr(S, "SPARSE_BLOCK_SHARE", 2.0)  # always sparse
+    sparse = assert_equals_deepmind(deepmind, pred, gt, spacing)
+    monkeypatch.setattr(S, "SPARSE_BLOCK_SHARE", -1.0)  # always dense
+    dense = S.surfel_distances(pred, gt, spacing)
+    for a, b in ((sparse.pred_to_gt, dense.pred_to_gt), (sparse.gt_to_pred, dense.gt_to_pred)):
+        assert np.array_equal(a.distances_mm, b.distances_mm)
+        assert np.array_equal(a.counts, b.counts)

@@ -133,6 +133,7 @@ class ClassPair:
             tolerances_mm=request.tolerances_mm,
             percentiles=request.percentiles,
             complete=request.complete,
+            box=tuple(slice(0, n) for n in self.pred.shape),  # the crop holds both masks
         )
 
     def boundary(self, connectivity: int, in_voxels: bool) -> BoundaryDistances:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,9 +11,9 @@ import numpy as np
 from segloop.core.metrics.binary import (
     DEFAULT_POLICY,
 )
-from segloop.core.metrics.crops import check_pair, check_spacing
+from segloop.core.metrics.crops import check_pair, check_spacing, nonzero_box, union_box
 from segloop.core.metrics.registry import ClassPair, MetricSpec, merge_requests, parse_metric_name
-from segloop.core.metrics.surface_engine import multiclass_overlap
+from segloop.core.metrics.surface_engine import FEW_CLASSES, multiclass_overlap
 from segloop.core.records import EmptyMaskPolicy, SegloopError
 
 
@@ -62,6 +62,44 @@ def _score_class(
     return values
 
 
+Crop = tuple[int, np.ndarray, np.ndarray, tuple[int, int, int] | None]
+
+
+def class_crops(pred: np.ndarray, label: np.ndarray, class_ids: Sequence[int]) -> Iterator[Crop]:
+    """Each class's (class id, prediction mask, ground-truth mask, voxel counts or None) on
+    the box that holds the class in both maps.
+
+    Many classes: one pass over the volume finds every class's counts, intersection and box
+    (:func:`multiclass_overlap`), then each class is compared on its own box only (issue 16).
+    Up to ``FEW_CLASSES`` classes: the box of both maps' non-zero voxels (a class other than 0
+    lives there) is found by max-projections, the class compared there and cropped to its own
+    box; the pair counts its voxels on that crop (cheaper than counting in a separate pass)."""
+    shape = pred.shape
+    empty = np.zeros((0,) * len(shape), dtype=bool)
+    if len(class_ids) > FEW_CLASSES:
+        stats = multiclass_overlap(pred, label, class_ids)
+        for class_id in class_ids:
+            s, box = stats[class_id], stats[class_id].box
+            counts = (s.pred_voxels, s.gt_voxels, s.intersection_voxels)
+            if box is None:
+                yield class_id, empty, empty, counts
+            else:
+                yield class_id, pred[box] == class_id, label[box] == class_id, counts
+        return
+    foreground = union_box(nonzero_box(pred), nonzero_box(label))
+    for class_id in class_ids:
+        outer = foreground if class_id > 0 else tuple(slice(0, n) for n in shape)
+        if outer is None:
+            yield class_id, empty, empty, (0, 0, 0)
+            continue
+        p, g = pred[outer] == class_id, label[outer] == class_id
+        inner = union_box(nonzero_box(p), nonzero_box(g))
+        if inner is None:
+            yield class_id, empty, empty, (0, 0, 0)
+        else:
+            yield class_id, p[inner], g[inner], None
+
+
 def score_classes(
     prediction: np.ndarray,
     label: np.ndarray,
@@ -107,19 +145,9 @@ def score_classes(
     dice_by_class: list[float] = []
     class_rule = nsd_zero_below_dice if nsd_zero_scope == "class" else None
     class_ids = list(dict.fromkeys(int(c) for c in classes))
-    # one pass over the volume for every class's counts, intersection and box; then each
-    # class works on the crop of its box only (issue 16)
-    stats = multiclass_overlap(pred_array, label_array, class_ids)
-    for class_value in class_ids:
-        s = stats[class_value]
-        if present_classes_only and s.gt_voxels == 0:
+    for class_value, p, g, counts in class_crops(pred_array, label_array, class_ids):
+        if present_classes_only and not (g.any() if counts is None else counts[1]):
             continue
-        box = s.box
-        if box is None:
-            p = g = np.zeros((0,) * len(shape), dtype=bool)
-        else:
-            p, g = pred_array[box] == class_value, label_array[box] == class_value
-        counts = (s.pred_voxels, s.gt_voxels, s.intersection_voxels)
         pair = ClassPair(p, g, shape, spacing, policy, requests, counts)
         values = _score_class(pair, specs, undefined_values)
         if class_rule is not None and pair.dice <= class_rule:

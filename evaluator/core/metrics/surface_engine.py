@@ -65,6 +65,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from segloop.core.metrics.crops import nonzero_box
 from segloop.core.metrics.surface import surfel_area_table
 
 Box = tuple[slice, ...]
@@ -319,7 +320,12 @@ def _buffer(labels: np.ndarray, class_id: int | None, pad: Sequence[int]) -> np.
 
 
 def _flat_strides(shape: Sequence[int]) -> list[int]:
-    return [int(np.prod(shape[axis + 1 :])) for axis in range(len(shape))]
+    """Elements between neighbours along each axis of a C-ordered array of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= int(n)
+    return strides[::-1]
 
 
 def _buffer_codes(buffer: np.ndarray) -> np.ndarray:
@@ -361,6 +367,107 @@ def _surfel_set(buffer: np.ndarray) -> _PointSet:
     cells = (codes - np.uint8(1)) < np.uint8(full - 1)
     flat = np.flatnonzero(cells)
     return _PointSet(map=cells, flat=flat, kinds=codes.ravel()[flat])
+
+
+#: Block edge (cells) of the sparse surfel search, and the share of visited blocks above which
+#: one dense pass over the box is faster (speed only: both give the same surfels).
+SURFEL_BLOCK = 16
+SPARSE_BLOCK_SHARE = 0.25
+
+
+def _block_reduce(mask: np.ndarray, block: int, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc`` (max or min) over blocks of ``block`` voxels per axis (last block partial)."""
+    out = mask
+    for axis in range(mask.ndim):
+        moved = np.moveaxis(out, axis, 0)
+        count = moved.shape[0] // block
+        parts = []
+        if count:
+            whole = moved[: count * block].reshape(count, block, *moved.shape[1:])
+            parts.append(ufunc.reduce(whole, axis=1))
+        if moved.shape[0] % block:
+            parts.append(ufunc.reduce(moved[count * block :], axis=0, keepdims=True))
+        out = np.moveaxis(np.concatenate(parts, axis=0), 0, axis)
+    return out
+
+
+def _with_predecessors(blocks: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+    """Combine every block with its predecessor on each axis (``ufunc``; outside = 0)."""
+    out = blocks
+    for axis in range(blocks.ndim):
+        shifted = np.zeros_like(out)
+        target = [slice(None)] * out.ndim
+        source = [slice(None)] * out.ndim
+        target[axis] = slice(1, None)
+        source[axis] = slice(None, -1)
+        shifted[tuple(target)] = out[tuple(source)]
+        out = ufunc(out, shifted)
+    return out
+
+
+def _sparse_surfel_set(mask: np.ndarray, pad: Sequence[int]) -> _PointSet | None:
+    """The surfel set of :func:`_surfel_set` (``_surfel_set(_buffer(mask, None, pad))``),
+    computed only in the blocks of ``SURFEL_BLOCK`` cells that can hold surface: next to a
+    voxel of the mask and not deep inside it. A few lesions in a whole-body box cost their
+    surface, not the box (the dense pass's cost). None when more than ``SPARSE_BLOCK_SHARE``
+    of the blocks need a visit: then the dense pass is faster.
+
+    Cell g of the mask's dual grid covers voxels g - 1 and g (g in 0..n per axis): cell
+    g - 1 + pad of the padded buffer. Its map is allocated as zeros (untouched pages cost
+    nothing) and set at the surfels only."""
+    if mask.size == 0:
+        return None  # an empty box: the dense pass has nothing to pay for
+    ndim = mask.ndim
+    n = np.array(mask.shape)
+    voxels = mask.view(np.uint8)
+    b = SURFEL_BLOCK
+    cell_blocks = tuple(int(v) for v in -(-(n + 1) // b))  # cells 0..n on every axis
+    occupied = np.zeros(cell_blocks, dtype=np.uint8)
+    solid = np.zeros(cell_blocks, dtype=np.uint8)
+    block_max = _block_reduce(voxels, b, np.maximum)
+    block_min = _block_reduce(voxels, b, np.minimum)
+    for axis in range(ndim):  # a partial last block is never solid (its cells see outside)
+        if n[axis] % b:
+            index = [slice(None)] * ndim
+            index[axis] = -1
+            block_min[tuple(index)] = 0
+    occupied[tuple(slice(0, k) for k in block_max.shape)] = block_max
+    solid[tuple(slice(0, k) for k in block_min.shape)] = block_min
+    # cell block k needs voxels [k*b - 1, (k+1)*b): voxel blocks k-1 and k on every axis
+    visit = _with_predecessors(occupied, np.maximum) & ~_with_predecessors(
+        solid, np.minimum
+    ).astype(bool)
+    blocks = np.argwhere(visit)
+    if len(blocks) > SPARSE_BLOCK_SHARE * visit.size:
+        return None
+    shape = tuple(int(v + 2 * p) for v, p in zip(n, pad, strict=True))
+    strides = np.array(_flat_strides(shape))
+    full = (1 << (1 << ndim)) - 1
+    flats, kinds = [], []
+    for block in blocks:
+        c0 = block * b
+        c1 = np.minimum(c0 + b, n + 1)
+        window = np.zeros(tuple(c1 - c0 + 1), dtype=bool)
+        lo = np.maximum(c0 - 1, 0)
+        hi = np.minimum(c1, n)
+        at = lo - (c0 - 1)
+        window[tuple(slice(a, a + (h - low)) for a, low, h in zip(at, lo, hi, strict=True))] = mask[
+            tuple(slice(low, h) for low, h in zip(lo, hi, strict=True))
+        ]
+        codes = _buffer_codes(window)[(slice(0, -1),) * ndim]  # the far faces wrap around
+        positions = np.nonzero((codes != 0) & (codes != full))
+        if positions[0].size:
+            cells = np.stack(positions, axis=1) + (c0 - 1 + np.asarray(pad))
+            flats.append(cells @ strides)
+            kinds.append(codes[positions])
+    cell_map = np.zeros(shape, dtype=bool)
+    if not flats:
+        return _PointSet(cell_map, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8))
+    flat = np.concatenate(flats)
+    order = np.argsort(flat, kind="stable")
+    flat = flat[order]
+    cell_map.ravel()[flat] = True
+    return _PointSet(map=cell_map, flat=flat, kinds=np.concatenate(kinds)[order])
 
 
 def _buffer_boundary(buffer: np.ndarray, connectivity: int) -> np.ndarray:
@@ -617,14 +724,11 @@ def _surfel_need(
     )
 
 
-def _surfel_distances_buffers(
-    p: np.ndarray, g: np.ndarray, spacing: tuple[float, ...], shells: _Shells, need: _Need
-) -> SurfelDistances:
-    """Surfel distances of two masks in buffers padded for ``shells`` (:func:`_buffer`)."""
-    n_kinds = 1 << (1 << p.ndim)
-    areas = surfel_area_table(spacing)
-    pg, gp = _pair_search(_surfel_set(p), _surfel_set(g), spacing, shells, n_kinds, areas, need)
-    return SurfelDistances(pred_to_gt=pg, gt_to_pred=gp, areas_mm2=areas)
+def _surfel_points(mask: np.ndarray, pad: Sequence[int]) -> _PointSet:
+    """The surfels of a mask (cropped to where it lives), sparse or dense, whichever is
+    cheaper for it (the same set either way)."""
+    sparse = _sparse_surfel_set(mask, pad)
+    return sparse if sparse is not None else _surfel_set(_buffer(mask, None, pad))
 
 
 def surfel_distances(
@@ -635,24 +739,29 @@ def surfel_distances(
     tolerances_mm: Iterable[float] = (),
     percentiles: Iterable[float] = (),
     complete: bool = True,
+    box: Box | None = None,
 ) -> SurfelDistances:
     """Surfel distances of two masks (2-D or 3-D, ``spacing_mm`` in array axis order), DeepMind
     style (``compute_surface_distances``; see the module docstring).
 
     By default every distance is computed. With ``complete=False`` only what NSD at
     ``tolerances_mm`` and the Hausdorff ``percentiles`` need (100 = HD implies complete).
+    ``box``: a box holding both masks, if the caller knows one (else the masks' own box).
     """
     p, g = _bool_pair(pred, gt)
     spacing = _spacing_tuple(spacing_mm, p.ndim)
-    box = _union_box(_mask_box(p), _mask_box(g))
+    if box is None:
+        box = _union_box(_mask_box(p), _mask_box(g))
     if box is None:
         box = tuple(slice(0, 0) for _ in p.shape)
     need = _surfel_need(tolerances_mm, percentiles, complete)
     shells = _search_shells(spacing, need)
     pad = _pad_for(shells)
-    return _surfel_distances_buffers(
-        _buffer(p[box], None, pad), _buffer(g[box], None, pad), spacing, shells, need
-    )
+    n_kinds = 1 << (1 << p.ndim)
+    areas = surfel_area_table(spacing)
+    a, b = _surfel_points(p[box], pad), _surfel_points(g[box], pad)
+    pg, gp = _pair_search(a, b, spacing, shells, n_kinds, areas, need)
+    return SurfelDistances(pred_to_gt=pg, gt_to_pred=gp, areas_mm2=areas)
 
 
 def boundary_distances(
@@ -865,9 +974,27 @@ def _check_label_pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
+def _offset(box: Box | None, outer: Box) -> Box | None:
+    """``box`` (in the coordinates of the crop ``outer``) in the full array's."""
+    if box is None:
+        return None
+    return tuple(
+        slice(o.start + b.start, o.start + b.stop) for b, o in zip(box, outer, strict=True)
+    )
+
+
 def _stats_per_class_pass(p: np.ndarray, g: np.ndarray, class_id: int) -> ClassStats:
-    pm = p == class_id
-    gm = g == class_id
+    """One class's statistics by comparisons, on the box of both maps' non-zero voxels when the
+    class is not 0 (it lives there; max-projections find that box without a full-volume
+    temporary, which matters for a few lesions in a whole-body volume)."""
+    outer = tuple(slice(0, n) for n in p.shape)
+    if class_id != 0:
+        found = _union_box(nonzero_box(p), nonzero_box(g))
+        if found is None:
+            return ClassStats(int(class_id), 0, 0, 0, None, None)
+        outer = found
+    pm = p[outer] == class_id
+    gm = g[outer] == class_id
     pred_box, gt_box = _mask_box(pm), _mask_box(gm)
     box = _union_box(pred_box, gt_box)
     both = int(np.count_nonzero(pm[box] & gm[box])) if box is not None else 0
@@ -876,8 +1003,8 @@ def _stats_per_class_pass(p: np.ndarray, g: np.ndarray, class_id: int) -> ClassS
         pred_voxels=int(np.count_nonzero(pm[pred_box])) if pred_box is not None else 0,
         gt_voxels=int(np.count_nonzero(gm[gt_box])) if gt_box is not None else 0,
         intersection_voxels=both,
-        pred_box=pred_box,
-        gt_box=gt_box,
+        pred_box=_offset(pred_box, outer),
+        gt_box=_offset(gt_box, outer),
     )
 
 
