@@ -28,7 +28,7 @@ from segloop.cli import usershift as usershift_cli
 from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
-from segloop.runs import termination_handler
+from segloop.workers import termination_handler
 
 
 def build_parser() -> argparse.ArgumentParser:
