@@ -40,7 +40,7 @@ from segloop.containers.registry import (
 )
 from segloop.core import dataset, images, results, stamps, store
 from segloop.core.records import Case, SegloopError
-from segloop.core.task import Limits, Task, Terminated
+from segloop.core.task import Limits, ModelBackend, Task, Terminated
 from segloop.loop import (
     case_result_of,
     check_channels,
@@ -184,14 +184,22 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None = None) -> str:
-    """The unit of work everywhere: load one case, run it, store it atomically."""
+def run_and_store_case(
+    spec: RunSpec,
+    run_dir: Path,
+    case_id: str,
+    gpu: int | None = None,
+    backend: ModelBackend | None = None,
+) -> str:
+    """The unit of work everywhere: load one case, run it, store it atomically. ``backend``
+    replaces the one ``spec.model_spec`` names (segloop.api: a function object, in-process)."""
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
     # Stamped before reading: a file replaced meanwhile makes the stamp stale, never the result.
     found = dataset.case_files(spec.dataset_dir, case_id, extra_mask_names(spec.dataset_dir))
     inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
-    backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
+    if backend is None:
+        backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     case = load_dataset_case(spec.dataset_dir, case_id)
     store.forget_predictions(run_dir, case_id)  # a killed earlier attempt's, if any
     keep = None
