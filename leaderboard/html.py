@@ -775,6 +775,7 @@ class SiteOptions:
     title: str = "segloop leaderboard"
     dataset_name: str = ""
     show_paths: bool = False
+    case_pages: bool = True  # a page per case of runs that kept predictions (seconds each)
 
 
 DEFAULT_SITE_OPTIONS = SiteOptions()
@@ -864,12 +865,16 @@ def render_site(
         )
         for submission in ranking.submissions:
             record = board.record(task, submission)
-            case_links, case_note = write_case_pages(
-                board,
-                task,
-                submission,
-                out_dir,
-                lambda name, **values: env.get_template(name).render(**common, **values),
+            case_links, case_note = (
+                write_case_pages(
+                    board,
+                    task,
+                    submission,
+                    out_dir,
+                    lambda name, **values: env.get_template(name).render(**common, **values),
+                )
+                if options.case_pages
+                else ({}, "Case pages were not written (segloop leaderboard --no-case-pages).")
             )
             ranked = ranking.table().set_index("submission").loc[submission]
             model = str(record.run.get("model", ""))

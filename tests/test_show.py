@@ -184,6 +184,11 @@ def test_leaderboard_links_case_pages_with_pictures(kept, tmp_path):
     assert main(["leaderboard", str(bare), "--out", str(other), "--bootstrap", "0"]) == 0
     assert not list(other.glob("case-*.html"))
     assert "kept no predictions" in (other / submission.name).read_text()
+    # and none on request, e.g. for hundreds of submissions
+    skip = tmp_path / "skip"
+    assert main(["leaderboard", str(run), "--out", str(skip), "--no-case-pages"]) == 0
+    assert not list(skip.glob("case-*.html"))
+    assert "--no-case-pages" in (skip / submission.name).read_text()
 
 
 def test_show_can_cut_through_the_largest_error_instead_of_the_click(kept, tmp_path):
