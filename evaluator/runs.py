@@ -35,7 +35,7 @@ from segloop.core import dataset, images, results, stamps, store, timing
 from segloop.core.challenges import CHALLENGES
 from segloop.core.faults import HarnessFault
 from segloop.core.records import Case, SegloopError
-from segloop.core.task import Limits, Task
+from segloop.core.task import Limits, ModelBackend, Task
 from segloop.loop import (
     case_result_of,
     check_channels,
@@ -203,13 +203,20 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None = None) -> str:
-    """The unit of work everywhere: load one case, run it, store it atomically.
+def run_and_store_case(
+    spec: RunSpec,
+    run_dir: Path,
+    case_id: str,
+    gpu: int | None = None,
+    backend: ModelBackend | None = None,
+) -> str:
+    """The unit of work everywhere: load one case, run it, store it atomically. ``backend``
+    replaces the one ``spec.model_spec`` names (segloop.api: a function object, in-process).
 
     A fault of the harness (engine unreachable, no space) raises :class:`HarnessFault` naming
     the case, which is then not stored (resume runs it again); never a scored failure."""
     try:
-        return _run_and_store_case(spec, run_dir, case_id, gpu)
+        return _run_and_store_case(spec, run_dir, case_id, gpu, backend)
     except HarnessFault as fault:
         raise HarnessFault(f"case {case_id} not stored: {fault}") from None
     except Exception as error:
@@ -219,7 +226,9 @@ def run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | No
         raise HarnessFault(f"case {case_id} not stored: {fault}") from None
 
 
-def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None) -> str:
+def _run_and_store_case(
+    spec: RunSpec, run_dir: Path, case_id: str, gpu: int | None, backend: ModelBackend | None
+) -> str:
     task = spec.task()
     limits = spec.limits if gpu is None else replace(spec.limits, gpus=(gpu,))
     io_started = time.perf_counter()
@@ -228,8 +237,8 @@ def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | N
     inputs = stamps.input_stamps(spec.dataset_dir, found.all_files())
     case = load_dataset_case(spec.dataset_dir, case_id)
     io_s = time.perf_counter() - io_started  # the time budget's I/O (segloop.core.timing)
-    backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
-    case = load_dataset_case(spec.dataset_dir, case_id)
+    if backend is None:
+        backend = open_backend(spec.model_spec, limits, task.send_previous_prediction)
     store.forget_predictions(run_dir, case_id)  # a killed earlier attempt's, if any
     keep = None
     if spec.save_predictions:
@@ -247,8 +256,8 @@ def _run_and_store_case(spec: RunSpec, run_dir: Path, case_id: str, gpu: int | N
     finally:
         release_backend(backend)
     result = case_result_of(outcome, task, spec.submission, store.config_hash(spec.config()))
-    timing = {**timing_json(outcome), "io_s": io_s, "inputs": inputs}
-    store.write_case_result(run_dir, result, timing)
+    case_timing = {**timing_json(outcome), "io_s": io_s, "inputs": inputs}
+    store.write_case_result(run_dir, result, case_timing)
     return case_id
 
 

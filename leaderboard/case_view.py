@@ -26,6 +26,8 @@ from segloop.runs import load_dataset_case
 # The channel a reader looks at first, where a task names its channels: the one the robot user
 # reads its targets from (autoPET's lesions are found on PET, not CT).
 PREFERRED_CHANNELS = ("PET",)
+# Where a picture cuts the volume: through the step's newest click, or its largest error.
+FOCUS_CHOICES = ("click", "error")
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,10 +139,13 @@ def check_step(view: CaseView, step: int) -> None:
         raise SegloopError(f"case {view.case_id}: no step {step} (steps {steps[0]}..{steps[-1]})")
 
 
-def step_figure(view: CaseView, step: int, width_px: int = 1200) -> Figure:
-    """Orthogonal slices through the step's newest click (or its largest error), the ground
-    truth contour, the kept prediction (if any) and the clicks so far; metrics in the title."""
+def step_figure(view: CaseView, step: int, width_px: int = 1200, focus: str = "click") -> Figure:
+    """Orthogonal slices through the step's newest click (``focus="error"``: the centre of its
+    largest error), the ground truth contour, the kept prediction (if any) and the clicks so
+    far; metrics in the title."""
     check_step(view, step)
+    if focus not in FOCUS_CHOICES:
+        raise SegloopError(f"focus {focus!r}: expected one of {', '.join(FOCUS_CHOICES)}")
     return pictures.case_step_figure(
         view.image,
         view.label,
@@ -150,11 +155,12 @@ def step_figure(view: CaseView, step: int, width_px: int = 1200) -> Figure:
         step,
         view.metrics_text(step),
         case_id=f"{view.case_id} ({view.channel_name})",
+        prefer="error" if focus == "error" else "click",
         width_px=width_px,
     )
 
 
-def strip_figure(view: CaseView, metric: str | None = None) -> Figure:
+def strip_figure(view: CaseView, metric: str | None = None, focus: str = "click") -> Figure:
     """One axial panel per step, each captioned with the step's ``metric`` (default: the
     task's first)."""
     steps = step_numbers(view)
@@ -174,6 +180,7 @@ def strip_figure(view: CaseView, metric: str | None = None) -> Figure:
         captions,
         steps=steps,
         case_id=f"{view.case_id} ({view.channel_name})",
+        prefer="error" if focus == "error" else "click",
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import pandas as pd
 from markupsafe import Markup
 
 from segloop.core import store
@@ -34,6 +35,7 @@ from segloop.core.results import SUMMARY_KINDS, aggregate, class_summaries, colu
 from segloop.leaderboard import case_view, pictures
 from segloop.leaderboard.board import Leaderboard, build_leaderboard, write_tables
 from segloop.leaderboard.ranking import DEFAULT_BOOTSTRAP_SAMPLES, TaskRanking
+from segloop.leaderboard.tables import write_table
 from segloop.leaderboard.usershift import UserShiftRow
 from segloop.leaderboard.usershift import write_table as write_user_shift
 
@@ -396,6 +398,29 @@ def task_classes(board: Leaderboard, task: str) -> dict[str, str]:
     return {}
 
 
+def class_frame(board: Leaderboard) -> pd.DataFrame:
+    """``data/classes.csv``: one row per task, submission, case, metric and class, with the
+    class's own AUC raw, AUC normalised and Final (:func:`class_summaries`)."""
+    rows = []
+    for record in board.records:
+        names = {str(k): str(v) for k, v in record.run["task"].get("classes", {}).items()}
+        for case_id, result in record.cases.items():
+            for metric, by_class in class_summaries(result).items():
+                for key, figures in by_class.items():
+                    rows.append(
+                        {
+                            "task": str(record.run["task"]["name"]),
+                            "submission": str(record.run["submission"]),
+                            "case_id": case_id,
+                            "metric": metric,
+                            "class_id": int(key),
+                            "class_name": names.get(key, ""),
+                            **{kind: figures.get(kind) for kind in SUMMARY_KINDS},
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
 def class_table(board: Leaderboard, task: str) -> Table | None:
     """For a multi-class task: each submission's mean over cases of every class's normalised
     AUC and Final, per metric (None for a one-class task: its mean is its class)."""
@@ -730,6 +755,37 @@ def failures_of(board: Leaderboard, task: str, submission: str) -> list[dict[str
 # ---------------------------------------------------------------- case pages
 
 
+def case_step_table(view: case_view.CaseView) -> Table:
+    """Every step of a case: its new interactions, each metric per class (with units), and
+    why it failed."""
+    result = view.result
+    keys = [str(k) for k in result.classes]
+    multi = len(keys) > 1
+    columns = [Column("Step"), Column("New interactions (voxel z, y, x)", numeric=False)]
+    for metric in result.metrics:
+        columns.append(Column(column_label(metric), title=direction_hint(metric)))
+        if multi:
+            columns += [Column(f"{result.classes[int(k)]}: {column_label(metric)}") for k in keys]
+    columns.append(Column("Failure", numeric=False))
+    rows = []
+    for step in result.steps:
+        given = ", ".join(
+            f"{'+' if i.positive else '−'}{i.kind} {i.class_id} at {list(i.coords[0])}"
+            for i in step.new_interactions or ()
+        )
+        cells = [number_cell(step.step), text_cell(given or "none")]
+        for metric in result.metrics:
+            value = step.metrics[metric]
+            cells.append(number_cell(value.mean, 4))
+            if multi:
+                cells += [number_cell(value.per_class.get(k), 4) for k in keys]
+        failure = step.failure
+        reason = f"{failure.reason.value}: {failure.detail}" if failure else ""
+        cells.append(text_cell(reason, cls="warn" if failure else ""))
+        rows.append(tuple(cells))
+    return Table(tuple(columns), tuple(rows), "steps", f"Steps of {result.case_id}")
+
+
 def case_pictures(run_dir: Path, case_id: str) -> dict[str, Any]:
     """The pictures of a case page, as data URIs (the page's policy allows no other image):
     the strip over all steps, the step after which the first metric fell most (if it fell),
@@ -745,6 +801,7 @@ def case_pictures(run_dir: Path, case_id: str) -> dict[str, Any]:
     steps.append((last, f"Step {last}: the last step"))
     return {
         "channel": view.channel_name,
+        "step_table": case_step_table(view),
         "strip": pictures.png_data_uri(case_view.strip_figure(view)),
         "steps": [
             {"heading": heading, "src": pictures.png_data_uri(case_view.step_figure(view, step))}
@@ -838,6 +895,7 @@ class SiteOptions:
     title: str = "segloop leaderboard"
     dataset_name: str = ""
     show_paths: bool = False
+    case_pages: bool = True  # a page per case of runs that kept predictions (seconds each)
 
 
 DEFAULT_SITE_OPTIONS = SiteOptions()
@@ -947,12 +1005,16 @@ def render_site(
         )
         for submission in ranking.submissions:
             record = board.record(task, submission)
-            case_links, case_note = write_case_pages(
-                board,
-                task,
-                submission,
-                out_dir,
-                lambda name, **values: env.get_template(name).render(**common, **values),
+            case_links, case_note = (
+                write_case_pages(
+                    board,
+                    task,
+                    submission,
+                    out_dir,
+                    lambda name, **values: env.get_template(name).render(**common, **values),
+                )
+                if options.case_pages
+                else ({}, "Case pages were not written (segloop leaderboard --no-case-pages).")
             )
             ranked = ranking.table().set_index("submission").loc[submission]
             model = str(record.run.get("model", ""))
@@ -997,6 +1059,7 @@ def write_site(
     ``user_shift``: rows of a user-shift table (``segloop user-shift``) to show and publish."""
     board = build_leaderboard(run_paths, score_overrides, n_bootstrap, seed, allow_mixed)
     write_tables(board, Path(out_dir) / "data")
+    write_table(class_frame(board), Path(out_dir) / "data", "classes")
     if user_shift:
         data = Path(out_dir) / "data"
         write_user_shift(user_shift, data / "user-shift.csv", data / "user-shift.json")

@@ -562,6 +562,15 @@ def _freeze_layout(figure: Figure) -> Figure:
     """
     figure.draw_without_rendering()
     figure.set_layout_engine("none")
+    # Snap every axes to whole pixels: the layout solver's positions differ in their last bits
+    # with the process's font-cache history, which moved contours and image edges by a grey
+    # level between two otherwise identical runs; whole pixels are the same every time.
+    width_px, height_px = figure.canvas.get_width_height()
+    for ax in figure.axes:
+        box = ax.get_position(original=True)
+        x0, x1 = round(box.x0 * width_px) / width_px, round(box.x1 * width_px) / width_px
+        y0, y1 = round(box.y0 * height_px) / height_px, round(box.y1 * height_px) / height_px
+        ax.set_position((x0, y0, x1 - x0, y1 - y0), which="both")
     return figure
 
 

@@ -112,6 +112,10 @@ def test_demo_writes_runs_summaries_and_a_leaderboard(tmp_path):
         assert max(summaries[task, "empty"]["mean_curve"]["dice"]) == 0.0
     index = (tmp_path / "demo" / "leaderboard" / "index.html").read_text()
     assert all(task in index for task in DEMO_TASKS)
+    # the demo keeps predictions: a case page with pictures per task, submission and case
+    case_pages = list((tmp_path / "demo" / "leaderboard").glob("case-*.html"))
+    assert len(case_pages) == len(DEMO_TASKS) * 2 * 3
+    assert all("data:image/png;base64," in page.read_text() for page in case_pages)
     again = segloop("demo", "--out", str(tmp_path / "demo"), "--cases", "3")
     assert again.returncode == 0  # resumes: nothing left to run, same summaries
     for (task, submission), summary in summaries.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from segloop.app import phantoms
@@ -24,7 +25,9 @@ def tooth_site(tmp_path_factory) -> tuple[Path, Path]:
     phantoms.write_phantom_dataset(root / "data", "jaw", 2, seed=0, shape=(24, 48, 48))
     run = root / "run"
     model = "python:segloop.baselines.region_growing:predict"
-    execute_run(root / "data", "toothfairy3", model, run, "rg", show_progress=False)
+    execute_run(
+        root / "data", "toothfairy3", model, run, "rg", show_progress=False, save_predictions=True
+    )
     site = root / "site"
     assert main(["leaderboard", str(run), "--out", str(site), "--bootstrap", "0"]) == 0
     return run, site
@@ -54,6 +57,15 @@ def test_multi_class_task_gets_per_class_columns_and_curves(tooth_site):
         finals = [r.steps[-1].metrics["dice"].per_class[key] for r in record.cases.values()]
         shown = float(rows[0][headers.index(f"{name}: Dice Final")])
         assert shown == pytest.approx(sum(finals) / len(finals), abs=5e-5)
+    classes_csv = pd.read_csv(site / "data" / "classes.csv")
+    dice = classes_csv[(classes_csv["metric"] == "dice") & (classes_csv["class_id"] == 2)]
+    assert set(dice["class_name"]) == {"Right_IAC"} and len(dice) == 2  # one row per case
+    finals = {c: r.steps[-1].metrics["dice"].per_class["2"] for c, r in record.cases.items()}
+    assert dict(zip(dice["case_id"], dice["final"], strict=True)) == pytest.approx(finals)
+    case_page = (site / html.case_page("toothfairy3", "rg", "jaw_000")).read_text()
+    headers, rows = cell_texts(case_page, "steps")
+    assert headers[:3] == ["Step", "New interactions (voxel z, y, x)", "Dice"]
+    assert "Left_IAC: Dice" in headers and len(rows) == 6
     assert "Interaction curves per class" in page
     charts = re.findall(r'aria-label="([^"]*\(class \d\), mean over cases)"', page)
     assert len(charts) == 4 and charts[0].startswith("Dice, Left_IAC (class 1)")  # metric x class

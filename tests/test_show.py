@@ -184,3 +184,24 @@ def test_leaderboard_links_case_pages_with_pictures(kept, tmp_path):
     assert main(["leaderboard", str(bare), "--out", str(other), "--bootstrap", "0"]) == 0
     assert not list(other.glob("case-*.html"))
     assert "kept no predictions" in (other / submission.name).read_text()
+    # and none on request, e.g. for hundreds of submissions
+    skip = tmp_path / "skip"
+    assert main(["leaderboard", str(run), "--out", str(skip), "--no-case-pages"]) == 0
+    assert not list(skip.glob("case-*.html"))
+    assert "--no-case-pages" in (skip / submission.name).read_text()
+
+
+def test_show_can_cut_through_the_largest_error_instead_of_the_click(kept, tmp_path):
+    _, run = kept
+    view = case_view.load_case_view(run, "pet_000", steps=[2])
+    error_centre = pictures.focus_voxel(
+        view.label, view.predictions[2], view.interactions, 2, view.spacing_mm, prefer="error"
+    )
+    assert view.predictions[2][error_centre] != view.label[error_centre]  # inside an error
+    figure = case_view.step_figure(view, 2, focus="error")
+    titles = [ax.get_title() for ax in figure.axes[:3]]
+    assert titles[0] == f"axial  z = {error_centre[0]}"
+    assert titles[1] == f"coronal  y = {error_centre[1]}"
+    out = tmp_path / "error.png"
+    args = ["show", str(run), "pet_000", "--step", "2", "--focus", "error", "--out", str(out)]
+    assert main(args) == 0 and out.read_bytes() == pictures.png_bytes(figure)

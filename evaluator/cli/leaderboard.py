@@ -78,6 +78,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="show local paths (dataset and run folders, paths in model specs); hidden by default",
     )
+    board.add_argument(
+        "--no-case-pages",
+        action="store_true",
+        help="no page per case, even for runs that kept predictions (they take ~1 s per case)",
+    )
     board.set_defaults(handler=leaderboard_command)
 
     gc = subparsers.add_parser(
@@ -209,7 +214,9 @@ def write_site(
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
-    options = html.SiteOptions(args.title, args.dataset_name, args.show_paths)
+    options = html.SiteOptions(
+        args.title, args.dataset_name, args.show_paths, case_pages=not args.no_case_pages
+    )
     user_shift = usershift.read_table(args.user_shift) if args.user_shift else ()
     index = write_site(
         args.runs,

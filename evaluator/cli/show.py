@@ -30,6 +30,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     show.add_argument("--data", type=Path, help="the dataset folder, if it moved since the run")
     show.add_argument("--channel", type=int, help="image channel (default: PET if any, else 0)")
+    show.add_argument(
+        "--focus",
+        choices=case_view.FOCUS_CHOICES,
+        default="click",
+        help="cut through the step's newest click (default) or the centre of its largest error",
+    )
     show.set_defaults(handler=show_command)
 
 
@@ -37,10 +43,10 @@ def show_command(args: argparse.Namespace) -> int:
     steps = None if args.step is None else [args.step]
     view = case_view.load_case_view(args.run, args.case, args.data, args.channel, steps)
     if args.step is None:
-        figure = case_view.strip_figure(view)
+        figure = case_view.strip_figure(view, focus=args.focus)
         default_name = f"{args.case}.png"
     else:
-        figure = case_view.step_figure(view, args.step)
+        figure = case_view.step_figure(view, args.step, focus=args.focus)
         default_name = f"{args.case}_step_{args.step:02d}.png"
     out = args.out or Path(args.run) / "pictures" / default_name
     if out.suffix.lower() != ".png":
