@@ -31,7 +31,6 @@ LARGE_MODULES = {
     "protocols/base.py": "the robot users' shared geometry (components, EDT centres, crops)",
     "protocols/generic.py": "the generic user styles and their eligibility masks",
     "protocols/recordings.py": "one reader per recording format (run, segloop, gc, csv)",
-    "leaderboard/html.py": "the static pages, one function per page",
     "leaderboard/pictures.py": "the case pictures: slices, contours, clicks, strips",
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from segloop.cli.main import main
-from segloop.leaderboard.html import task_page
+from segloop.leaderboard.html_cells import task_page
 from tests.test_leaderboard_helpers import HOSTILE_NAME, phantom_runs
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,7 +154,7 @@ def test_task_page_sorts_by_header_click(site, browser_page, tmp_path):
 
 def test_submission_page_shows_failures_as_text(site, browser_page):
     page, events = browser_page
-    from segloop.leaderboard.html import submission_page
+    from segloop.leaderboard.html_cells import submission_page
 
     page.goto((site / submission_page("autopet", HOSTILE_NAME)).as_uri())
     assert page.locator("h1").inner_text() == HOSTILE_NAME
@@ -211,7 +211,7 @@ def test_legend_hides_and_shows_a_line(site, browser_page):
 def test_case_page_pictures_load_and_fit(site, browser_page, tmp_path, width):
     page, events = browser_page
     page.set_viewport_size({"width": width, "height": 800})
-    from segloop.leaderboard.html import submission_page
+    from segloop.leaderboard.html_cells import submission_page
 
     page.goto((site / submission_page("autopet", "region-growing")).as_uri())
     page.locator("table#cases tbody tr:first-child td.name a").click()

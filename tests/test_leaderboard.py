@@ -14,7 +14,7 @@ from segloop.cli.main import main
 from segloop.core import store
 from segloop.leaderboard import tables
 from segloop.leaderboard.board import build_leaderboard, write_tables
-from segloop.leaderboard.html import slug, submission_page, task_page
+from segloop.leaderboard.html_cells import slug, submission_page, task_page
 from tests.test_leaderboard_helpers import (
     HOSTILE_ERROR,
     HOSTILE_NAME,
@@ -210,7 +210,7 @@ def test_case_table_counts_time_and_failures(runs):
 
 
 def test_chart_ticks_cover_the_data_with_readable_labels():
-    from segloop.leaderboard.html import line_chart, nice_ticks, tick_label
+    from segloop.leaderboard.html_charts import line_chart, nice_ticks, tick_label
 
     ticks = nice_ticks(0.0, 0.004)
     assert ticks[0] <= 0.0 and ticks[-1] >= 0.004

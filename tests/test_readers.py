@@ -14,7 +14,7 @@ from segloop.app import phantoms
 from segloop.cli.commands import execute_run
 from segloop.cli.main import main
 from segloop.core import store
-from segloop.leaderboard import html
+from segloop.leaderboard import html, html_cells
 from tests.test_leaderboard_helpers import flat_curves, write_run
 
 
@@ -46,7 +46,7 @@ def cell_texts(page: str, table_id: str) -> tuple[list[str], list[list[str]]]:
 
 def test_multi_class_task_gets_per_class_columns_and_curves(tooth_site):
     run, site = tooth_site
-    page = (site / html.task_page("toothfairy3")).read_text()
+    page = (site / html_cells.task_page("toothfairy3")).read_text()
     headers, rows = cell_texts(page, "classes")
     assert headers[0] == "Submission" and len(headers) == 1 + 2 * 2 * 2  # classes x metrics x 2
     assert any(h.startswith("Left_IAC: Dice") for h in headers)
@@ -62,7 +62,7 @@ def test_multi_class_task_gets_per_class_columns_and_curves(tooth_site):
     assert set(dice["class_name"]) == {"Right_IAC"} and len(dice) == 2  # one row per case
     finals = {c: r.steps[-1].metrics["dice"].per_class["2"] for c, r in record.cases.items()}
     assert dict(zip(dice["case_id"], dice["final"], strict=True)) == pytest.approx(finals)
-    case_page = (site / html.case_page("toothfairy3", "rg", "jaw_000")).read_text()
+    case_page = (site / html_cells.case_page("toothfairy3", "rg", "jaw_000")).read_text()
     headers, rows = cell_texts(case_page, "steps")
     assert headers[:3] == ["Step", "New interactions (voxel z, y, x)", "Dice"]
     assert "Left_IAC: Dice" in headers and len(rows) == 6
@@ -73,12 +73,12 @@ def test_multi_class_task_gets_per_class_columns_and_curves(tooth_site):
     autopet = write_run(site.parent / "one", "x", flat_curves({"c": 0.5}))
     one = site.parent / "one-site"
     assert main(["leaderboard", str(autopet), "--out", str(one), "--bootstrap", "0"]) == 0
-    assert 'id="classes"' not in (one / html.task_page("autopet")).read_text()
+    assert 'id="classes"' not in (one / html_cells.task_page("autopet")).read_text()
 
 
 def test_columns_have_units_and_the_auc_meaning_is_stated(tooth_site):
     _, site = tooth_site
-    page = (site / html.task_page("toothfairy3")).read_text()
+    page = (site / html_cells.task_page("toothfairy3")).read_text()
     headers, _ = cell_texts(page, "leaderboard")
     assert headers[:3] == ["Rank", "Submission", "Score"]
     assert headers[3].startswith("Dice AUC") and headers[4] == "Dice Final"
@@ -98,17 +98,17 @@ def test_title_dataset_name_paths_and_missing_cases(tmp_path):
     assert "<title>MNI tissue</title>" in index and "Dataset: MNI152 2009c" in index
     every_page = "".join(p.read_text() for p in site.glob("*.html"))
     assert str(runs) not in every_page and "/nowhere" not in every_page  # no local path
-    b_page = (site / html.submission_page("autopet", "b")).read_text()
+    b_page = (site / html_cells.submission_page("autopet", "b")).read_text()
     assert "1 case(s) of this task have no result from this submission" in b_page
     assert "c2" in b_page[b_page.index('id="missing-cases"') :][:400]
-    a_page = (site / html.submission_page("autopet", "a")).read_text()
+    a_page = (site / html_cells.submission_page("autopet", "a")).read_text()
     assert 'id="missing-cases"' not in a_page
     # wins always carry one decimal
-    _, rows = cell_texts((site / html.task_page("autopet")).read_text(), "leaderboard")
+    _, rows = cell_texts((site / html_cells.task_page("autopet")).read_text(), "leaderboard")
     assert all(re.fullmatch(r"\d+\.\d", row[-1]) for row in rows)
     shown = tmp_path / "shown"
     assert main(["leaderboard", str(runs), "--out", str(shown), "--show-paths"]) == 0
-    a_shown = (shown / html.submission_page("autopet", "a")).read_text()
+    a_shown = (shown / html_cells.submission_page("autopet", "a")).read_text()
     assert str((runs / "a").resolve()) in a_shown and "/nowhere" in a_shown
 
 

@@ -19,7 +19,7 @@ from segloop.core import store
 from segloop.core.metrics import binary
 from segloop.core.records import Interaction
 from segloop.core.results import CaseResult
-from segloop.leaderboard import case_view, html, pictures
+from segloop.leaderboard import case_view, html_cells, pictures
 from tests.test_leaderboard_helpers import SMALL_PET
 from tests.test_pictures import colour_mask
 
@@ -169,10 +169,10 @@ def test_leaderboard_links_case_pages_with_pictures(kept, tmp_path):
     _, run = kept
     site = tmp_path / "site"
     assert main(["leaderboard", str(run), "--out", str(site), "--bootstrap", "0"]) == 0
-    submission = site / html.submission_page("autopet", MODEL)
+    submission = site / html_cells.submission_page("autopet", MODEL)
     text = submission.read_text()
     for case_id in ("pet_000", "pet_001"):
-        page = html.case_page("autopet", MODEL, case_id)
+        page = html_cells.case_page("autopet", MODEL, case_id)
         assert f'href="{page}"' in text
         case_text = (site / page).read_text()
         assert case_text.count('src="data:image/png;base64,') >= 2  # the strip and a step
