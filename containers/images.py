@@ -10,8 +10,13 @@ No registry is reachable here (nor on many hospital clusters), so nothing is eve
    with ``pull=False`` and no network. A recipe's build context is assembled from the files it
    names; its content hash (plus the base image id) is stored as a label, so an unchanged
    recipe is skipped and a changed one is rebuilt.
+3. ``segloop/scoring`` (the image a Codabench bundle names; ``--with-scoring``, also built with
+   ``--with-tests``) is a recipe whose context also gets ``wheels/``: segloop's own wheel, built
+   from the source, and the pinned wheels of its dependencies
+   (``containers/recipes/scoring/requirements.txt``), downloaded once from the package index
+   into the cache. The recipe unpacks them without pip; numpy and scipy are Debian's.
 
-``segloop images build [--with-tests] [--force]`` runs all of it.
+``segloop images build [--with-tests] [--with-scoring] [--force]`` runs all of it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from segloop.containers.wheels import (
+    PACKAGE_SOURCES,
+    build_own_wheel,
+    dependency_wheels,
+    wheel_platforms,
+)
 from segloop.core.records import SegloopError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +49,9 @@ BASELINE_IMAGE = "segloop/baseline-region-growing:latest"
 TRIVIAL_IMAGE = "segloop/trivial:latest"
 TEMPLATE_IMAGE = "segloop/template-example:latest"
 GC_EXAMPLE_IMAGE = "segloop/gc-example:latest"
+# Named in the competition.yaml of `segloop codabench-bundle`; its tag is segloop's version.
+SCORING_IMAGE = "segloop/scoring:0.1.0"
+SCORING_REQUIREMENTS = "containers/recipes/scoring/requirements.txt"
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("SEGLOOP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -116,6 +130,10 @@ class Recipe:
 
     dockerfile: repo-relative path of its Dockerfile.
     files: (path in the build context, repo-relative source file or folder) pairs.
+    wheels: repo-relative requirements file (exact pins) whose wheels, with segloop's own wheel,
+      go into the context's ``wheels/`` (its hash then covers segloop's source too).
+    for_scoring: built with ``--with-scoring`` or ``--with-tests`` (it needs the package index
+      the first time).
     """
 
     name: str
@@ -124,6 +142,8 @@ class Recipe:
     files: tuple[tuple[str, str], ...]
     buildargs: Mapping[str, str] = field(default_factory=dict)
     for_tests: bool = False
+    wheels: str = ""
+    for_scoring: bool = False
 
 
 def recipes() -> tuple[Recipe, ...]:
@@ -145,6 +165,14 @@ def recipes() -> tuple[Recipe, ...]:
             TRIVIAL_IMAGE,
             "baselines/recipes/trivial/Dockerfile",
             (sdk, ("empty.py", "baselines/recipes/trivial/empty.py")),
+        ),
+        Recipe(
+            "scoring",
+            SCORING_IMAGE,
+            "containers/recipes/scoring/Dockerfile",
+            (("install_wheels.py", "containers/recipes/scoring/install_wheels.py"),),
+            wheels=SCORING_REQUIREMENTS,
+            for_scoring=True,
         ),
     )
     tests = (
@@ -297,6 +325,12 @@ def _context_hash(recipe: Recipe, base_id: str) -> str:
         for path in _files_under(REPO_ROOT / source):
             digest.update(f"{destination}:{path.relative_to(REPO_ROOT)}\0".encode())
             digest.update(path.read_bytes())
+    if recipe.wheels:
+        digest.update(f"wheels:{wheel_platforms()}\0".encode())
+        for source in (recipe.wheels, *PACKAGE_SOURCES):
+            for path in _files_under(REPO_ROOT / source):
+                digest.update(f"{path.relative_to(REPO_ROOT)}\0".encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -331,6 +365,12 @@ def build_recipe(
                 )
             else:
                 shutil.copyfile(REPO_ROOT / source, target)
+        if recipe.wheels:
+            wheels = context_dir / "wheels"
+            shutil.copytree(
+                dependency_wheels(REPO_ROOT / recipe.wheels, cache_dir(), log=log), wheels
+            )
+            log(f"wheels: {build_own_wheel(REPO_ROOT, wheels).name}")
         try:
             image, _ = client.images.build(
                 path=str(context_dir),
@@ -361,11 +401,13 @@ def build_recipe(
 def build_images(
     with_tests: bool = False,
     force: bool = False,
+    with_scoring: bool = False,
     refresh_rootfs: bool = False,
     only: Iterable[str] = (),
     log: Log = print,
 ) -> list[str]:
-    """Build the base image and the recipes (``only``: recipe names); return the tags built."""
+    """Build the base image and the recipes (``only``: recipe names); return the tags built.
+    The scoring image comes with ``with_scoring`` or ``with_tests`` (a test runs it)."""
     client = docker_client()
     base_id = build_base_image(client, force=force, refresh_rootfs=refresh_rootfs, log=log)
     wanted = set(only)
@@ -374,6 +416,8 @@ def build_images(
         if wanted and recipe.name not in wanted:
             continue
         if recipe.for_tests and not with_tests and not wanted:
+            continue
+        if recipe.for_scoring and not (with_scoring or with_tests) and not wanted:
             continue
         build_recipe(client, recipe, base_id, force=force, log=log)
         tags.append(recipe.tag)

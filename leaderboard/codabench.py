@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from segloop.containers.images import SCORING_IMAGE
 from segloop.core import store, untrusted
 from segloop.core.challenges import CHALLENGES, Challenge, challenge_to_toml
 from segloop.core.metrics.registry import higher_is_better
@@ -48,7 +49,6 @@ PREDICTION_NAME = re.compile(
 )
 REFERENCE_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".nrrd")
 TASK_FILE = "segloop.json"
-SCORING_IMAGE = "segloop/scoring:0.1.0"
 TASK_TOML = "task.toml"  # a TOML task's file name inside the bundle's scoring program
 
 
@@ -277,7 +277,8 @@ SCORE_PY = '''#!/usr/bin/env python3
 """Codabench scoring program: segloop scores the submission.
 
 Codabench runs: python3 /app/program/score.py /app/input /app/output
-The docker image must have segloop installed (pip install segloop).
+The docker image must have segloop installed: segloop/scoring, built by
+`segloop images build --with-scoring` from segloop's source.
 """
 
 import os
@@ -363,7 +364,9 @@ def write_bundle(spec: Challenge, out_dir: Path) -> list[Path]:
         "README.md": (
             "Example Codabench bundle written by `segloop codabench-bundle`.\n\n"
             f"The scoring program needs a docker image with segloop installed, named {SCORING_IMAGE}\n"
-            "in competition.yaml (build it from segloop's source: `pip install .`).\n"
+            "in competition.yaml: build it from segloop's source with\n"
+            "`segloop images build --with-scoring`, then `docker push` it under a name Codabench\n"
+            "can pull (and put that name in competition.yaml's docker_image).\n"
             "Add the ground truth to reference_data/, zip the folder's content and upload it.\n"
             "Test locally: segloop codabench-score INPUT OUTPUT with INPUT/ref = reference_data,\n"
             "INPUT/res = an unzipped submission.\n"

@@ -372,6 +372,90 @@ def test_codabench_bundle_runs_its_own_scoring_program(recorded, tmp_path):
     assert set(keys) <= set(read_json(output / "scores.json"))
 
 
+def test_scoring_image_pins_satisfy_pyproject():
+    """The scoring image's pinned wheels (and segloop/base's Debian numpy and scipy) satisfy
+    every runtime dependency of pyproject.toml; its tag is segloop's version."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from segloop.containers import images
+
+    pins = {}
+    for line in (ROOT / images.SCORING_REQUIREMENTS).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            pins[canonicalize_name(name)] = pinned.strip()
+    pins |= {"numpy": "1.24.2", "scipy": "1.10.1"}  # Debian bookworm's, in segloop/base
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned in {images.SCORING_REQUIREMENTS}"
+        assert requirement.specifier.contains(pins[name]), (text, pins[name])
+    assert images.SCORING_IMAGE == f"segloop/scoring:{version('segloop')}"
+    assert codabench.SCORING_IMAGE == images.SCORING_IMAGE
+
+
+@pytest.fixture(scope="module")
+def scoring_image():
+    """segloop/scoring built (``segloop images build --with-scoring``; quick when unchanged)."""
+    try:
+        import docker as docker_sdk
+
+        client = docker_sdk.from_env()
+        client.ping()
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"no Docker engine reachable: {type(error).__name__}: {error}")
+    from segloop.containers.images import build_images
+
+    build_images(only=["scoring"], log=lambda message: None)
+    return client
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_codabench_bundle_scores_in_its_scoring_image(recorded, tmp_path, scoring_image):
+    """The image competition.yaml names runs the bundle's scoring program as Codabench does
+    (metadata.yaml's command, /app/program, /app/input, /app/output), without network, and
+    writes the scores segloop gives on the host."""
+    bundle = tmp_path / "bundle"
+    assert main(["codabench-bundle", "--task", "autopet", "--out", str(bundle)]) == 0
+    image = codabench.SCORING_IMAGE
+    assert f"docker_image: {json.dumps(image)}" in (bundle / "competition.yaml").read_text()
+    metadata = (bundle / "scoring_program" / "metadata.yaml").read_text()
+    command = metadata.removeprefix("command:").strip()
+    input_dir = build_codabench_input(recorded, tmp_path / "platform")
+    host = tmp_path / "host"
+    assert main(["codabench-score", str(input_dir), str(host)]) == 0
+    output = tmp_path / "platform" / "output"
+    output.mkdir()
+    container = scoring_image.containers.run(
+        image,
+        ["sh", "-c", command],
+        network_mode="none",
+        user=f"{os.getuid()}:{os.getgid()}",
+        volumes={
+            str(bundle / "scoring_program"): {"bind": "/app/program", "mode": "ro"},
+            str(input_dir): {"bind": "/app/input", "mode": "ro"},
+            str(output): {"bind": "/app/output", "mode": "rw"},
+        },
+        detach=True,
+    )
+    try:
+        status = container.wait(timeout=300)
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] == 0, logs
+    assert read_json(output / "scores.json") == read_json(host / "scores.json")
+    assert read_json(output / "scores.json")["num_cases"] == NUM_CASES
+    html = (output / "detailed_results.html").read_text()
+    assert all(case_id in html for case_id in recorded["case_ids"])
+
+
 def test_gc_evaluate_reads_socket_keys_of_newer_grand_challenge(recorded, tmp_path):
     build_gc_layout(recorded, tmp_path, drop=("none", -1), fail=("none", -1))
     assert main(gc_args(tmp_path)) == 0

@@ -33,7 +33,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--with-tests",
         action="store_true",
-        help="also the images the tests use (template example, GC example, hostile containers)",
+        help="also the images the tests use (template example, GC example, hostile containers) "
+        "and segloop/scoring",
+    )
+    build.add_argument(
+        "--with-scoring",
+        action="store_true",
+        help="also segloop/scoring, the image a Codabench bundle names (segloop and its "
+        "dependencies; the pinned wheels are downloaded from the package index the first time, "
+        "then cached)",
     )
     build.add_argument(
         "--force", action="store_true", help="re-import the base and rebuild every image"
@@ -69,6 +77,7 @@ def build_command(args: argparse.Namespace) -> int:
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     build_images(
         with_tests=args.with_tests,
+        with_scoring=args.with_scoring,
         force=args.force,
         refresh_rootfs=args.refresh_rootfs,
         only=only,
