@@ -48,7 +48,7 @@ import numpy as np
 from scipy import ndimage
 
 from segloop.core.formats_cvpr25 import BOX_MID_SLICES, box_mid_slice
-from segloop.core.metrics.surface_engine import FEW_CLASSES, multiclass_overlap
+from segloop.core.metrics.surface_engine import FEW_CLASSES, class_boxes, multiclass_overlap
 from segloop.core.records import Case, Interaction, SegloopError
 from segloop.protocols.base import Coord, center_point, largest_error_component, rng_for
 
@@ -152,8 +152,8 @@ def sakinis_clicks(
     """Every class's Sakinis click (classes predicted perfectly get none), in ``class_ids``
     order: the same clicks as :func:`sakinis_click` class by class.
 
-    With more than ``FEW_CLASSES`` classes (a many-organ MedSegFM case) one pass over both
-    maps finds every class's box and voxel counts (:func:`multiclass_overlap`), then each
+    With more than ``FEW_CLASSES`` classes (a many-organ MedSegFM case) one pass over each
+    map finds every class's box (:func:`class_boxes`), then each
     class's error component and EDT are computed on its own box (issue 16, item 2): a class's
     error lies inside the union of its boxes in both maps, and the click depends only on the
     component (its EDT treats every face as background), so cropping changes nothing. With
@@ -169,9 +169,9 @@ def sakinis_clicks(
             if click is not None:
                 out.append(ClassClick(class_id, click[0], click[1], True if click[1] else None))
         return out
-    stats = multiclass_overlap(prediction, label, ids)
+    boxes = class_boxes(prediction, label, ids)
     for class_id in ids:
-        box = stats[class_id].box
+        box, in_label = boxes[class_id]
         if box is None:
             continue
         # the class's masks on its box: contiguous, so the block search reads them 8 at a time
@@ -186,7 +186,6 @@ def sakinis_clicks(
         if click is None:
             continue
         point = tuple(int(b.start + v) for b, v in zip(box, click[0], strict=True))
-        in_label = stats[class_id].gt_voxels > 0
         out.append(ClassClick(class_id, point, click[1], in_label))  # type: ignore[arg-type]
     return out
 

@@ -301,3 +301,23 @@ def test_many_class_boxes_from_one_pass_equal_full_mask_boxes(mid_slice):
             expected.append((class_id, box))
     assert [(b.class_id, tuple(b.coords)) for b in boxes] == expected
     assert len(expected) >= 10 and 3 not in [c for c, _ in expected]
+
+
+def test_class_boxes_equal_the_one_pass_statistics():
+    """The clicks' cheaper box pass (two find_objects) gives the boxes and presence of the full
+    one-pass statistics, in 3-D and 2-D, with classes absent from either map."""
+    from segloop.core.metrics.surface_engine import class_boxes, multiclass_overlap
+
+    rng = np.random.default_rng(4)
+    for shape in ((12, 20, 24), (30, 40)):
+        gt = rng.integers(0, 9, size=shape).astype(np.uint8)
+        gt[gt == 7] = 0  # class 7 only in the prediction
+        pred = np.roll(gt, 1, axis=0)
+        pred[pred == 5] = 0  # class 5 only in the ground truth
+        ids = list(range(1, 10))  # class 9 in neither
+        stats = multiclass_overlap(pred, gt, ids)
+        boxes = class_boxes(pred, gt, ids)
+        assert set(boxes) == set(ids)
+        for class_id in ids:
+            assert boxes[class_id] == (stats[class_id].box, stats[class_id].gt_voxels > 0)
+        assert boxes[9] == (None, False) and boxes[7][1] is False and boxes[5][1] is True

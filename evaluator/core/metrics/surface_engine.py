@@ -1087,6 +1087,30 @@ def multiclass_overlap(pred: Any, gt: Any, class_ids: Sequence[int]) -> dict[int
     return out
 
 
+def class_boxes(pred: Any, gt: Any, class_ids: Sequence[int]) -> dict[int, tuple[Box | None, bool]]:
+    """Per class of ``class_ids``: (the box holding the class in both maps, whether the ground
+    truth has it), from one ``ndimage.find_objects`` pass over each map.
+
+    What the Sakinis user needs of many classes (its clicks depend only on the class's masks
+    inside a box that holds them): cheaper than :func:`multiclass_overlap`, which also counts
+    the intersections (about a third of its time on a 100-class 512 x 512 x 300 map). Labels
+    that are not positive integers (none in practice) fall back to it.
+    """
+    p, g = _check_label_pair(pred, gt)
+    ids = [int(c) for c in class_ids]
+    if not ids or min(ids) < 1 or p.dtype == bool or g.dtype == bool:
+        stats = multiclass_overlap(p, g, ids)
+        return {c: (stats[c].box, stats[c].gt_voxels > 0) for c in ids}
+    top = max(ids)
+    pred_objects = ndimage.find_objects(p, max_label=top)
+    gt_objects = ndimage.find_objects(g, max_label=top)
+    out = {}
+    for class_id in ids:
+        in_pred, in_gt = pred_objects[class_id - 1], gt_objects[class_id - 1]
+        out[class_id] = (_union_box(in_pred, in_gt), in_gt is not None)
+    return out
+
+
 def _fortran_only(array: np.ndarray) -> bool:
     return array.flags.f_contiguous and not array.flags.c_contiguous
 
