@@ -428,7 +428,10 @@ def test_image_archive_is_loaded_never_pulled(docker_client, tmp_path):
 def _harness_script(tmp_path: Path) -> Path:
     script = tmp_path / "harness.py"
     script.write_text(
-        "import sys\n"
+        "import signal, sys\n"
+        # a harness started from a shell without job control inherits SIGINT ignored (POSIX,
+        # for background commands); a person's Ctrl-C reaches a foreground harness, as here
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from tests.test_docker import small_case, QUICK\n"
         "from segloop.containers.docker.backend import DockerBackend\n"
