@@ -169,6 +169,5 @@ def direction_hint(metric: str) -> str:
 
 def percent_cell(fraction: float | None) -> Cell:
     """A fraction x 100 with one decimal, always (75.0 beside 80.0, not 80)."""
-    if is_missing(fraction):
-        return number_cell(None)
-    return Cell(f"{100 * float(fraction):.1f}", sort_key(fraction))
+    percent = None if is_missing(fraction) else 100 * float(fraction)
+    return Cell(fixed_number(percent, 1), sort_key(fraction))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from segloop.core.records import SegloopError
 from segloop.leaderboard.usershift import (
@@ -66,6 +69,32 @@ def named_sources(items: list[str], what: str) -> dict[str, Path]:
     return sources
 
 
+class DatasetLabels(Mapping):
+    """The cases' labels and, as a mapping, their spacings, from one read per case: the table
+    asks for a case's spacing and then its label, one case at a time."""
+
+    def __init__(self, data: Path, case_ids: list[str]) -> None:
+        self.data, self.case_ids = data, case_ids
+        self.last: tuple[str, tuple[np.ndarray, tuple[float, float, float]]] | None = None
+
+    def read(self, case_id: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+        if self.last is None or self.last[0] != case_id:
+            self.last = (case_id, read_dataset_label(self.data, case_id))
+        return self.last[1]
+
+    def label(self, case_id: str) -> np.ndarray:
+        return self.read(case_id)[0]
+
+    def __getitem__(self, case_id: str) -> tuple[float, float, float]:
+        return self.read(case_id)[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.case_ids)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+
 def user_shift_command(args: argparse.Namespace) -> int:
     annotators = named_sources(args.annotators, "annotators")
     robots = named_sources(args.robots, "robots")
@@ -77,15 +106,13 @@ def user_shift_command(args: argparse.Namespace) -> int:
     shared = set.intersection(
         *(set(s) for s in [*annotator_sessions.values(), *robot_sessions.values()])
     )
-    spacing_mm = None
-    if args.mm:  # the spacing of every shared case (read ahead; its label is read again later)
-        spacing_mm = {case_id: read_dataset_label(args.data, case_id)[1] for case_id in shared}
+    labels = DatasetLabels(args.data, sorted(shared))
     rows = user_shift_table(
         annotator_sessions,
         robot_sessions,
-        lambda case_id: read_dataset_label(args.data, case_id)[0],
+        labels.label,
         class_id=args.class_id,
-        spacing_mm=spacing_mm,
+        spacing_mm=labels if args.mm else None,
         undefined_case=args.undefined_case,
     )
     print(format_table(rows))
