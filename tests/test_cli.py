@@ -245,3 +245,18 @@ def test_escape_sequences_from_a_model_are_shown_not_obeyed(tmp_path):
     assert "boom\\x1b]0;pwned\\x07" in run.stderr
     (case_file,) = (tmp_path / "run" / "cases").glob("pet_*[0-9].json")
     assert "\x1b]0;pwned" in json.loads(case_file.read_text())["steps"][0]["failure"]["detail"]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`segloop tasks | head -1`: the pipe closes before segloop writes; no traceback, the
+    shell's exit code for a program stopped by a closed pipe."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segloop", "tasks", "autopet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -29,6 +30,9 @@ from segloop.core.faults import EXIT_HARNESS_FAULT, HarnessFault
 from segloop.core.records import SegloopError, terminal_safe
 from segloop.core.task import Terminated
 from segloop.workers import termination_handler
+
+#: 128 + SIGPIPE, what a shell reports for a program stopped by a closed pipe
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
     try:
         return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`segloop tasks | head -1`): stop quietly, as Unix tools do;
+        # stdout onto /dev/null so the interpreter's last flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), streams[0].fileno())
+        return EXIT_BROKEN_PIPE
     finally:
         sys.stdout, sys.stderr = streams
 
